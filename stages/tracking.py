@@ -42,7 +42,7 @@ CMU_OKS_SIGMAS: tuple[float, ...] = tuple(_COCO_SIGMAS[part] for part in (
 class TrackerParams:
     """Settings of :class:`Tracker`.
 
-    oks_threshold: least keypoint similarity (0..1) for a person to continue a track.
+    oks_threshold: least keypoint similarity (0 < t <= 1) for a person to continue a track.
     max_age: updates a track may go unmatched and still be continued; after more it is dropped.
     sigmas: per-keypoint OKS falloff (18 values > 0, CMU order), as a fraction of the person's
         scale; defaults to COCO's values with the neck taken from the shoulders.
@@ -67,13 +67,13 @@ class TrackerParams:
     lost_discount: float = 0.02
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.oks_threshold <= 1.0:
-            raise ValueError(f"oks_threshold must be in [0, 1], got {self.oks_threshold}")
+        if not 0.0 < self.oks_threshold <= 1.0:
+            raise ValueError(f"oks_threshold must be in (0, 1], got {self.oks_threshold}")
         if self.max_age < 0:
             raise ValueError(f"max_age must be >= 0, got {self.max_age}")
-        if len(self.sigmas) != NUM_KEYPOINTS or min(self.sigmas) <= 0:
+        if len(self.sigmas) != NUM_KEYPOINTS or not min(self.sigmas) > 0:
             raise ValueError(f"sigmas must be {NUM_KEYPOINTS} values > 0, got {self.sigmas}")
-        if self.min_scale_px <= 0:
+        if not self.min_scale_px > 0:
             raise ValueError(f"min_scale_px must be > 0, got {self.min_scale_px}")
         if not 1 <= self.min_shared_keypoints <= NUM_KEYPOINTS:
             raise ValueError(

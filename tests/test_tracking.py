@@ -248,7 +248,7 @@ def test_pose_scales_and_match_pairs():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("oks_threshold", -0.1), ("oks_threshold", 1.5), ("max_age", -1), ("sigmas", (0.1,) * 17),
+    ("oks_threshold", 0.0), ("oks_threshold", 1.5), ("min_scale_px", float("nan")), ("max_age", -1), ("sigmas", (0.1,) * 17),
     ("sigmas", (0.0,) * 18), ("min_scale_px", 0.0), ("min_shared_keypoints", 0),
     ("velocity_smoothing", 0.0), ("velocity_smoothing", 1.5), ("lost_discount", -0.1),
     ("lost_discount", 1.0),
