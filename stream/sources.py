@@ -1,0 +1,400 @@
+"""Frame sources: video file, image file, image folder and the built-in demo stream.
+
+Every source is an iterator of :class:`~stream.items.Frame` with increasing ``index`` from 0, a
+``capture_time`` from ``time.monotonic()`` and its ``name``.  ``open()`` raises
+:class:`~stream.errors.SourceError` naming the source when it cannot be read; ``close()`` may be
+called any number of times; a source is also a context manager.  Sources never retry: live
+sources (webcam, rtsp, http) live in ``stream/live.py`` and get their reconnects from one wrapper.
+
+``open_source(cfg, name)`` picks the kind from ``cfg.uri`` and returns the source already opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from stream.errors import SourceError
+from stream.items import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
+DEMO_URI = "demo"
+DEMO_SIZE = (640, 480)               # width, height of the demo frames
+DEMO_FPS = 30.0                      # nominal rate: frame time = index / DEMO_FPS
+WEBCAM_PROBE_TIMEOUT_S = 3.0         # longest wait for webcam 0 when no source is given
+
+
+class Source(ABC):
+    """An iterator of frames from one input.
+
+    Attributes: ``name`` (the ``source`` of every frame), ``is_live`` (frames arrive in real time
+    and may be dropped: queue policy ``drop_oldest``), ``fps`` (frame rate when known, else None),
+    ``frame_count`` (number of frames when known and finite, else None).
+    """
+
+    is_live: bool = False
+
+    def __init__(self, name: str):
+        self.name = name
+        self.fps: float | None = None
+        self.frame_count: int | None = None
+        self._opened = False
+        self._closed = False
+
+    def open(self) -> Source:
+        """Open the input (idempotent); raises SourceError naming the source."""
+        if not self._opened:
+            self._open()
+            self._opened = True
+        return self
+
+    def close(self) -> None:
+        """Release the input; safe to call more than once."""
+        if self._opened and not self._closed:
+            self._closed = True
+            self._close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.open()
+        return self._frames()
+
+    def __enter__(self) -> Source:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Check and open the input; raise SourceError when it cannot be read."""
+
+    @abstractmethod
+    def _frames(self) -> Iterator[Frame]:
+        """Yield the frames, index from 0."""
+
+    def _close(self) -> None:
+        """Release what ``_open`` acquired."""
+
+    def _frame(self, image: np.ndarray, index: int, time_s: float, file: str | None = None) -> Frame:
+        return Frame(image=image, index=index, capture_time=time.monotonic(), time=time_s,
+                     source=self.name, file=file)
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise SourceError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise SourceError(f"{what} is not a file: {path}")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 BGR; SourceError naming the file if it is not an image."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        raise SourceError(f"cannot read image {path}: {err.strerror or err}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"not a readable image: {path}")
+    return image
+
+
+class VideoFileSource(Source):
+    """Frames of a video file, decoded with OpenCV; ``time`` = index / fps.
+
+    The file is probed with PyAV first so that a file which is not a video fails with one clean
+    SourceError (and no decoder chatter on stderr).  ``loop=True`` starts again at the end, with
+    indices and times still increasing (``frame_count`` is then None: the stream is endless).
+    ``close()`` may come from another thread: reads and the release share a lock.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str = "cam0", loop: bool = False):
+        super().__init__(name)
+        self.path = Path(path)
+        self.loop = loop
+        self._capture: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> None:
+        _require_file(self.path, "video file")
+        probed_fps = _probe_video(self.path)
+        self._capture, self._first = self._start_capture()
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 and math.isfinite(fps) else probed_fps
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 and not self.loop else None
+        log.debug("opened video %s: fps=%s frames=%s", self.path, self.fps, self.frame_count)
+
+    def _start_capture(self) -> tuple[cv2.VideoCapture, np.ndarray]:
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        ok, image = capture.read() if capture.isOpened() else (False, None)
+        if not ok:
+            capture.release()
+            raise SourceError(f"not a video file (no decodable frame): {self.path}")
+        return capture, image
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            image, self._first = self._first, None
+            while image is not None:
+                yield self._frame(image, index, self._time_of(index))
+                index += 1
+                image = self._read()
+            with self._lock:
+                if not self.loop or self._capture is None:
+                    return
+                self._capture.release()
+                self._capture, self._first = self._start_capture()
+
+    def _read(self) -> np.ndarray | None:
+        with self._lock:
+            if self._capture is None:
+                return None
+            ok, image = self._capture.read()
+        return image if ok else None
+
+    def _time_of(self, index: int) -> float:
+        if self.fps:
+            return index / self.fps
+        with self._lock:
+            capture = self._capture
+            return float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0 if capture is not None else 0.0
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._capture is not None:
+                self._capture.release()
+                self._capture = None
+
+
+def _probe_video(path: Path) -> float | None:
+    """Check that ``path`` holds a video stream (SourceError if not); return its frame rate."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SourceError(f"not a video file (no video stream): {path}")
+            rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
+    except av.error.FFmpegError as err:
+        raise SourceError(f"not a video file: {path} ({err.strerror or type(err).__name__})") from None
+    return float(rate) if rate else None
+
+
+class ImageFileSource(Source):
+    """One image file as a one-frame stream (``loop=True`` repeats it); frames carry ``file``."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "cam0", loop: bool = False):
+        super().__init__(name)
+        self.path = Path(path)
+        self.loop = loop
+        self._image: np.ndarray | None = None
+
+    def _open(self) -> None:
+        _require_file(self.path, "image file")
+        self._image = read_image(self.path)
+        self.frame_count = None if self.loop else 1
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while index == 0 or (self.loop and not self._closed):
+            yield self._frame(self._image, index, float(index), file=self.path.name)
+            index += 1
+
+
+class ImageFolderSource(Source):
+    """The images of a folder in sorted name order (common image extensions, not recursive).
+
+    Frames carry ``file`` (the file name); ``time`` is the index (one second per image, since a
+    folder has no frame rate).  An image that cannot be read raises SourceError naming it.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str = "cam0", loop: bool = False):
+        super().__init__(name)
+        self.path = Path(path)
+        self.loop = loop
+        self.files: list[Path] = []
+
+    def _open(self) -> None:
+        if not self.path.is_dir():
+            raise SourceError(f"image folder not found: {self.path}")
+        self.files = list_images(self.path)
+        if not self.files:
+            extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise SourceError(f"no images in folder {self.path} (looked for {extensions})")
+        self.frame_count = None if self.loop else len(self.files)
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            for path in self.files:
+                if self._closed:
+                    return
+                yield self._frame(read_image(path), index, float(index), file=path.name)
+                index += 1
+            if not self.loop:
+                return
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
+    return sorted(
+        (p for p in folder.iterdir()
+         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS),
+        key=lambda p: p.name,
+    )
+
+
+class DemoSource(Source):
+    """A built-in sample stream: a real photo slowly panned and zoomed, at 640x480.
+
+    The photo is matplotlib's sample ``grace_hopper.jpg`` (a portrait, so a skeleton can be
+    drawn on it) set on a blurred copy of itself.  Frames are made as fast as they are consumed
+    (no pacing); ``time`` = index / 30.  Endless unless ``max_frames`` is given.
+    """
+
+    def __init__(self, name: str = "cam0", max_frames: int | None = None):
+        super().__init__(name)
+        self.max_frames = max_frames
+        self.fps = DEMO_FPS
+        self.frame_count = max_frames
+        self.photo_path: Path | None = None
+        self._scene: np.ndarray | None = None
+
+    def _open(self) -> None:
+        self.photo_path = demo_photo_path()
+        self._scene = demo_scene(read_image(self.photo_path), DEMO_SIZE)
+        log.debug("demo stream from %s", self.photo_path)
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while (self.max_frames is None or index < self.max_frames) and not self._closed:
+            time_s = index / DEMO_FPS
+            yield self._frame(demo_view(self._scene, time_s, DEMO_SIZE), index, time_s)
+            index += 1
+
+
+def demo_photo_path() -> Path:
+    """The photo behind the demo stream: matplotlib's grace_hopper.jpg, else another sample image."""
+    import matplotlib
+
+    sample_dir = Path(matplotlib.get_data_path()) / "sample_data"
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
+        if (sample_dir / name).is_file():
+            if name != "grace_hopper.jpg":
+                log.warning("matplotlib ships no grace_hopper.jpg; the demo uses %s (no person in it)", name)
+            return sample_dir / name
+    raise SourceError(f"demo source: no sample photo in {sample_dir}")
+
+
+def demo_scene(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 4:3 (``size``'s aspect) canvas: the photo, sharp, centred on a blurred, darker copy of itself."""
+    out_w, out_h = size
+    photo_h, photo_w = photo.shape[:2]
+    scene_h = max(photo_h, out_h)
+    scene_w = max(int(round(scene_h * out_w / out_h)), photo_w)
+    background = cv2.resize(photo, (scene_w, scene_h), interpolation=cv2.INTER_AREA)
+    background = (cv2.GaussianBlur(background, (0, 0), sigmaX=scene_h / 20) * 0.6).astype(np.uint8)
+    fit = min(scene_w / photo_w, scene_h / photo_h)
+    sharp = cv2.resize(photo, (int(photo_w * fit), int(photo_h * fit)), interpolation=cv2.INTER_AREA)
+    top, left = (scene_h - sharp.shape[0]) // 2, (scene_w - sharp.shape[1]) // 2
+    background[top:top + sharp.shape[0], left:left + sharp.shape[1]] = sharp
+    return background
+
+
+def demo_view(scene: np.ndarray, time_s: float, size: tuple[int, int]) -> np.ndarray:
+    """The camera's view of ``scene`` at ``time_s``: a slow zoom (1.0-1.3x) and pan, as ``size``."""
+    out_w, out_h = size
+    scene_h, scene_w = scene.shape[:2]
+    zoom = 1.15 + 0.15 * math.sin(2 * math.pi * time_s / 11.0)
+    step = min(scene_w / out_w, scene_h / out_h) / zoom          # scene px per output px
+    view_w, view_h = out_w * step, out_h * step
+    centre_x = scene_w / 2 + (scene_w - view_w) / 2 * math.sin(2 * math.pi * time_s / 17.0)
+    centre_y = scene_h / 2 + (scene_h - view_h) / 2 * math.sin(2 * math.pi * time_s / 13.0)
+    to_scene = np.float32([[step, 0, centre_x - view_w / 2], [0, step, centre_y - view_h / 2]])
+    return cv2.warpAffine(scene, to_scene, (out_w, out_h),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
+def open_source(cfg, name: str = "cam0") -> Source:
+    """Open the source ``cfg.uri`` names (a ``SourceConfig``); the returned source is open.
+
+    ``demo`` → DemoSource; a folder → ImageFolderSource; an image file (by extension) →
+    ImageFileSource; an integer or ``rtsp://``/``http(s)://`` URL → a live source from
+    ``stream.live``; any other path → VideoFileSource; None → webcam 0 when it opens, else demo.
+    """
+    uri = None if cfg.uri is None else str(cfg.uri).strip()
+    if uri is None or uri == "":
+        return _default_source(cfg, name)
+    if uri.lower() == DEMO_URI:
+        return DemoSource(name=name).open()
+    if re.fullmatch(r"\d+", uri) or uri.lower().startswith(LIVE_SCHEMES):
+        return _open_live(cfg, name)
+    if "://" in uri and not uri.lower().startswith("file://"):
+        raise SourceError(f"unsupported source {uri!r}: use a file, folder, webcam index, "
+                          f"rtsp:// or http(s):// URL, or demo")
+    path = Path(uri[len("file://"):] if uri.lower().startswith("file://") else uri).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path, name=name, loop=cfg.loop).open()
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageFileSource(path, name=name, loop=cfg.loop).open()
+    return VideoFileSource(path, name=name, loop=cfg.loop).open()
+
+
+def _open_live(cfg, name: str) -> Source:
+    try:
+        from stream.live import open_live_source
+    except ImportError:
+        raise SourceError(f"live sources are not available in this build: {cfg.uri}") from None
+    return open_live_source(cfg, name)
+
+
+def _default_source(cfg, name: str) -> Source:
+    """Webcam 0 when one opens within a short timeout, else the demo stream (one INFO line)."""
+    if webcam_opens(0, timeout_s=min(cfg.open_timeout_s, WEBCAM_PROBE_TIMEOUT_S)):
+        try:
+            source = _open_live(cfg.model_copy(update={"uri": "0"}), name)
+        except SourceError as err:
+            log.info("no --source given; webcam 0 opened but cannot be streamed (%s): using demo", err)
+        else:
+            log.info("no --source given: using webcam 0")
+            return source
+    else:
+        log.info("no --source given and no webcam opens: using the built-in demo stream")
+    return DemoSource(name=name).open()
+
+
+def webcam_opens(index: int, timeout_s: float) -> bool:
+    """Whether webcam ``index`` opens and gives a frame within ``timeout_s`` (probe released)."""
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        capture = cv2.VideoCapture(index)
+        try:
+            result.append(bool(capture.isOpened() and capture.read()[0]))
+        finally:
+            capture.release()
+
+    thread = threading.Thread(target=probe, name=f"webcam{index}-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
