@@ -3,6 +3,7 @@ and the display sink that must never call imshow without a display."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -247,3 +248,17 @@ def test_display_sink_without_display_logs_once_and_never_calls_imshow():
     assert done.stdout.strip() == "done False"
     lines = [line for line in done.stderr.splitlines() if line.startswith("stream.sinks.display|")]
     assert len(lines) == 1 and "no display" in lines[0]
+
+
+def test_frame_times_stamp_live_video_at_real_speed(tmp_path):
+    times = [10.0, 10.1, 10.15, 10.5, 10.6, 11.0]          # a live source's irregular times
+    paths = {flag: tmp_path / f"live_{flag}.mp4" for flag in (False, True)}
+    for flag, path in paths.items():
+        with VideoSink(path, fps=30, frame_times=flag) as sink:
+            for index, time_s in enumerate(times):
+                sink.write(dataclasses.replace(posed(index), time=time_s), moving_square(index))
+    for flag, path in paths.items():
+        with av.open(str(path)) as container:
+            stamps = [float(frame.time) for frame in container.decode(video=0)]
+        expected = [t - times[0] for t in times] if flag else [i / 30 for i in range(len(times))]
+        assert stamps == pytest.approx(expected, abs=1e-3)

@@ -4,6 +4,10 @@ The file is opened at the first frame, when the frame size is known.  H.264 with
 even width and height: an odd frame is padded by one pixel (edge colour) on the right/bottom,
 logged once.  Frames of another size than the first are resized to it (logged once).
 ``close()`` flushes the encoder and finishes the container, so the file is playable.
+
+Frames are spaced 1/fps apart.  With ``frame_times=True`` (meant for live sources, whose frames
+come at the camera's pace minus drops) an H.264 file is stamped with each item's ``time``
+instead, so it plays at real speed.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ MJPG_SUFFIXES = frozenset({".avi"})
 DEFAULT_FPS = 30.0
 H264_PRESET = "veryfast"        # ~4 ms per 640x480 frame on one core, a third of ultrafast's size
 H264_CRF = 23
+H264_TIME_BASE = Fraction(1, 90000)   # MPEG clock: exact for 24, 25, 30, 50, 60 and 30000/1001 fps
 
 
 class VideoSink(Sink):
-    """Writes annotated frames to ``path`` at a constant ``fps`` (None or ≤ 0: 30)."""
+    """Writes annotated frames to ``path`` at a constant ``fps`` (None or ≤ 0: 30), or at the
+    items' own times when ``frame_times`` (H.264 only)."""
 
     def __init__(self, path: str | os.PathLike, fps: float | None = None,
-                 preset: str = H264_PRESET, crf: int = H264_CRF):
+                 preset: str = H264_PRESET, crf: int = H264_CRF, frame_times: bool = False):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in H264_SUFFIXES | MJPG_SUFFIXES:
@@ -43,6 +49,8 @@ class VideoSink(Sink):
         self.codec = "h264" if suffix in H264_SUFFIXES else "mjpeg"
         self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
         self.preset, self.crf = preset, crf
+        self.frame_times = frame_times and self.codec == "h264"
+        self._first_time: float | None = None
         self.name = f"video:{self.path}"
         self.frames_written = 0
         self.size: tuple[int, int] | None = None      # (width, height) as written
@@ -62,7 +70,7 @@ class VideoSink(Sink):
                 self._encoder = _H264Encoder(self.path, self.size, self.fps, self.preset, self.crf)
             else:
                 self._encoder = _MjpgEncoder(self.path, self.size, self.fps)
-        self._encoder.encode(image)
+        self._encoder.encode(image, self._time_of(item))
         self.frames_written += 1
 
     def close(self) -> None:
@@ -72,6 +80,14 @@ class VideoSink(Sink):
             encoder.close()
             log.info("wrote %d frames (%s %dx%d) to %s", self.frames_written, self.codec,
                      *self.size, self.path)
+
+    def _time_of(self, item: Posed | None) -> float:
+        """Seconds from the first frame: the item's time, or frames written / fps."""
+        if not self.frame_times or item is None:
+            return self.frames_written / self.fps
+        if self._first_time is None:
+            self._first_time = float(item.time)
+        return float(item.time) - self._first_time
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """Same size as the first frame, even width and height for H.264."""
@@ -106,12 +122,13 @@ class _H264Encoder:
         except Exception:
             self._container.close()
             raise
-        self._pts = 0
+        self._stream.codec_context.time_base = H264_TIME_BASE
+        self._last_pts = -1
 
-    def encode(self, image: np.ndarray) -> None:
+    def encode(self, image: np.ndarray, time_s: float) -> None:
         frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
-        frame.pts = self._pts
-        self._pts += 1
+        frame.time_base = H264_TIME_BASE
+        frame.pts = self._last_pts = max(round(time_s / H264_TIME_BASE), self._last_pts + 1)
         self._container.mux(self._stream.encode(frame))
 
     def close(self) -> None:
@@ -129,7 +146,7 @@ class _MjpgEncoder:
         if not self._writer.isOpened():
             raise OSError(f"cannot open {path} for MJPG writing")
 
-    def encode(self, image: np.ndarray) -> None:
+    def encode(self, image: np.ndarray, time_s: float) -> None:
         self._writer.write(image)
 
     def close(self) -> None:
