@@ -1,0 +1,236 @@
+"""The one ``Stage`` base and the two loops that drive stages: threaded and sequential.
+
+A stage only computes: it implements ``process(item) -> item | None`` (``None`` drops the item)
+and, if it needs them, ``open()``/``close()``.  A producer stage (capture) implements
+``read() -> item | END`` instead.  Stages never start threads, sleep or touch queues.
+
+The loops own everything else: taking items, timing every call, passing the ``END`` sentinel
+along, catching exceptions (the first one stops the whole run, named by its stage) and closing the
+stage in ``finally``.  Every blocking queue call has a short timeout, so a stop request (signal,
+error elsewhere) is honoured within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Protocol, Sequence
+
+from stream.items import END
+from stream.queues import BoundedQueue, Empty, Full
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05           # how long a blocked get/put waits before looking at the stop event again
+
+
+class Stage:
+    """Base of every pipeline stage.  Subclasses set ``name`` and override ``process``."""
+
+    name: str = "stage"
+
+    def open(self) -> None:
+        """Acquire resources (files, models).  Called once, before the first item."""
+
+    def process(self, item: Any) -> Any | None:
+        """Turn one item into the next; ``None`` drops it."""
+        return item
+
+    def read(self) -> Any:
+        """Producer stages only: the next item, or ``END`` when the stream is over."""
+        raise NotImplementedError(f"stage {self.name!r} is not a producer")
+
+    def close(self) -> None:
+        """Release resources; must be safe to call twice."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class Timings(Protocol):
+    """What the loops report to (implemented by ``stream.stats.StatsRecorder``)."""
+
+    def record_stage(self, stage: str, seconds: float) -> None: ...
+
+    def record_done(self, item: Any) -> None: ...
+
+
+class RunControl:
+    """The run's single stop event plus the first failure (stage name and exception)."""
+
+    def __init__(self, stop_event: threading.Event | None = None):
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
+        self._lock = threading.Lock()
+        self.failed_stage: str | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def stop(self) -> None:
+        """Ask every loop to finish now (safe from signal handlers and any thread)."""
+        self.stop_event.set()
+
+    def fail(self, stage: str, error: BaseException) -> None:
+        """Record ``error`` raised in ``stage`` (the first one wins) and stop the run."""
+        with self._lock:
+            if self.error is None:
+                self.failed_stage, self.error = stage, error
+                log.debug("stage %s failed", stage, exc_info=error)
+        self.stop_event.set()
+
+
+class EndCountdown:
+    """Lets several producers share one output queue: only the last one to finish passes END."""
+
+    def __init__(self, producers: int):
+        self._left = producers
+        self._lock = threading.Lock()
+
+    def arrive(self) -> bool:
+        with self._lock:
+            self._left -= 1
+            return self._left == 0
+
+
+class StageRunner(threading.Thread):
+    """Runs one stage in its own thread between an inbox and an outbox.
+
+    A producer (``inbox`` None) calls ``stage.read()`` until END; the last stage (``outbox`` None)
+    hands each finished item to ``timings.record_done``.
+    """
+
+    def __init__(self, stage: Stage, inbox: BoundedQueue | None, outbox: BoundedQueue | None,
+                 control: RunControl, timings: Timings, end_countdown: EndCountdown | None = None):
+        super().__init__(name=f"stage-{stage.name}", daemon=True)
+        self.stage = stage
+        self.inbox = inbox
+        self.outbox = outbox
+        self.control = control
+        self.timings = timings
+        self.end_countdown = end_countdown
+
+    def run(self) -> None:
+        try:
+            if self.inbox is None:
+                self._produce()
+            else:
+                self._consume()
+        except _Stopped:
+            pass
+        except Exception as error:  # noqa: BLE001 - any failure stops the run, named by stage
+            self.control.fail(self.stage.name, error)
+        finally:
+            _close(self.stage, self.control)
+
+    def _produce(self) -> None:
+        while not self.control.stopping:
+            started = time.perf_counter()
+            item = self.stage.read()
+            if item is END:
+                if self.end_countdown is None or self.end_countdown.arrive():
+                    self._emit(END)
+                return
+            self.timings.record_stage(self.stage.name, time.perf_counter() - started)
+            self._emit(item)
+
+    def _consume(self) -> None:
+        while not self.control.stopping:
+            try:
+                item = self.inbox.get(timeout=POLL_S)
+            except Empty:
+                continue
+            if item is END:
+                self._emit(END)
+                return
+            started = time.perf_counter()
+            result = self.stage.process(item)
+            self.timings.record_stage(self.stage.name, time.perf_counter() - started)
+            if result is not None:
+                self._emit(result)
+
+    def _emit(self, item: Any) -> None:
+        if self.outbox is None:
+            if item is not END:
+                self.timings.record_done(item)
+            return
+        while True:
+            try:
+                self.outbox.put(item, timeout=POLL_S)
+                return
+            except Full:
+                if self.control.stopping:
+                    raise _Stopped from None
+
+
+def run_sequential(producers: Sequence[Stage], stages: Sequence[Stage], control: RunControl,
+                   timings: Timings) -> None:
+    """Run the very same stages one after another in the calling thread.
+
+    Producers are read in turn (one item each) until all have ended; each item goes through
+    ``stages`` in order.  Stops on ``control``; every stage is closed on the way out.
+    """
+    active = list(producers)
+    current = None
+    try:
+        while active and not control.stopping:
+            for producer in list(active):
+                if control.stopping:
+                    break
+                current = producer
+                started = time.perf_counter()
+                item = producer.read()
+                if item is END:
+                    active.remove(producer)
+                    continue
+                timings.record_stage(producer.name, time.perf_counter() - started)
+                for stage in stages:
+                    current = stage
+                    started = time.perf_counter()
+                    item = stage.process(item)
+                    timings.record_stage(stage.name, time.perf_counter() - started)
+                    if item is None or control.stopping:
+                        break
+                else:
+                    timings.record_done(item)
+    except Exception as error:  # noqa: BLE001 - named by the stage it came from
+        control.fail(current.name if current is not None else "pipeline", error)
+    finally:
+        for stage in [*producers, *stages]:
+            _close(stage, control)
+
+
+def run_threaded(runners: Sequence[StageRunner], control: RunControl,
+                 join_grace_s: float = 1.5) -> list[str]:
+    """Start ``runners`` and wait until all have finished or the run is stopped.
+
+    Waits in short slices so the main thread keeps handling signals.  After a stop, each runner
+    gets ``join_grace_s`` in total to finish; the names of those still alive are returned.
+    """
+    for runner in runners:
+        runner.start()
+    while not control.stopping:
+        alive = [runner for runner in runners if runner.is_alive()]
+        if not alive:
+            break
+        alive[-1].join(timeout=POLL_S)
+    deadline = time.monotonic() + join_grace_s
+    for runner in runners:
+        runner.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [runner.stage.name for runner in runners if runner.is_alive()]
+    if stuck:
+        log.warning("stage(s) %s did not stop within %.1f s", ", ".join(stuck), join_grace_s)
+    return stuck
+
+
+def _close(stage: Stage, control: RunControl) -> None:
+    try:
+        stage.close()
+    except Exception as error:  # noqa: BLE001 - a failing close is reported like any failure
+        control.fail(stage.name, error)
+
+
+class _Stopped(Exception):
+    """Internal: a blocked put gave up because the run is stopping."""

@@ -1,0 +1,145 @@
+"""Run statistics: per-stage timings, end-to-end latency and counts, turned into the stats JSON.
+
+Stages only report raw numbers (through the loops in ``stream/stage.py``); this module keeps them
+and computes the summary of the contract::
+
+    {"frames", "wall_s", "fps", "dropped", "reconnects", "latency_ms": {"p50", "p95"},
+     "stages": {name: {"mean_ms", "p50_ms", "p95_ms"}}}
+
+Latency is the time from a frame's ``capture_time`` (time.monotonic() when it was read) to the
+moment the last stage has finished with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = ("capture", "preprocess", "inference", "postprocess", "render")
+MAX_SAMPLES = 100_000   # per series; beyond it a uniform reservoir keeps percentiles honest
+
+
+class _Series:
+    """Durations in seconds: exact count and mean, percentiles over (a reservoir of) samples."""
+
+    def __init__(self, max_samples: int, seed: int):
+        self.count = 0
+        self.total_s = 0.0
+        self.samples_s = array("d")
+        self._max_samples = max_samples
+        self._random = random.Random(seed)
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.total_s += seconds
+        if len(self.samples_s) < self._max_samples:
+            self.samples_s.append(seconds)
+        else:
+            slot = self._random.randrange(self.count)
+            if slot < self._max_samples:
+                self.samples_s[slot] = seconds
+
+    def percentiles_ms(self, *quantiles: float) -> list[float]:
+        if not self.samples_s:
+            return [0.0 for _ in quantiles]
+        values = np.percentile(np.frombuffer(self.samples_s, dtype=np.float64), quantiles)
+        return [round(float(value) * 1000.0, 3) for value in values]
+
+    def mean_ms(self) -> float:
+        return round(1000.0 * self.total_s / self.count, 3) if self.count else 0.0
+
+
+class StatsRecorder:
+    """Collects what the stage loops report; thread-safe.
+
+    ``on_done(item)`` (optional) is called for each finished item, e.g. to advance a progress bar.
+    """
+
+    def __init__(self, stage_names: Iterable[str] = STAGE_NAMES, max_samples: int = MAX_SAMPLES,
+                 on_done: Callable[[Any], None] | None = None):
+        self._lock = threading.Lock()
+        self._max_samples = max_samples
+        self._stages = {name: _Series(max_samples, seed) for seed, name in enumerate(stage_names)}
+        self._latency = _Series(max_samples, seed=len(self._stages))
+        self._on_done = on_done
+        self.frames = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+
+    def finish(self) -> None:
+        if self.finished_at is None:
+            self.finished_at = time.monotonic()
+
+    def record_stage(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            series = self._stages.get(stage)
+            if series is None:
+                series = self._stages[stage] = _Series(self._max_samples, seed=len(self._stages))
+            series.add(seconds)
+
+    def record_done(self, item: Any) -> None:
+        """One item left the last stage: count it and its latency from ``item.capture_time``."""
+        now = time.monotonic()
+        with self._lock:
+            self.frames += 1
+            capture_time = getattr(item, "capture_time", None)
+            if capture_time is not None:
+                self._latency.add(max(0.0, now - capture_time))
+        if self._on_done is not None:
+            self._on_done(item)
+
+    def wall_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started_at
+
+    def report(self, dropped: int = 0, reconnects: int = 0) -> dict[str, Any]:
+        """The contract's stats object."""
+        with self._lock:
+            wall_s = self.wall_s()
+            latency_p50, latency_p95 = self._latency.percentiles_ms(50, 95)
+            stages = {}
+            for name, series in self._stages.items():
+                p50, p95 = series.percentiles_ms(50, 95)
+                stages[name] = {"mean_ms": series.mean_ms(), "p50_ms": p50, "p95_ms": p95}
+            return {
+                "frames": self.frames,
+                "wall_s": round(wall_s, 4),
+                "fps": round(self.frames / wall_s, 3) if wall_s > 0 else 0.0,
+                "dropped": int(dropped),
+                "reconnects": int(reconnects),
+                "latency_ms": {"p50": latency_p50, "p95": latency_p95},
+                "stages": stages,
+            }
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """One readable line: frames, fps and where the time goes."""
+    stage_part = ", ".join(f"{name} {values['mean_ms']:.1f}" for name, values in report["stages"].items())
+    return (f"{report['frames']} frames in {report['wall_s']:.2f} s ({report['fps']:.2f} fps), "
+            f"dropped {report['dropped']}, latency p50 {report['latency_ms']['p50']:.1f} ms; "
+            f"mean ms per stage: {stage_part}")
+
+
+def write_stats(path: str | os.PathLike, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON atomically (a temporary file renamed into place)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, target)

@@ -1,0 +1,63 @@
+"""StatsRecorder: the contract's stats object, percentiles, latency, reservoir, atomic writing."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from stream.stats import STAGE_NAMES, StatsRecorder, format_summary, write_stats
+
+
+def test_report_has_the_contract_shape_and_right_numbers():
+    stats = StatsRecorder()
+    stats.start()
+    durations_s = [0.001 * value for value in range(1, 101)]          # 1..100 ms
+    for seconds in durations_s:
+        stats.record_stage("inference", seconds)
+    now = time.monotonic()
+    for _ in range(10):
+        stats.record_done(SimpleNamespace(capture_time=now - 0.05))
+    time.sleep(0.05)
+    stats.finish()
+    report = stats.report(dropped=3, reconnects=1)
+    assert set(report) == {"frames", "wall_s", "fps", "dropped", "reconnects", "latency_ms", "stages"}
+    assert set(report["stages"]) == set(STAGE_NAMES)
+    inference = report["stages"]["inference"]
+    assert abs(inference["mean_ms"] - 50.5) < 1e-6
+    assert abs(inference["p50_ms"] - float(np.percentile(durations_s, 50)) * 1000) < 1e-3
+    assert abs(inference["p95_ms"] - float(np.percentile(durations_s, 95)) * 1000) < 1e-3
+    assert report["stages"]["capture"] == {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0}
+    assert report["frames"] == 10 and report["dropped"] == 3 and report["reconnects"] == 1
+    assert report["latency_ms"]["p50"] >= 50.0
+    assert report["wall_s"] >= 0.05
+    assert abs(report["fps"] - 10 / report["wall_s"]) < 0.01 * report["fps"]
+    assert "10 frames" in format_summary(report)
+
+
+def test_reservoir_keeps_percentiles_close_and_the_mean_exact():
+    stats = StatsRecorder(max_samples=1000)
+    values_s = np.random.default_rng(0).uniform(0.0, 0.2, 20_000)
+    for seconds in values_s:
+        stats.record_stage("render", float(seconds))
+    render = stats.report()["stages"]["render"]
+    assert abs(render["mean_ms"] - values_s.mean() * 1000) < 1e-2
+    assert abs(render["p50_ms"] - np.percentile(values_s, 50) * 1000) < 15     # within ~7% of range
+    assert abs(render["p95_ms"] - np.percentile(values_s, 95) * 1000) < 15
+
+
+def test_on_done_is_called_per_finished_item():
+    seen = []
+    stats = StatsRecorder(on_done=seen.append)
+    for index in range(4):
+        stats.record_done(SimpleNamespace(capture_time=time.monotonic(), index=index))
+    assert [item.index for item in seen] == [0, 1, 2, 3]
+
+
+def test_write_stats_is_atomic_and_valid_json(tmp_path):
+    target = tmp_path / "deep" / "stats.json"
+    write_stats(target, {"frames": 1})
+    assert json.loads(target.read_text()) == {"frames": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["stats.json"]
