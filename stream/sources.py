@@ -351,6 +351,8 @@ def open_source(cfg, name: str = "cam0") -> Source:
         raise SourceError(f"unsupported source {uri!r}: use a file, folder, webcam index, "
                           f"rtsp:// or http(s):// URL, or demo")
     path = Path(uri[len("file://"):] if uri.lower().startswith("file://") else uri).expanduser()
+    if not path.exists():
+        raise SourceError(f"source file not found: {path}")
     if path.is_dir():
         return ImageFolderSource(path, name=name, loop=cfg.loop).open()
     if path.suffix.lower() in IMAGE_EXTENSIONS:
