@@ -1,0 +1,71 @@
+"""Frame → network input, following a backbone's ``PreprocessSpec``.
+
+The frame is resized keeping its aspect ratio (net input height ``input_height``, or frame size ×
+``scale``), padded at the bottom and right with ``spec.pad_value`` (raw pixel units) up to a
+multiple of ``spec.size_multiple``, put in the spec's channel order, normalised as
+``(pixel - spec.mean) * spec.scale`` and laid out as float32 [3, H_net, W_net].
+
+Mapping back: frame pixel = (net pixel - (left, top)) / scale, with ``pad = (top, left) = (0, 0)``
+since padding is only added at the bottom and right.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def net_size(frame_height: int, frame_width: int, spec: Any, input_height: int | None = None,
+             scale: float | None = None) -> tuple[int, int, float]:
+    """(resized height, resized width, scale) before padding.
+
+    ``scale`` wins when given; else ``input_height`` (default ``spec.default_height``) fixes the
+    height and the width follows the aspect ratio.
+    """
+    if scale is None:
+        height = int(input_height or spec.default_height)
+        scale = height / frame_height
+        width = max(1, round(frame_width * scale))
+    else:
+        height = max(1, round(frame_height * scale))
+        width = max(1, round(frame_width * scale))
+        scale = height / frame_height
+    return height, width, scale
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """(height, width) rounded up to ``multiple``."""
+    return math.ceil(height / multiple) * multiple, math.ceil(width / multiple) * multiple
+
+
+def prepare(image: np.ndarray, spec: Any, input_height: int | None = None,
+            scale: float | None = None) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Turn a BGR uint8 frame into ``(net_input float32 [3,H,W], scale, pad=(top, left))``.
+
+    ``spec`` is a ``PreprocessSpec`` (channel_order, mean, scale, pad_value, size_multiple,
+    default_height).  H and W are multiples of ``spec.size_multiple``.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+    frame_height, frame_width = image.shape[:2]
+    height, width, scale = net_size(frame_height, frame_width, spec, input_height, scale)
+    shrinking = height < frame_height
+    resized = cv2.resize(image, (width, height),
+                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    padded_height, padded_width = padded_size(height, width, int(spec.size_multiple))
+    pad_value = float(spec.pad_value)
+    padded = cv2.copyMakeBorder(resized, 0, padded_height - height, 0, padded_width - width,
+                                cv2.BORDER_CONSTANT, value=(pad_value, pad_value, pad_value))
+    if str(spec.channel_order).upper() == "RGB":
+        padded = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
+    net_input = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(-1, 1, 1)
+    norm_scale = np.asarray(spec.scale, dtype=np.float32).reshape(-1, 1, 1)
+    if np.any(mean != 0):
+        net_input -= mean
+    if np.any(norm_scale != 1):
+        net_input *= norm_scale
+    return net_input, scale, (0, 0)
