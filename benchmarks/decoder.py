@@ -1,0 +1,129 @@
+"""Decoder benchmark: ours against the straightforward x8-upsampling reference.
+
+Both decode the same synthetic ground-truth maps of a 368x496 net input (46x62 cells) with 1, 5
+and 15 people; the table gives time per frame, people complete (every labelled keypoint within
+10 px), mean keypoint error and false people, and is written to benchmarks/results/decoder.md
+and .json.  One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
+
+    python -m benchmarks.decoder [--scenes 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):          # run as a script: make the project importable
+    sys.path.insert(0, str(ROOT))
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.reference_decoder import reference_decode  # noqa: E402
+from stages.postprocess import DecoderParams, decode  # noqa: E402
+from stages.postprocess.evaluation import score_scene, summarize  # noqa: E402
+from stages.postprocess.synthetic import NET_SIZE, make_scene  # noqa: E402
+
+PEOPLE_COUNTS = (1, 5, 15)
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _torch_decoder():
+    """Ours on torch CPU tensors (the code path a GPU model's output takes)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+    def run(heatmaps, pafs):
+        return decode(torch.from_numpy(heatmaps), torch.from_numpy(pafs))
+
+    return run
+
+
+def decoders(with_torch: bool) -> dict:
+    """Name -> callable(heatmaps, pafs) -> people (P,18,3) net pixels."""
+    found = {
+        "ours (gaussian fit)": lambda h, p: decode(h, p),
+        "ours (quadratic fit)": lambda h, p: decode(h, p, refine="quadratic"),
+        "ours (no sub-pixel fit)": lambda h, p: decode(h, p, refine="none"),
+    }
+    if with_torch:
+        found["ours, torch tensors (cpu)"] = _torch_decoder()
+    found["reference (x8 bicubic)"] = lambda h, p: reference_decode(h, p, params=DecoderParams())
+    return found
+
+
+def measure(decoder, scenes, repeats: int) -> dict:
+    """Best-of-``repeats`` mean time per frame and the accuracy summary over ``scenes``."""
+    best_s = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        results = [decoder(scene.heatmaps, scene.pafs) for scene in scenes]
+        best_s = min(best_s, time.perf_counter() - start)
+    summary = summarize(score_scene(people, scene.keypoints) for people, scene in zip(results, scenes))
+    return {"ms_per_frame": 1000.0 * best_s / len(scenes), **summary}
+
+
+def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
+    cv2.setNumThreads(1)
+    rows = []
+    for people in PEOPLE_COUNTS:
+        scenes = [make_scene(1000 * people + seed, people, NET_SIZE) for seed in range(scene_count)]
+        reference_ms = None
+        measured = {name: measure(fn, scenes, repeats) for name, fn in decoders(with_torch).items()}
+        reference_ms = measured["reference (x8 bicubic)"]["ms_per_frame"]
+        for name, result in measured.items():
+            rows.append({"people": people, "decoder": name,
+                         "people_per_scene": result["people_true"] / len(scenes),
+                         "speedup": reference_ms / result["ms_per_frame"], **result})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| people | decoder | ms/frame | speed-up | people complete | mean error px | false people |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['people']} | {row['decoder']} | {row['ms_per_frame']:.2f} | "
+            f"{row['speedup']:.1f}x | {100 * row['complete_fraction']:.1f} % "
+            f"({row['people_complete']}/{row['people_true']}) | {row['mean_error_px']:.2f} | "
+            f"{100 * row['false_fraction']:.1f} % ({row['false_people']}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=20, help="scenes per people count")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch-tensor row")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for decoder.md/.json")
+    args = parser.parse_args(argv)
+
+    rows = run(args.scenes, args.repeats, not args.no_torch)
+    table = markdown(rows)
+    header = (f"Decoder benchmark: {args.scenes} synthetic scenes per row, net input "
+              f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}), one thread, "
+              f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
+              f"numpy {np.__version__}, opencv {cv2.__version__}.")
+    print(header + "\n\n" + table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "decoder.md").write_text(f"{header}\n\n{table}\n")
+    (args.out / "decoder.json").write_text(json.dumps(
+        {"scenes": args.scenes, "repeats": args.repeats, "net_size": NET_SIZE, "rows": rows},
+        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""People: grow skeletons from the matched limbs, in limb order.
+
+Each connection (a limb between two peaks) either starts a person, adds its free end to the person
+that owns the other end, merges two people that own one end each (when they share no part), or is
+dropped.  A peak-to-person lookup makes each step O(1) (a merge O(parts)), so grouping costs
+O(connections) = O(limbs x people) instead of OpenPose's scan of every person per connection.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from stages.postprocess.params import DecoderParams
+from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS, Limb
+
+
+def group_people(connections: np.ndarray, peaks: np.ndarray,
+                 params: DecoderParams = DecoderParams(), limbs: Sequence[Limb] = LIMBS,
+                 num_parts: int = NUM_KEYPOINTS,
+                 starting_limbs: int = NUM_DRAWN_LIMBS) -> np.ndarray:
+    """Peak ids of each person: int64 (P, num_parts), -1 where a part is missing.
+
+    connections (C,4) from ``score_limbs`` (limb, peak a, peak b, score), in limb order; peaks
+    (K,4) from ``find_peaks``.  Only the first ``starting_limbs`` limbs may start a new person (the
+    shoulder-ear limbs only join parts to people).  People with fewer than ``params.min_parts``
+    parts, or a summed peak + limb score per part below ``params.min_mean_score``, are dropped.
+    """
+    peak_scores = peaks[:, 3].tolist()
+    owner = [-1] * len(peaks)                     # peak id -> person index
+    members: list[list[int] | None] = []          # person -> peak id per part (-1 = missing)
+    totals: list[float] = []                      # person -> summed peak and limb scores
+
+    for limb_id, peak_a, peak_b, score in connections.tolist():
+        limb = limbs[int(limb_id)]
+        peak_a, peak_b = int(peak_a), int(peak_b)
+        person_a, person_b = owner[peak_a], owner[peak_b]
+        if person_a >= 0 and person_b >= 0:
+            if person_a != person_b and _disjoint(members[person_a], members[person_b]):
+                _merge(members, totals, owner, person_a, person_b)
+                totals[person_a] += score
+        elif person_a >= 0 or person_b >= 0:
+            person, peak, part = ((person_a, peak_b, limb.part_b) if person_a >= 0
+                                  else (person_b, peak_a, limb.part_a))
+            if members[person][part] < 0:
+                members[person][part] = peak
+                owner[peak] = person
+                totals[person] += peak_scores[peak] + score
+        elif limb_id < starting_limbs:
+            row = [-1] * num_parts
+            row[limb.part_a], row[limb.part_b] = peak_a, peak_b
+            owner[peak_a] = owner[peak_b] = len(members)
+            members.append(row)
+            totals.append(peak_scores[peak_a] + peak_scores[peak_b] + score)
+
+    kept = []
+    for row, total in zip(members, totals):
+        if row is None:
+            continue
+        count = sum(peak >= 0 for peak in row)
+        if count >= params.min_parts and total / count >= params.min_mean_score:
+            kept.append(row)
+    return np.array(kept, dtype=np.int64).reshape(len(kept), num_parts)
+
+
+def _disjoint(first: list[int], second: list[int]) -> bool:
+    return all(a < 0 or b < 0 for a, b in zip(first, second))
+
+
+def _merge(members: list, totals: list[float], owner: list[int], keep: int, drop: int) -> None:
+    """Move every part of person ``drop`` into person ``keep`` (working state of group_people)."""
+    for part, peak in enumerate(members[drop]):
+        if peak >= 0:
+            members[keep][part] = peak
+            owner[peak] = keep
+    totals[keep] += totals[drop]
+    members[drop] = None

@@ -1,0 +1,91 @@
+"""The decoder's thresholds, as one frozen dataclass with OpenPose's usual defaults.
+
+The config layer exposes every field as ``postprocess.<field>``; ``decode(..., **params)`` takes the
+same names.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, fields
+
+REFINE_METHODS = ("gaussian", "quadratic", "none")
+MATCHING_METHODS = ("optimal", "greedy")
+
+
+@dataclass(frozen=True)
+class DecoderParams:
+    """Thresholds of the PAF decoder (defaults as in OpenPose's demo).
+
+    peak_threshold: minimum heatmap value of a keypoint peak (OpenPose ``thre1``, 0.1).
+    paf_threshold: a sample along a candidate limb counts as aligned when the PAF's component
+        along the limb exceeds this (``thre2``, 0.05).
+    paf_samples: points sampled along each candidate limb for the line integral (``mid_num``, 10).
+    min_aligned_fraction: a candidate limb needs more than this fraction of aligned samples (0.8).
+    long_limb_fraction: limbs longer than this fraction of the net-input height have their score
+        lowered (OpenPose's distance prior ``min(0.5 * height / length - 1, 0)``; 0.5).
+    min_parts: people with fewer keypoints are dropped (3).
+    min_mean_score: people whose summed keypoint and limb scores per keypoint is lower are
+        dropped (0.4).
+    refine: sub-pixel refinement of each stride-grid peak from its 3x3 neighbourhood:
+        ``gaussian`` (parabola through the log values: exact for a Gaussian peak), ``quadratic``
+        (parabola through the values) or ``none`` (the cell centre).
+    matching: how each limb's candidates are paired one-to-one: ``optimal`` (the bipartite
+        matching with the largest total score, Hungarian algorithm) or ``greedy`` (best score
+        first, as OpenPose's demo does; it can let one long candidate spanning two people's
+        collinear limbs take both of their ends).
+    """
+
+    peak_threshold: float = 0.1
+    paf_threshold: float = 0.05
+    paf_samples: int = 10
+    min_aligned_fraction: float = 0.8
+    long_limb_fraction: float = 0.5
+    min_parts: int = 3
+    min_mean_score: float = 0.4
+    refine: str = "gaussian"
+    matching: str = "optimal"
+
+    def __post_init__(self) -> None:
+        _check_number(self, "peak_threshold", 0.0, 1.0)
+        _check_number(self, "paf_threshold", 0.0, 1.0)
+        _check_int(self, "paf_samples", 2, 1000)
+        _check_number(self, "min_aligned_fraction", 0.0, 1.0)
+        _check_number(self, "long_limb_fraction", 1e-6, 100.0)
+        _check_int(self, "min_parts", 1, 18)
+        _check_number(self, "min_mean_score", 0.0, 100.0)
+        if self.refine not in REFINE_METHODS:
+            raise ValueError(
+                f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, got {self.refine!r}"
+            )
+        if self.matching not in MATCHING_METHODS:
+            raise ValueError(f"DecoderParams.matching must be one of {', '.join(MATCHING_METHODS)}, "
+                             f"got {self.matching!r}")
+
+    @classmethod
+    def from_overrides(cls, **overrides) -> "DecoderParams":
+        """Defaults with the given fields replaced; an unknown name is a ValueError naming it."""
+        names = field_names()
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown decoder parameter(s) {', '.join(unknown)}; valid: {', '.join(names)}"
+            )
+        return cls(**overrides)
+
+
+def field_names() -> tuple[str, ...]:
+    """The names ``decode`` accepts as keyword parameters."""
+    return tuple(f.name for f in fields(DecoderParams))
+
+
+def _check_number(params: DecoderParams, name: str, low: float, high: float) -> None:
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"DecoderParams.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_int(params: DecoderParams, name: str, low: int, high: int) -> None:
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ValueError(f"DecoderParams.{name} must be an integer in [{low}, {high}], got {value!r}")
