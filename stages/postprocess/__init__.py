@@ -5,7 +5,8 @@
 1. ``find_peaks`` (peaks.py): 3x3 non-maximum suppression on the stride-8 grid, then a sub-pixel
    parabola fit per peak (instead of OpenPose's x8 bicubic resize of every map);
 2. ``score_limbs`` (limbs.py): the PAF line integral of every candidate pair of every limb at once,
-   then a greedy one-to-one matching per limb;
+   then per limb the one-to-one bipartite matching of largest total score (Hungarian; OpenPose's
+   greedy best-first matching is ``matching="greedy"``);
 3. ``group_people`` (grouping.py): limbs grown into people with a peak-to-person lookup, people
    with too few parts or too low a mean score dropped.
 

@@ -1,10 +1,11 @@
-"""Limbs: score every candidate pair of peaks by the PAF line integral, then match greedily.
+"""Limbs: score every candidate pair of peaks by the PAF line integral, then match them.
 
 For each limb type, every (part_a peak, part_b peak) pair is a candidate.  The candidates of all
 limbs are scored at once: ``paf_samples`` points per pair, bilinear PAF values at those points,
 their component along the pair's direction.  A pair is kept when enough samples are aligned and
 its mean alignment, lowered for very long limbs, is positive (OpenPose's criteria).  Each limb
-type is then matched one-to-one, best score first.
+type is then matched one-to-one as a bipartite graph: by default the matching with the largest
+total score (Hungarian algorithm), or OpenPose's greedy best-score-first matching.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def score_limbs(pafs: Any, peaks: np.ndarray, params: DecoderParams = DecoderPar
 
     pafs (2L,h,w) numpy or torch; peaks (K,4) from ``find_peaks`` (part, x_map, y_map, score).
     Rows are in limb order, best score first within a limb; each peak appears at most once per
-    limb.  ``score`` is the mean PAF alignment with OpenPose's long-limb penalty.
+    limb (``params.matching`` chooses how).  ``score`` is the mean PAF alignment with OpenPose's long-limb penalty.
     """
     pairs = candidate_pairs(peaks, limbs)
     if len(pairs) == 0:
