@@ -1,0 +1,153 @@
+"""Inference engines: a batch of net inputs in, heatmaps and PAFs out.
+
+An engine is a callable ``engine(batch float32 [N,3,H,W]) -> (heatmaps [N,19,h,w], pafs
+[N,38,h,w])`` (numpy float32) that also carries the ``preprocess`` spec its input must follow and
+its output ``stride``.  ``make_engine(config)`` picks one by ``inference.engine``; engines
+register a builder with :func:`register_engine`, so onnxruntime/OpenVINO engines plug in beside
+the torch one without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+from stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from stream.config import Config
+
+log = logging.getLogger(__name__)
+
+_PRECISIONS = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+class Engine(Protocol):
+    """What the inference stage needs from an engine."""
+
+    name: str
+    preprocess: Any         # the backbone's PreprocessSpec
+    stride: int
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+EngineBuilder = Callable[["Config"], Engine]
+_BUILDERS: dict[str, EngineBuilder] = {}
+
+# Engines of later issues: the module that registers each one when imported.
+_PLUGIN_MODULES = {"onnxruntime": "stages.engines.onnxruntime", "openvino": "stages.engines.openvino"}
+
+
+def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
+    """Decorator: ``@register_engine("openvino") def build(config) -> Engine``; refuses duplicates."""
+
+    def add(builder: EngineBuilder) -> EngineBuilder:
+        if name in _BUILDERS:
+            raise ValueError(f"engine {name!r} is already registered")
+        _BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def make_engine(config: "Config") -> Engine:
+    """The engine named by ``config.inference.engine``, loaded and ready (ConfigError if unknown)."""
+    name = config.inference.engine
+    if name not in _BUILDERS and name in _PLUGIN_MODULES:
+        try:
+            __import__(_PLUGIN_MODULES[name])
+        except ModuleNotFoundError as missing:
+            if not _PLUGIN_MODULES[name].startswith(str(missing.name)):
+                raise
+    if name not in _BUILDERS:
+        raise ConfigError(f"inference.engine {name!r} is not available yet "
+                          f"(available: {', '.join(sorted(_BUILDERS))})")
+    return _BUILDERS[name](config)
+
+
+class TorchEngine:
+    """Runs a backbone ``nn.Module`` under ``torch.inference_mode``.
+
+    precision: fp32, or fp16/bf16 through autocast.  channels_last: NHWC memory layout (often
+    faster on CPU and tensor cores).  The heavy work runs in torch's C++ code with the GIL released,
+    so other pipeline threads keep running meanwhile.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: "torch.nn.Module", preprocess: Any, device: "torch.device",
+                 precision: str = "fp32", channels_last: bool = False, stride: int = 8):
+        import torch
+
+        self.preprocess = preprocess
+        self.stride = stride
+        self.device = device
+        self.precision = precision
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device=device, memory_format=self._memory_format).eval()
+        self._autocast_dtype = getattr(torch, _PRECISIONS[precision]) if precision in _PRECISIONS else None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            inputs = inputs.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
+            heatmaps, pafs = self.model(inputs)
+            return _to_numpy(heatmaps), _to_numpy(pafs)
+
+    def warmup(self, height: int, width: int, runs: int = 1) -> None:
+        """Run ``runs`` dummy batches so the first real frame is not slowed by lazy set-up."""
+        dummy = np.zeros((1, 3, height, width), dtype=np.float32)
+        for _ in range(runs):
+            self(dummy)
+
+
+def _to_numpy(tensor: "torch.Tensor") -> np.ndarray:
+    import torch
+
+    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def check_backbone(name: str) -> None:
+    """ConfigError naming the valid backbones when ``name`` is not a torch network."""
+    import backbones
+
+    if name == "omz":
+        raise ConfigError("model.backbone 'omz' is Intel's OpenVINO IR: it runs only with "
+                          "--engine openvino (and --weights FILE.xml)")
+    known = list(backbones.list_backbones())
+    if name not in known:
+        raise ConfigError(f"model.backbone {name!r} is unknown; choose from {', '.join(known)}")
+
+
+@register_engine("torch")
+def _build_torch_engine(config: "Config") -> TorchEngine:
+    import torch
+
+    import backbones
+
+    check_backbone(config.model.backbone)
+    if config.inference.threads is not None:
+        torch.set_num_threads(config.inference.threads)
+    device = backbones.resolve_device(config.model.device)
+    spec = backbones.get_spec(config.model.backbone)
+    model = backbones.build(config.model.backbone, weights=config.model.weights, device=device)
+    engine = TorchEngine(model, spec.preprocess, device, precision=config.inference.precision,
+                         channels_last=config.inference.channels_last, stride=spec.preprocess.stride)
+    log.info("torch engine: %s on %s, %s, %d intra-op thread(s)", config.model.backbone, device,
+             config.inference.precision, torch.get_num_threads())
+    return engine

