@@ -1,9 +1,11 @@
 """Decoder benchmark: ours against the straightforward x8-upsampling reference.
 
 Both decode the same synthetic ground-truth maps of a 368x496 net input (46x62 cells) with 1, 5
-and 15 people; the table gives time per frame, people complete (every labelled keypoint within
-10 px), mean keypoint error and false people, and is written to benchmarks/results/decoder.md
-and .json.  One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
+and 15 people, first as exact training labels (with our variants: greedy matching, other
+sub-pixel fits, torch tensors), then blurred, weaker and noisy like a network's output.  The
+table gives time per frame, people complete (every labelled keypoint within 10 px), mean
+keypoint error and false people, and is written to benchmarks/results/decoder.md and .json.
+One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
 
     python -m benchmarks.decoder [--scenes 20] [--repeats 3]
 """
@@ -31,9 +33,12 @@ import numpy as np  # noqa: E402
 from benchmarks.reference_decoder import reference_decode  # noqa: E402
 from stages.postprocess import DecoderParams, decode  # noqa: E402
 from stages.postprocess.evaluation import score_scene, summarize  # noqa: E402
-from stages.postprocess.synthetic import NET_SIZE, make_scene  # noqa: E402
+from stages.postprocess.synthetic import NET_SIZE, degrade_maps, make_scene  # noqa: E402
 
 PEOPLE_COUNTS = (1, 5, 15)
+LABELS, NETWORK_LIKE = "labels", "network-like"
+MAP_KINDS = (LABELS, NETWORK_LIKE)   # exact training labels; blurred, weaker, noisy copies
+REFERENCE = "reference (x8 bicubic)"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -49,53 +54,60 @@ def _torch_decoder():
     return run
 
 
-def decoders(with_torch: bool) -> dict:
+def decoders(with_torch: bool, variants: bool) -> dict:
     """Name -> callable(heatmaps, pafs) -> people (P,18,3) net pixels."""
-    found = {
-        "ours (gaussian fit)": lambda h, p: decode(h, p),
-        "ours (quadratic fit)": lambda h, p: decode(h, p, refine="quadratic"),
-        "ours (no sub-pixel fit)": lambda h, p: decode(h, p, refine="none"),
-    }
-    if with_torch:
-        found["ours, torch tensors (cpu)"] = _torch_decoder()
-    found["reference (x8 bicubic)"] = lambda h, p: reference_decode(h, p, params=DecoderParams())
+    found = {"ours": lambda h, p: decode(h, p)}
+    if variants:
+        found.update({
+            "ours, greedy matching": lambda h, p: decode(h, p, matching="greedy"),
+            "ours, quadratic fit": lambda h, p: decode(h, p, refine="quadratic"),
+            "ours, no sub-pixel fit": lambda h, p: decode(h, p, refine="none"),
+        })
+        if with_torch:
+            found["ours, torch tensors (cpu)"] = _torch_decoder()
+    found[REFERENCE] = lambda h, p: reference_decode(h, p, params=DecoderParams())
     return found
 
 
-def measure(decoder, scenes, repeats: int) -> dict:
+def measure(decoder, scenes, maps, repeats: int) -> dict:
     """Best-of-``repeats`` mean time per frame and the accuracy summary over ``scenes``."""
     best_s = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        results = [decoder(scene.heatmaps, scene.pafs) for scene in scenes]
+        results = [decoder(heatmaps, pafs) for heatmaps, pafs in maps]
         best_s = min(best_s, time.perf_counter() - start)
-    summary = summarize(score_scene(people, scene.keypoints) for people, scene in zip(results, scenes))
+    summary = summarize(score_scene(people, scene.keypoints)
+                        for people, scene in zip(results, scenes))
     return {"ms_per_frame": 1000.0 * best_s / len(scenes), **summary}
 
 
 def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
     cv2.setNumThreads(1)
     rows = []
-    for people in PEOPLE_COUNTS:
-        scenes = [make_scene(1000 * people + seed, people, NET_SIZE) for seed in range(scene_count)]
-        reference_ms = None
-        measured = {name: measure(fn, scenes, repeats) for name, fn in decoders(with_torch).items()}
-        reference_ms = measured["reference (x8 bicubic)"]["ms_per_frame"]
-        for name, result in measured.items():
-            rows.append({"people": people, "decoder": name,
-                         "people_per_scene": result["people_true"] / len(scenes),
-                         "speedup": reference_ms / result["ms_per_frame"], **result})
+    for kind in MAP_KINDS:
+        for people in PEOPLE_COUNTS:
+            scenes = [make_scene(1000 * people + seed, people, NET_SIZE)
+                      for seed in range(scene_count)]
+            maps = [(s.heatmaps, s.pafs) if kind == LABELS else degrade_maps(s.heatmaps, s.pafs, i)
+                    for i, s in enumerate(scenes)]
+            chosen = decoders(with_torch, variants=kind == LABELS)
+            measured = {name: measure(fn, scenes, maps, repeats) for name, fn in chosen.items()}
+            reference_ms = measured[REFERENCE]["ms_per_frame"]
+            for name, result in measured.items():
+                rows.append({"maps": kind, "people": people, "decoder": name,
+                             "speedup": reference_ms / result["ms_per_frame"], **result})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| people | decoder | ms/frame | speed-up | people complete | mean error px | false people |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| maps | people | decoder | ms/frame | speed-up | people complete | mean error px "
+        "| false people |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['people']} | {row['decoder']} | {row['ms_per_frame']:.2f} | "
+            f"| {row['maps']} | {row['people']} | {row['decoder']} | {row['ms_per_frame']:.2f} | "
             f"{row['speedup']:.1f}x | {100 * row['complete_fraction']:.1f} % "
             f"({row['people_complete']}/{row['people_true']}) | {row['mean_error_px']:.2f} | "
             f"{100 * row['false_fraction']:.1f} % ({row['false_people']}) |")
@@ -113,7 +125,8 @@ def main(argv=None) -> int:
     rows = run(args.scenes, args.repeats, not args.no_torch)
     table = markdown(rows)
     header = (f"Decoder benchmark: {args.scenes} synthetic scenes per row, net input "
-              f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}), one thread, "
+              f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}), "
+              f"one thread, "
               f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
               f"numpy {np.__version__}, opencv {cv2.__version__}.")
     print(header + "\n\n" + table)

@@ -72,7 +72,8 @@ def _connect(pafs_up: np.ndarray, candidates: list, limb, params: DecoderParams)
             for k in range(params.paf_samples):
                 t = k / (params.paf_samples - 1)
                 px, py = int(round(xa + t * dx)), int(round(ya + t * dy))
-                projections.append(pafs_up[py, px, limb.paf_x] * ux + pafs_up[py, px, limb.paf_y] * uy)
+                projections.append(pafs_up[py, px, limb.paf_x] * ux
+                                   + pafs_up[py, px, limb.paf_y] * uy)
             mean = sum(projections) / len(projections)
             score = mean + min(params.long_limb_fraction * height / norm - 1.0, 0.0)
             aligned = sum(1 for p in projections if p > params.paf_threshold)

@@ -121,5 +121,6 @@ def _check_common(image: np.ndarray, scale: float, alpha: float) -> None:
 
 
 def _check_index(index: int, count: int, name: str, what: str) -> None:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+    integer = isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+    if not integer or not 0 <= index < count:
         raise ValueError(f"{name} must be a {what} index in [0, {count - 1}], got {index!r}")

@@ -1,4 +1,4 @@
-"""The decoder's steps alone, on hand-built arrays: find_peaks, score_limbs, group_people, params."""
+"""The decoder's steps alone on hand-built arrays: find_peaks, score_limbs, group_people, params."""
 
 from __future__ import annotations
 
@@ -160,6 +160,19 @@ def test_optimal_matching_resolves_collinear_limbs_that_greedy_gets_wrong():
     assert [(int(a), int(b)) for _, a, b, _ in greedy] == [(0, 3)]
     assert [(int(a), int(b)) for _, a, b, _ in optimal] == [(1, 3), (0, 2)]
     assert optimal[:, 3] == pytest.approx([0.93, 0.90])
+
+
+def test_score_limbs_same_on_torch_tensors():
+    torch = pytest.importorskip("torch")
+    from stages.postprocess.synthetic import degrade_maps, make_scene
+
+    scene = make_scene(21, 8)
+    heatmaps, pafs = degrade_maps(scene.heatmaps, scene.pafs, 0)   # noisy: no tied scores
+    peaks = find_peaks(heatmaps[:18])
+    expected = score_limbs(pafs, peaks)
+    assert len(expected) > 50
+    np.testing.assert_allclose(score_limbs(torch.from_numpy(pafs), peaks), expected,
+                               rtol=0, atol=1e-5)
 
 
 def test_candidate_pairs_cover_every_combination():

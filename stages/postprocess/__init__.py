@@ -14,7 +14,8 @@ Numpy or torch: steps 1 and 2 only use operations numpy arrays and torch tensors
 handful of helpers in arrays.py, so a tensor on the model's device is searched and sampled where it
 is; what crosses to the host is small (each peak's 3x3 neighbourhood, two numbers per candidate
 limb), never a full map.  Everything after that (the sub-pixel fit, matching, grouping) works on
-those small arrays in numpy, where Python-level control flow is cheap.
+those small arrays in numpy, where Python-level control flow is cheap.  ``decode`` hands CPU
+tensors to numpy as zero-copy views, because numpy's per-call overhead is lower.
 
 Glossary (K peaks, N candidate pairs, C connections, P people, L = 19 limbs, h x w map cells):
 

@@ -28,8 +28,15 @@ def to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
+def host_as_numpy(array: Any) -> Any:
+    """A CPU tensor as a zero-copy numpy view (numpy is quicker on small maps); else unchanged."""
+    if is_tensor(array) and array.device.type == "cpu":
+        return array.detach().numpy()
+    return array
+
+
 def like(values: np.ndarray, reference: Any) -> Any:
-    """``values`` (numpy) as the same kind of array as ``reference`` (a tensor goes to its device)."""
+    """``values`` (numpy) as the same kind of array as ``reference`` (to a tensor's device)."""
     if is_tensor(reference):
         return sys.modules["torch"].as_tensor(values, device=reference.device)
     return values
@@ -53,7 +60,7 @@ def nonzero(mask: Any) -> tuple[Any, ...]:
 
 
 def as_float(array: Any) -> Any:
-    """``array`` in float32 (half-precision network outputs included); no copy when it already is."""
+    """``array`` in float32 (half-precision network outputs included); no copy if it already is."""
     if is_tensor(array):
         return array.float()
     return np.asarray(array, dtype=np.float32)

@@ -21,9 +21,11 @@ def decode(heatmaps: Any, pafs: Any, stride: int = 8, *, params: DecoderParams |
            **overrides: Any) -> np.ndarray:
     """People found in one image's network output.
 
-    heatmaps (19,h,w) and pafs (38,h,w): float numpy arrays or torch tensors on any device (on a
-    GPU only the peaks and per-candidate-limb scores leave it).  ``params`` (a DecoderParams) and/or
-    keyword overrides of its fields set the thresholds; an unknown name is a ValueError.
+    heatmaps (19,h,w) and pafs (38,h,w): float numpy arrays or torch tensors on any device (on an
+    accelerator only the peaks and per-candidate-limb scores leave it; CPU tensors are decoded as
+    zero-copy numpy views, numpy being quicker on these small arrays).  ``params`` (a
+    DecoderParams) and/or keyword overrides of its fields set the thresholds; an unknown name is
+    a ValueError.
     Returns float32 (P,18,3): x, y, score per keypoint in net-input pixels, map cell (gx, gy) at
     (stride*gx + (stride-1)/2, stride*gy + (stride-1)/2); a missing keypoint is (0,0,0).
     NaN/inf in the maps or wrong shapes raise ValueError.
@@ -32,7 +34,7 @@ def decode(heatmaps: Any, pafs: Any, stride: int = 8, *, params: DecoderParams |
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     check_maps(heatmaps, pafs)
-    heatmaps, pafs = arrays.as_float(heatmaps), arrays.as_float(pafs)
+    heatmaps, pafs = (arrays.host_as_numpy(arrays.as_float(maps)) for maps in (heatmaps, pafs))
 
     peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], params.peak_threshold, params.refine)
     connections = score_limbs(pafs, peaks, params)
@@ -84,7 +86,8 @@ def check_maps(heatmaps: Any, pafs: Any) -> None:
     for name, maps in (("heatmaps", heatmaps), ("pafs", pafs)):
         bad = arrays.count_nonfinite(maps)
         if bad:
-            raise ValueError(f"{name} contain {bad} NaN/inf value(s): the network output is invalid")
+            raise ValueError(
+                f"{name} contain {bad} NaN/inf value(s): the network output is invalid")
 
 
 def _resolve_params(params: DecoderParams | None, overrides: dict) -> DecoderParams:

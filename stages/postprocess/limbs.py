@@ -61,8 +61,7 @@ def line_integrals(pafs: Any, starts_map: np.ndarray, ends_map: np.ndarray,
     lengths = np.hypot(vectors[:, 0], vectors[:, 1])
     units = vectors / np.maximum(lengths, _MIN_LENGTH_MAP)[:, None]
     units[lengths < _MIN_LENGTH_MAP] = 0.0
-    channel_starts = paf_channels.astype(np.float32) * (height * width)
-    segments = arrays.like(np.concatenate([starts_map, vectors, units, channel_starts], axis=1)
+    segments = arrays.like(np.concatenate([starts_map, vectors, units, paf_channels], axis=1)
                            .astype(np.float32), pafs)
     steps = arrays.like(np.linspace(0.0, 1.0, samples, dtype=np.float32), pafs)
 
@@ -76,7 +75,8 @@ def line_integrals(pafs: Any, starts_map: np.ndarray, ends_map: np.ndarray,
     weights_x, weights_y = (1 - frac_x, frac_x), (1 - frac_y, frac_y)
 
     flat_pafs = pafs.reshape(-1)
-    channel_x, channel_y = arrays.to_index(segments[:, 6:7]), arrays.to_index(segments[:, 7:8])
+    channel_x = arrays.to_index(segments[:, 6:7]) * (height * width)        # (N,1) flat offsets
+    channel_y = arrays.to_index(segments[:, 7:8]) * (height * width)
     paf_x = paf_y = 0
     for dy in (0, 1):
         for dx in (0, 1):
@@ -96,7 +96,8 @@ def score_limbs(pafs: Any, peaks: np.ndarray, params: DecoderParams = DecoderPar
 
     pafs (2L,h,w) numpy or torch; peaks (K,4) from ``find_peaks`` (part, x_map, y_map, score).
     Rows are in limb order, best score first within a limb; each peak appears at most once per
-    limb (``params.matching`` chooses how).  ``score`` is the mean PAF alignment with OpenPose's long-limb penalty.
+    limb (``params.matching`` chooses how).  ``score`` is the mean PAF alignment with OpenPose's
+    long-limb penalty.
     """
     pairs = candidate_pairs(peaks, limbs)
     if len(pairs) == 0:

@@ -55,12 +55,11 @@ class DecoderParams:
         _check_int(self, "min_parts", 1, 18)
         _check_number(self, "min_mean_score", 0.0, 100.0)
         if self.refine not in REFINE_METHODS:
-            raise ValueError(
-                f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, got {self.refine!r}"
-            )
+            raise ValueError(f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, "
+                             f"got {self.refine!r}")
         if self.matching not in MATCHING_METHODS:
-            raise ValueError(f"DecoderParams.matching must be one of {', '.join(MATCHING_METHODS)}, "
-                             f"got {self.matching!r}")
+            raise ValueError(f"DecoderParams.matching must be one of "
+                             f"{', '.join(MATCHING_METHODS)}, got {self.matching!r}")
 
     @classmethod
     def from_overrides(cls, **overrides) -> "DecoderParams":
@@ -82,10 +81,13 @@ def field_names() -> tuple[str, ...]:
 def _check_number(params: DecoderParams, name: str, low: float, high: float) -> None:
     value = getattr(params, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
-        raise ValueError(f"DecoderParams.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+        raise ValueError(
+            f"DecoderParams.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
 def _check_int(params: DecoderParams, name: str, low: int, high: int) -> None:
     value = getattr(params, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-        raise ValueError(f"DecoderParams.{name} must be an integer in [{low}, {high}], got {value!r}")
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integer or not low <= value <= high:
+        raise ValueError(
+            f"DecoderParams.{name} must be an integer in [{low}, {high}], got {value!r}")

@@ -61,7 +61,8 @@ def random_people(rng: np.random.Generator, num_people: int, net_size=NET_SIZE,
     for _ in range(num_people):
         for _attempt in range(attempts):
             height_px = rng.uniform(40.0, 200.0)
-            pose_px = random_pose(rng) * (height_px / _NOMINAL_HEIGHT, height_px / _NOMINAL_HEIGHT, 1)
+            px_per_unit = height_px / _NOMINAL_HEIGHT
+            pose_px = random_pose(rng) * (px_per_unit, px_per_unit, 1.0)
             pose_px[:, :2] += _place_neck(rng, pose_px, height_px, people, net_size,
                                           overlap_chance, border_chance)
             person = _label_visibility(pose_px, net_size)
@@ -81,7 +82,8 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
     pose[_PART["nose"]] = (0.045 * turn + rng.normal(0, 0.01), -0.095 + rng.normal(0, 0.01))
     for side, sign in (("r", -1.0), ("l", 1.0)):  # the person's right is image left when facing us
         outward = sign * (np.sign(width) if abs(width) > 0.2 else rng.choice([-1.0, 1.0]))
-        pose[_PART[f"{side}_eye"]] = pose[_PART["nose"]] + (sign * 0.03 * width + 0.01 * turn, -0.03)
+        eye_offset = (sign * 0.03 * width + 0.01 * turn, -0.03)
+        pose[_PART[f"{side}_eye"]] = pose[_PART["nose"]] + eye_offset
         pose[_PART[f"{side}_ear"]] = (sign * 0.065 * width - 0.02 * turn, -0.11)
         shoulder = pose[_PART[f"{side}_shoulder"]] = (sign * 0.12 * width, 0.015)
         hip = pose[_PART[f"{side}_hip"]] = (sign * 0.065 * width, 0.33)
@@ -99,8 +101,8 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
     return _hide_by_view(rng, pose, width, turn)
 
 
-def label_maps(keypoints: np.ndarray, net_size=NET_SIZE, stride: int = 8,
-               sigma_px: float = 7.0, paf_radius_cells: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def label_maps(keypoints: np.ndarray, net_size=NET_SIZE, stride: int = 8, sigma_px: float = 7.0,
+               paf_radius_cells: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Training-label maps of ``keypoints`` (P,18,3): heatmaps (19,h,w), pafs (38,h,w) float32."""
     height_net, width_net = net_size
     if height_net % stride or width_net % stride:
