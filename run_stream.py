@@ -115,7 +115,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
 
 
 def install_stop_handlers(stop_event: threading.Event) -> None:

@@ -41,6 +41,10 @@ class Stage:
         """Producer stages only: the next item, or ``END`` when the stream is over."""
         raise NotImplementedError(f"stage {self.name!r} is not a producer")
 
+    def interrupt(self) -> None:
+        """Called from another thread when the run stops: wake a blocked ``read``/``process``
+        (e.g. close a live source).  The default does nothing."""
+
     def close(self) -> None:
         """Release resources; must be safe to call twice."""
 
@@ -206,8 +210,9 @@ def run_threaded(runners: Sequence[StageRunner], control: RunControl,
                  join_grace_s: float = 1.5) -> list[str]:
     """Start ``runners`` and wait until all have finished or the run is stopped.
 
-    Waits in short slices so the main thread keeps handling signals.  After a stop, each runner
-    gets ``join_grace_s`` in total to finish; the names of those still alive are returned.
+    Waits in short slices so the main thread keeps handling signals.  After a stop, every stage
+    still running is interrupted (woken from a blocking read) and the runners get ``join_grace_s``
+    in total to finish; the names of those still alive are returned.
     """
     for runner in runners:
         runner.start()
@@ -216,6 +221,12 @@ def run_threaded(runners: Sequence[StageRunner], control: RunControl,
         if not alive:
             break
         alive[-1].join(timeout=POLL_S)
+    for runner in runners:
+        if runner.is_alive():
+            try:
+                runner.stage.interrupt()
+            except Exception as error:  # noqa: BLE001 - waking a stage must not mask the stop
+                log.debug("interrupting %s: %s", runner.stage.name, error)
     deadline = time.monotonic() + join_grace_s
     for runner in runners:
         runner.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -56,6 +56,10 @@ class CaptureStage(Stage):
             self._count += 1
         return frame
 
+    def interrupt(self) -> None:
+        # Closing a source from another thread wakes an iteration waiting for a frame.
+        self.source.close()
+
     def close(self) -> None:
         self.source.close()
 

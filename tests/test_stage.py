@@ -185,3 +185,30 @@ def test_first_failure_wins():
     control.fail("render", ValueError("second"))
     assert control.failed_stage == "inference" and str(control.error) == "first"
     assert control.stopping
+
+
+def test_stop_interrupts_a_producer_blocked_in_read():
+    class BlockedSource(Stage):
+        name = "capture"
+
+        def __init__(self):
+            self.woken = threading.Event()
+            self.closed = 0
+
+        def read(self):
+            self.woken.wait(30)          # like a live source waiting for a frame that never comes
+            return END
+
+        def interrupt(self):
+            self.woken.set()
+
+        def close(self):
+            self.closed += 1
+
+    control, stats = RunControl(), StatsRecorder()
+    source, sink = BlockedSource(), Collect()
+    threading.Timer(0.2, control.stop).start()
+    started = time.monotonic()
+    stuck = run_threaded(build([source], [sink], control, stats), control, join_grace_s=5.0)
+    assert time.monotonic() - started < 1.0
+    assert stuck == [] and source.closed == 1 and sink.closed == 1
