@@ -15,10 +15,12 @@ read returns.  FFmpeg's socket timeout and OpenCV's read timeout bound that wait
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +36,9 @@ from stream.sources import Source
 log = logging.getLogger(__name__)
 
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# At interpreter exit, how long to wait for reader threads to leave OpenCV: a daemon thread that
+# returns from a cv2 call while Python finalizes aborts the process ("exception not rethrown").
+EXIT_READER_WAIT_S = 0.5
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 
 
@@ -136,6 +141,24 @@ def create_capture(uri: int | str, open_timeout_s: float, read_timeout_s: float)
         return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, timeouts)
 
 
+_open_sources: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_readers_at_exit() -> None:
+    """Stop every reader and let those on a flowing stream (their read returns within a frame
+    interval) leave OpenCV before Python finalizes.  A reader blocked on a stalled stream is not
+    waited for: it would hold the exit up to the read timeout; it dies with the process.
+    """
+    sources = list(_open_sources)
+    flowing = [source for source in sources if source.frame_age_s() < EXIT_READER_WAIT_S]
+    for source in sources:
+        source.close()
+    deadline = time.monotonic() + EXIT_READER_WAIT_S
+    for source in flowing:
+        source.wait_reader(max(0.0, deadline - time.monotonic()))
+
+
 class LiveSource(Source):
     """One connection to a live stream, read by its own thread that keeps the newest frame.
 
@@ -181,11 +204,16 @@ class LiveSource(Source):
         """Wait up to ``timeout_s`` for the reader thread to end; True when it has (or never ran)."""
         return self._reader is None or self._reader_done.wait(timeout_s)
 
+    def frame_age_s(self) -> float:
+        """Seconds since the reader last got a frame (or the capture opened)."""
+        return time.monotonic() - self._last_arrival
+
     def _open(self) -> None:
         """Start the reader and wait until the capture is open; ``SourceError`` if it is not."""
         self._reader = threading.Thread(
             target=self._read_loop, name=f"live-reader-{self.name}", daemon=True
         )
+        _open_sources.add(self)
         self._reader.start()
         deadline = time.monotonic() + self.open_timeout_s
         with self._cond:
@@ -273,6 +301,7 @@ class LiveSource(Source):
             if capture is not None:
                 capture.release()
             self._reader_done.set()
+            _open_sources.discard(self)
 
 
 def open_live_source(cfg, name: str) -> Source:

@@ -27,7 +27,7 @@ STALE_READER_WAIT_S = 60.0
 
 
 def backoff_delay_s(attempt: int, initial_s: float, max_s: float, factor: float = 2.0) -> float:
-    """Delay before reconnect attempt ``attempt`` (1-based): initial_s × factor^(attempt−1), capped."""
+    """Wait before reconnect attempt ``attempt`` (1-based): initial_s·factor^(attempt−1), capped."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     return min(max_s, initial_s * factor ** (attempt - 1))
@@ -155,7 +155,7 @@ class Reconnecting(Source):
         if not self.reconnect:
             raise SourceError(f"{self.label}: {_without_label(reason, self.label)} "
                               "(source.reconnect is false)")
-        log.warning("%s (%s) lost: %s; reconnecting", self.name, self.label, reason)
+        log.warning("%s lost: %s; reconnecting", self.name, reason)
         lost_at = time.monotonic()
         attempt = 0
         while True:
@@ -180,7 +180,8 @@ class Reconnecting(Source):
                 continue
             self.reconnects += 1
             log.warning(
-                "%s: reconnected after %d attempt(s), %.1f s without frames (%d reconnects so far)",
+                "%s: reconnected after %d attempt(s), %.1f s after the loss was noticed "
+                "(%d reconnects so far)",
                 self.name, attempt, time.monotonic() - lost_at, self.reconnects,
             )
             return True
