@@ -4,7 +4,7 @@ Sources never retry on their own.  ``Reconnecting`` wraps a factory of live sour
 current one reports a dead or stalled stream (a ``SourceError`` out of its iteration) it closes
 it, waits a capped exponential back-off and opens a fresh one, counting reconnects and logging
 each attempt.  Frames are renumbered so ``index`` keeps increasing from 0 and ``time`` counts
-from the first open, across reconnects.
+from the first frame, across reconnects.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Reconnecting(Source):
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._next_index = 0
-        self._start_time = 0.0
+        self._first_capture_time: float | None = None
 
     @property
     def dropped(self) -> int:
@@ -95,7 +95,6 @@ class Reconnecting(Source):
 
     def _open(self) -> None:
         self._connect()
-        self._start_time = time.monotonic()
 
     def _frames(self) -> Iterator[Frame]:
         while not self._stop.is_set():
@@ -109,11 +108,13 @@ class Reconnecting(Source):
                 return
 
     def _restamp(self, frame: Frame) -> Frame:
+        """Number frames across connections; ``time`` counts from the first frame's capture."""
+        if self._first_capture_time is None:
+            self._first_capture_time = frame.capture_time
         index = self._next_index
         self._next_index += 1
-        return dataclasses.replace(
-            frame, index=index, time=frame.capture_time - self._start_time, source=self.name
-        )
+        return dataclasses.replace(frame, index=index, source=self.name,
+                                   time=max(0.0, frame.capture_time - self._first_capture_time))
 
     def _connect(self) -> None:
         """Make and open a new connection; on failure it is retired and the error re-raised."""

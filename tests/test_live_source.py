@@ -149,6 +149,7 @@ def test_reconnecting_renumbers_frames_and_counts():
         frames = [frame for _, frame in zip(range(9), source)]
     assert [frame.index for frame in frames] == list(range(9))
     assert {frame.source for frame in frames} == {"cam3"}
+    assert frames[0].time == 0.0
     assert all(b.time >= a.time >= 0 for a, b in zip(frames, frames[1:]))
     assert source.reconnects == 2
     assert source.reconnect_attempts == 4

@@ -57,14 +57,16 @@ PAGE_HTML = """<!doctype html>
   <section>
     <h1>{{title}}</h1>
     <table id="stats">
-      <tr><th>frames</th><td id="frames">-</td></tr>
-      <tr><th>fps</th><td id="fps">-</td></tr>
-      <tr><th>latency p50 / p95 (ms)</th><td id="latency">-</td></tr>
-      <tr><th>dropped</th><td id="dropped">-</td></tr>
-      <tr><th>reconnects</th><td id="reconnects">-</td></tr>
-      <tr><th>wall (s)</th><td id="wall">-</td></tr>
+      <tbody>
+        <tr><th>frames</th><td id="frames">-</td></tr>
+        <tr><th>fps</th><td id="fps">-</td></tr>
+        <tr><th>latency p50 / p95 (ms)</th><td id="latency">-</td></tr>
+        <tr><th>dropped</th><td id="dropped">-</td></tr>
+        <tr><th>reconnects</th><td id="reconnects">-</td></tr>
+        <tr><th>wall (s)</th><td id="wall">-</td></tr>
+      </tbody>
+      <tbody id="stages"></tbody>
     </table>
-    <table id="stages"></table>
     <div id="status">waiting for stats</div>
   </section>
 </main>
@@ -81,14 +83,14 @@ function show(stats) {
   document.getElementById("dropped").textContent = stats.dropped ?? "-";
   document.getElementById("reconnects").textContent = stats.reconnects ?? "-";
   document.getElementById("wall").textContent = fixed(stats.wall_s, 1);
-  const table = document.getElementById("stages");
-  table.replaceChildren();
+  const stages = document.getElementById("stages");
+  stages.replaceChildren();
   for (const [stage, timing] of Object.entries(stats.stages || {})) {
-    const row = table.insertRow();
+    const row = stages.insertRow();
     const name = document.createElement("th");
-    name.textContent = stage;
+    name.textContent = stage + " p50 / p95 (ms)";
     row.appendChild(name);
-    row.insertCell().textContent = fixed(timing.p50_ms, 1) + " ms p50, " + fixed(timing.p95_ms, 1) + " p95";
+    row.insertCell().textContent = fixed(timing.p50_ms, 1) + " / " + fixed(timing.p95_ms, 1);
   }
 }
 async function refresh() {
