@@ -110,3 +110,11 @@ def test_every_figure_cell_drew(executed):
     assert len(figure_cells) >= 8
     blank = [index for index in figure_cells if not _has_png(executed.cells[index])]
     assert not blank, f"cells {blank} drew no figure"
+
+
+def test_benchmark_results_are_read_when_present(summary):
+    results = ROOT / "benchmarks" / "results" / "results.json"
+    if not results.is_file():
+        assert summary["benchmark_backbones"] == []
+        pytest.skip(f"no {results.relative_to(ROOT)} yet: the notebook says so")
+    assert summary["benchmark_backbones"], f"the notebook found no backbone fps in {results}"
