@@ -12,7 +12,14 @@ import backbones
 from backbones.registry import register_backbone
 from stream.errors import ConfigError, WeightsError
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """1 intra-op thread while this file runs (the machine's cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

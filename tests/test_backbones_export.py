@@ -10,7 +10,14 @@ from torch.export import Dim
 
 import backbones
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """2 intra-op threads while this file runs (the machine's cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", ["cmu", "mobilenet", "mobilenet_thin"])

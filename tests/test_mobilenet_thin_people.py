@@ -15,7 +15,15 @@ import backbones
 
 postprocess = pytest.importorskip("stages.postprocess", reason="decoder not available")
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    """2 intra-op threads while this file runs (the machine's cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
 
 CLEAR_COUNTS = {
     "p1.jpg": 1,
