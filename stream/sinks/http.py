@@ -311,13 +311,22 @@ class _Handler(BaseHTTPRequestHandler):
             if route in ("/", "/index.html"):
                 self._send_body(self.server.sink.page_html(), "text/html; charset=utf-8")
             elif route == "/stats.json":
-                self._send_body(self.server.sink.stats_json(), "application/json")
+                self._send_stats()
             elif route == "/stream.mjpg":
                 self._send_stream()
             else:
                 self.send_error(404, "not found: try / , /stream.mjpg or /stats.json")
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError) as exc:
             log.debug("client %s gone: %s", self.address_string(), exc)
+
+    def _send_stats(self) -> None:
+        try:
+            body = self.server.sink.stats_json()
+        except Exception:  # a failing stats provider must not take the page down
+            log.warning("stats provider failed", exc_info=True)
+            self.send_error(500, "stats unavailable")
+            return
+        self._send_body(body, "application/json")
 
     def _send_body(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
