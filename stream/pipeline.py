@@ -25,7 +25,7 @@ from stream.config import Config, section_params
 from stream.errors import ConfigError, PoseStreamError, StageError
 from stream.items import Posed
 from stream.queues import BoundedQueue, QueuePolicy
-from stream.stage import EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
+from stream.stage import Crew, EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
 from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
 from stream.stats import StatsRecorder, format_summary, write_stats
 
@@ -127,7 +127,10 @@ class Pipeline:
                                                     name=f"{stage.name}->{self.stages[position + 1].name}")
             if outbox is not None:
                 self.queues.append(outbox)
-            runners.append(StageRunner(stage, inbox, outbox, self.control, self.stats))
+            workers = self.config.inference.workers if stage.name == "inference" else 1
+            crew = Crew(workers) if workers > 1 else None
+            runners.extend(StageRunner(stage, inbox, outbox, self.control, self.stats, crew=crew, worker=worker)
+                           for worker in range(workers))
             inbox = outbox
         return runners
 

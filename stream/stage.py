@@ -99,35 +99,78 @@ class EndCountdown:
             return self._left == 0
 
 
+class Crew:
+    """Shared by the worker threads of one stage run N-wide: numbers the items as they are
+    taken and lets results out strictly in that order, so frames still leave in order."""
+
+    def __init__(self, workers: int):
+        self.take_lock = threading.Lock()
+        self.ended = False
+        self._turn = threading.Condition()
+        self._next_in = 0
+        self._next_out = 0
+        self._left = workers
+
+    def number(self) -> int:
+        """The next sequence number (call with ``take_lock`` held, right after taking an item)."""
+        self._next_in += 1
+        return self._next_in - 1
+
+    def wait_turn(self, number: int, control: "RunControl") -> None:
+        with self._turn:
+            while self._next_out != number:
+                if control.stopping:
+                    raise _Stopped
+                self._turn.wait(POLL_S)
+
+    def done(self, number: int) -> None:
+        with self._turn:
+            self._next_out = number + 1
+            self._turn.notify_all()
+
+    def leave(self) -> bool:
+        """A worker ends; True for the last one (which closes the stage)."""
+        with self._turn:
+            self._left -= 1
+            return self._left == 0
+
+
 class StageRunner(threading.Thread):
     """Runs one stage in its own thread between an inbox and an outbox.
 
     A producer (``inbox`` None) calls ``stage.read()`` until END; the last stage (``outbox`` None)
-    hands each finished item to ``timings.record_done``.
+    hands each finished item to ``timings.record_done``.  Several runners may work one stage
+    together when they share a :class:`Crew` (the stage's ``process`` must then be thread-safe).
     """
 
     def __init__(self, stage: Stage, inbox: BoundedQueue | None, outbox: BoundedQueue | None,
-                 control: RunControl, timings: Timings, end_countdown: EndCountdown | None = None):
-        super().__init__(name=f"stage-{stage.name}", daemon=True)
+                 control: RunControl, timings: Timings, end_countdown: EndCountdown | None = None,
+                 crew: Crew | None = None, worker: int = 0):
+        suffix = f"-{worker}" if crew is not None else ""
+        super().__init__(name=f"stage-{stage.name}{suffix}", daemon=True)
         self.stage = stage
         self.inbox = inbox
         self.outbox = outbox
         self.control = control
         self.timings = timings
         self.end_countdown = end_countdown
+        self.crew = crew
 
     def run(self) -> None:
         try:
             if self.inbox is None:
                 self._produce()
-            else:
+            elif self.crew is None:
                 self._consume()
+            else:
+                self._consume_in_crew(self.crew)
         except _Stopped:
             pass
         except Exception as error:  # noqa: BLE001 - any failure stops the run, named by stage
             self.control.fail(self.stage.name, error)
         finally:
-            _close(self.stage, self.control)
+            if self.crew is None or self.crew.leave():
+                _close(self.stage, self.control)
 
     def _produce(self) -> None:
         while not self.control.stopping:
@@ -149,11 +192,36 @@ class StageRunner(threading.Thread):
             if item is END:
                 self._emit(END)
                 return
-            started = time.perf_counter()
-            result = self.stage.process(item)
-            self.timings.record_stage(self.stage.name, time.perf_counter() - started)
-            if result is not None:
-                self._emit(result)
+            self._emit_result(self._process(item))
+
+    def _consume_in_crew(self, crew: Crew) -> None:
+        while not self.control.stopping and not crew.ended:
+            with crew.take_lock:
+                if crew.ended:
+                    return
+                try:
+                    item = self.inbox.get(timeout=POLL_S)
+                except Empty:
+                    continue
+                number = crew.number()
+                if item is END:
+                    crew.ended = True
+            result = END if item is END else self._process(item)
+            crew.wait_turn(number, self.control)
+            try:
+                self._emit_result(result)
+            finally:
+                crew.done(number)
+
+    def _process(self, item: Any) -> Any:
+        started = time.perf_counter()
+        result = self.stage.process(item)
+        self.timings.record_stage(self.stage.name, time.perf_counter() - started)
+        return result
+
+    def _emit_result(self, result: Any) -> None:
+        if result is not None:
+            self._emit(result)
 
     def _emit(self, item: Any) -> None:
         if self.outbox is None:

@@ -39,10 +39,10 @@ def stage_threads():
     return [t for t in threading.enumerate() if t.name.startswith("stage-")]
 
 
-@pytest.mark.parametrize("mode", ["threaded", "sequential"])
-def test_200_frames_give_200_json_lines_and_200_output_frames_in_order(video_200, tmp_path, mode):
+@pytest.mark.parametrize("mode, workers", [("threaded", 1), ("sequential", 1), ("threaded", 2)])
+def test_200_frames_give_200_json_lines_and_200_output_frames_in_order(video_200, tmp_path, mode, workers):
     config = config_for(video_200, tmp_path, **{"pipeline.mode": mode, "render.show": "none",
-                                                "pipeline.queue_size": 2})
+                                                "pipeline.queue_size": 2, "inference.workers": workers})
     report = run_pipeline(config)
     lines = read_json_lines(tmp_path / "out.jsonl")
     assert [line["frame"] for line in lines] == list(range(200))

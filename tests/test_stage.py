@@ -7,7 +7,7 @@ import time
 
 from stream.items import END
 from stream.queues import BoundedQueue, QueuePolicy
-from stream.stage import EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
+from stream.stage import Crew, EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
 from stream.stats import StatsRecorder
 
 
@@ -60,14 +60,18 @@ class Collect(Stage):
         self.closed += 1
 
 
-def build(producers, stages, control, stats, size=2):
+def build(producers, stages, control, stats, size=2, workers=None):
+    """Runners for producers → stages; ``workers`` maps a stage name to its number of workers."""
     first = BoundedQueue(size, QueuePolicy.BLOCK)
     countdown = EndCountdown(len(producers))
     runners = [StageRunner(p, None, first, control, stats, countdown) for p in producers]
     inbox = first
     for position, stage in enumerate(stages):
         outbox = None if position == len(stages) - 1 else BoundedQueue(size)
-        runners.append(StageRunner(stage, inbox, outbox, control, stats))
+        count = (workers or {}).get(stage.name, 1)
+        crew = Crew(count) if count > 1 else None
+        runners.extend(StageRunner(stage, inbox, outbox, control, stats, crew=crew, worker=worker)
+                       for worker in range(count))
         inbox = outbox
     return runners
 
@@ -212,3 +216,45 @@ def test_stop_interrupts_a_producer_blocked_in_read():
     stuck = run_threaded(build([source], [sink], control, stats), control, join_grace_s=5.0)
     assert time.monotonic() - started < 1.0
     assert stuck == [] and source.closed == 1 and sink.closed == 1
+
+
+def test_several_workers_share_a_stage_and_keep_the_order():
+    import random
+
+    delays = random.Random(4)
+    seen_threads = set()
+
+    def jittery(item):
+        seen_threads.add(threading.get_ident())
+        time.sleep(delays.uniform(0, 0.004))            # later items often finish first
+        return None if item % 7 == 3 else item * 10
+
+    control, stats = RunControl(), StatsRecorder()
+    middle, sink = Apply("inference", jittery), Collect()
+    runners = build([Counter(200)], [middle, sink], control, stats, size=3, workers={"inference": 3})
+    assert [r.name for r in runners if r.stage is middle] == ["stage-inference-0", "stage-inference-1",
+                                                             "stage-inference-2"]
+    assert run_threaded(runners, control) == []
+    assert sink.items == [value * 10 for value in range(200) if value % 7 != 3]
+    assert len(seen_threads) > 1
+    assert middle.closed == 1 and sink.closed == 1
+    assert stats.report()["stages"]["inference"]["mean_ms"] > 0
+    assert not stage_threads()
+
+
+def test_a_failing_worker_stops_its_crew_and_the_run():
+    def explode(item):
+        if item == 30:
+            raise ValueError("bad frame")
+        time.sleep(0.002)
+        return item
+
+    control, stats = RunControl(), StatsRecorder()
+    middle, sink = Apply("inference", explode), Collect()
+    started = time.monotonic()
+    run_threaded(build([Counter(None)], [middle, sink], control, stats, workers={"inference": 2}), control)
+    assert time.monotonic() - started < 2.0
+    assert control.failed_stage == "inference" and str(control.error) == "bad frame"
+    assert sink.items == list(range(len(sink.items))) and 30 not in sink.items
+    assert middle.closed == 1
+    assert not stage_threads()
