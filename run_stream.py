@@ -37,6 +37,7 @@ FLAG_KEYS = {
     "engine": "inference.engine",
     "precision": "inference.precision",
     "threads": "inference.threads",
+    "workers": "inference.workers",
     "queue_size": "pipeline.queue_size",
     "mode": "pipeline.mode",
     "track": "tracking.enabled",
@@ -81,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--serve", metavar="[HOST:]PORT", help="browser page with the live stream and stats")
     add("--engine", metavar="NAME", help="torch (default), onnxruntime or openvino")
     add("--precision", metavar="P", help="fp32 (default), fp16 or bf16")
-    add("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's choice)")
+    add("--threads", type=int, metavar="N", help="torch intra-op threads per worker "
+                                                  "(default: cores / workers on a CPU)")
+    add("--workers", type=int, metavar="N", help="frames in inference at once, threaded mode "
+                                                  "(default: 2 on a multi-core CPU, else 1)")
     add("--queue-size", type=int, metavar="N", help="capacity of each queue between stages (default 4)")
     add("--mode", metavar="MODE", help="threaded (default) or sequential")
     add("--track", action="store_true", default=None, help="keep person ids across frames")

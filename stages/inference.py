@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
@@ -33,6 +34,7 @@ class Engine(Protocol):
     name: str
     preprocess: Any         # the backbone's PreprocessSpec
     stride: int
+    workers: int            # frames it may run at once (threaded mode: one thread each)
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -75,18 +77,21 @@ class TorchEngine:
     """Runs a backbone ``nn.Module`` under ``torch.inference_mode``.
 
     precision: fp32, or fp16/bf16 through autocast.  channels_last: NHWC memory layout (often
-    faster on CPU and tensor cores).  The heavy work runs in torch's C++ code with the GIL released,
-    so other pipeline threads keep running meanwhile.
+    faster on CPU and tensor cores).  workers: how many threads may call it at once (forward in
+    inference mode is thread-safe).  The heavy work runs in torch's C++ code with the GIL
+    released, so other pipeline threads keep running meanwhile.
     """
 
     name = "torch"
 
     def __init__(self, model: "torch.nn.Module", preprocess: Any, device: "torch.device",
-                 precision: str = "fp32", channels_last: bool = False, stride: int = 8):
+                 precision: str = "fp32", channels_last: bool = False, stride: int = 8,
+                 workers: int = 1):
         import torch
 
         self.preprocess = preprocess
         self.stride = stride
+        self.workers = workers
         self.device = device
         self.precision = precision
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -134,6 +139,24 @@ def check_backbone(name: str) -> None:
         raise ConfigError(f"model.backbone {name!r} is unknown; choose from {', '.join(known)}")
 
 
+def cpu_parallelism(threads: int | None, workers: int | None, mode: str, cores: int) -> tuple[int, int]:
+    """(intra-op threads, inference workers) for a CPU run; None means choose.
+
+    Measured on 2 cores (benchmarks/threading.py): small pose networks scale poorly over
+    intra-op threads, and an OpenMP team that shares its cores with the other pipeline threads
+    stalls, so the threaded pipeline runs two frames at once, each on its share of the cores.
+    """
+    if workers is None:
+        workers = min(2, cores) if mode == "threaded" else 1
+    if threads is None:
+        threads = max(1, cores // workers)
+    return threads, workers
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @register_engine("torch")
 def _build_torch_engine(config: "Config") -> TorchEngine:
     import torch
@@ -141,13 +164,17 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     import backbones
 
     check_backbone(config.model.backbone)
-    if config.inference.threads is not None:
-        torch.set_num_threads(config.inference.threads)
     device = backbones.resolve_device(config.model.device)
+    threads, workers = config.inference.threads, config.inference.workers
+    if device.type == "cpu":
+        threads, workers = cpu_parallelism(threads, workers, config.pipeline.mode, available_cores())
+    if threads is not None:
+        torch.set_num_threads(threads)
     spec = backbones.get_spec(config.model.backbone)
     model = backbones.build(config.model.backbone, weights=config.model.weights, device=device)
     engine = TorchEngine(model, spec.preprocess, device, precision=config.inference.precision,
-                         channels_last=config.inference.channels_last, stride=spec.preprocess.stride)
-    log.info("torch engine: %s on %s, %s, %d intra-op thread(s)", config.model.backbone, device,
-             config.inference.precision, torch.get_num_threads())
+                         channels_last=config.inference.channels_last, stride=spec.preprocess.stride,
+                         workers=workers or 1)
+    log.info("torch engine: %s on %s, %s, %d worker(s) x %d intra-op thread(s)", config.model.backbone,
+             device, config.inference.precision, engine.workers, torch.get_num_threads())
     return engine

@@ -72,7 +72,7 @@ class InferenceConfig(_Section):
     engine: Literal["torch", "onnxruntime", "openvino"] = "torch"
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     threads: int | None = Field(None, ge=1, le=256)
-    workers: int = Field(1, ge=1, le=16)
+    workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = False
     warmup: int = Field(1, ge=0, le=100)
 

@@ -127,7 +127,7 @@ class Pipeline:
                                                     name=f"{stage.name}->{self.stages[position + 1].name}")
             if outbox is not None:
                 self.queues.append(outbox)
-            workers = self.config.inference.workers if stage.name == "inference" else 1
+            workers = getattr(self.engine, "workers", 1) if stage.name == "inference" else 1
             crew = Crew(workers) if workers > 1 else None
             runners.extend(StageRunner(stage, inbox, outbox, self.control, self.stats, crew=crew, worker=worker)
                            for worker in range(workers))

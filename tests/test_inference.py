@@ -109,3 +109,24 @@ def test_an_engine_without_a_builder_is_reported_as_not_available():
             assert name in str(error) and "not available" in str(error)
         else:
             assert name in inference._BUILDERS      # a plug-in module registered it meanwhile
+
+
+@pytest.mark.parametrize("threads, workers, mode, cores, expected", [
+    (None, None, "threaded", 2, (1, 2)),      # two frames at once, one core each
+    (None, None, "sequential", 2, (2, 1)),    # one frame on every core
+    (None, None, "threaded", 16, (8, 2)),
+    (None, None, "threaded", 1, (1, 1)),
+    (3, None, "threaded", 2, (3, 2)),         # what the user set is kept
+    (None, 4, "threaded", 16, (4, 4)),
+])
+def test_cpu_parallelism_fills_in_what_is_not_set(threads, workers, mode, cores, expected):
+    from stages.inference import cpu_parallelism
+
+    assert cpu_parallelism(threads, workers, mode, cores) == expected
+
+
+def test_engine_carries_its_worker_count():
+    threaded = make_engine(config(**{"inference.threads": 1, "inference.workers": 3}))
+    assert threaded.workers == 3
+    sequential = make_engine(config(**{"pipeline.mode": "sequential"}))
+    assert sequential.workers == 1
