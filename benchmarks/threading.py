@@ -34,7 +34,6 @@ import argparse
 import json
 import logging
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path

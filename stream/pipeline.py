@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from stream.config import Config, section_params
-from stream.errors import ConfigError, PoseStreamError, StageError
+from stream.errors import PoseStreamError, StageError
 from stream.items import Posed
 from stream.queues import BoundedQueue, QueuePolicy
 from stream.stage import Crew, EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
@@ -83,7 +83,8 @@ class Pipeline:
         run = self.config.run
         self.captures = [CaptureStage(source, run.max_frames, run.max_seconds) for source in self.sources]
         for source in self.sources:
-            log.info("source %s: %s%s", source.name, type(source).__name__,
+            described = getattr(source, "label", None) or getattr(source, "path", None) or ""
+            log.info("source %s: %s %s%s", source.name, type(source).__name__, described,
                      f", {source.frame_count} frames" if source.frame_count else "")
 
     # -- running --------------------------------------------------------------------------------
