@@ -1,0 +1,164 @@
+"""Inference engines beyond torch, and the choice of the fastest one.
+
+``stages.inference.make_engine`` imports ``stages.engines.onnxruntime`` / ``stages.engines.openvino``
+on demand; each registers a builder with ``register_engine``.  Both run the backbone's ONNX export
+(``backbones/export.py``), made once per weights file and kept under ``weights/onnx/``; OpenVINO
+also runs Intel's ``omz`` IR (``stages/engines/omz.py``).
+
+Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
+
+- ``resolve_engine(config)``: ``omz`` → openvino; CUDA in use → torch (fp16); else openvino when
+  it is importable (the fastest CPU engine by far, see benchmarks/results), else torch.
+- ``resolve_precision(config, engine)``: torch on CUDA → fp16; torch or OpenVINO on a CPU with
+  bf16 instructions (AVX512-BF16 / AMX) → bf16; everything else fp32.  Explicit values pass
+  through unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stream.errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    from stream.config import Config
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+OMZ = "omz"
+ONNX_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "onnx"
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_engine(config: "Config") -> str:
+    """The engine name to build: ``inference.engine``, or for ``auto`` the fastest available."""
+    requested = str(config.inference.engine)
+    if requested != AUTO:
+        return requested
+    if config.model.backbone == OMZ:
+        return "openvino"
+    if _uses_cuda(config.model.device):
+        return "torch"
+    return "openvino" if has_module("openvino") else "torch"
+
+
+def resolve_precision(config: "Config", engine: str) -> str:
+    """fp32, fp16 or bf16 for ``engine``: ``inference.precision``, or for ``auto`` the fastest
+    precision that keeps the same people (see the module docstring)."""
+    requested = str(config.inference.precision)
+    if requested != AUTO:
+        return requested
+    if engine == "torch" and _uses_cuda(config.model.device):
+        return "fp16"
+    if engine in ("torch", "openvino") and cpu_supports_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _uses_cuda(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device != AUTO:
+        return False
+    if not has_module("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def has_module(name: str) -> bool:
+    """Whether ``name`` can be imported (without importing it)."""
+    return importlib.util.find_spec(name) is not None
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16; Linux flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def default_threads(config: "Config") -> int | None:
+    """``inference.threads``, else None (the runtime's own choice: one thread per core)."""
+    return config.inference.threads
+
+
+def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None) -> Path:
+    """An ONNX file of ``backbone`` with ``weights``: the file itself when ``weights`` is a .onnx,
+    else its export under ``cache_dir`` (default weights/onnx/), made on first use.
+
+    The cached name carries a digest of the weights file's path, size and modification time, so
+    new weights are exported again.  ConfigError / WeightsError as ``backbones.build`` raises them.
+    """
+    if weights is not None and str(weights).lower().endswith(".onnx"):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"ONNX weights file not found: {path}")
+        return path
+    import backbones
+    from backbones.export import export_onnx
+
+    backbones.get_spec(backbone)                         # ConfigError for an unknown name
+    source = _weights_source(backbone, weights)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    path = (cache_dir or ONNX_CACHE_DIR) / f"{backbone}-{digest}.onnx"
+    if not path.is_file():
+        log.info("exporting %s to ONNX once (%s); later runs reuse it", backbone, path)
+        export_onnx(backbone, path, weights)
+    return path
+
+
+def _weights_source(backbone: str, weights: str | None) -> str:
+    """What identifies the weights: ``random``, or a file's resolved path, size and mtime."""
+    import backbones
+
+    if weights == "random":
+        return f"{backbone}:random:{backbones.RANDOM_SEED}"
+    path = Path(weights).expanduser() if weights is not None else backbones.default_weights_path(backbone)
+    if not path.exists() and weights is None:
+        backbones.build(backbone)                        # fetches mobilenet_thin, else WeightsError
+    try:
+        stat = path.resolve().stat()
+    except OSError:
+        raise WeightsError(f"weights file not found: {path}") from None
+    return f"{backbone}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def device_for(config: "Config", engine: str) -> str:
+    """The CPU for onnxruntime/OpenVINO; a CUDA request is a ConfigError naming the key."""
+    device = str(config.model.device)
+    if device.startswith("cuda"):
+        raise ConfigError(f"model.device {device!r}: the {engine} engine runs on the CPU here; "
+                          f"use --engine torch for CUDA")
+    return "cpu"
+
+
+def describe(engine: Any) -> str:
+    """One line naming an engine and its settings, for logs and benchmark tables."""
+    parts = [getattr(engine, "name", type(engine).__name__)]
+    for attribute in ("precision", "threads"):
+        value = getattr(engine, attribute, None)
+        if value is not None:
+            parts.append(f"{attribute}={value}")
+    return " ".join(parts)
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

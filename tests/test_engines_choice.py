@@ -1,0 +1,84 @@
+"""Choosing engines and precisions, and the engines' user errors (random weights, no shared files)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import stages.engines
+from stages.engines import cpu_supports_bf16, has_module, resolve_engine, resolve_precision
+from stages.inference import make_engine
+from stream.config import load_config
+from stream.errors import ConfigError, WeightsError
+
+
+def loose_config(engine="auto", precision="auto", backbone="mobilenet_thin", device="cpu"):
+    """A stand-in for a Config with the 'auto' values the config models will accept."""
+    return SimpleNamespace(inference=SimpleNamespace(engine=engine, precision=precision),
+                           model=SimpleNamespace(backbone=backbone, device=device))
+
+
+def test_explicit_choices_pass_through():
+    for engine in ("torch", "onnxruntime", "openvino"):
+        assert resolve_engine(loose_config(engine=engine)) == engine
+    for precision in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(loose_config(precision=precision), "openvino") == precision
+
+
+def test_auto_engine_is_openvino_on_cpu_torch_on_cuda():
+    assert resolve_engine(loose_config(backbone="omz")) == "openvino"
+    assert resolve_engine(loose_config(device="cuda")) == "torch"
+    assert resolve_engine(loose_config(device="cuda:1")) == "torch"
+    expected = "openvino" if has_module("openvino") else "torch"
+    assert resolve_engine(loose_config(device="cpu")) == expected
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    assert resolve_precision(loose_config(device="cuda"), "torch") == "fp16"
+    assert resolve_precision(loose_config(), "onnxruntime") == "fp32"
+    for has_bf16, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(stages.engines, "cpu_supports_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert resolve_precision(loose_config(), "openvino") == expected
+        assert resolve_precision(loose_config(), "torch") == expected
+
+
+def test_cpu_bf16_flag_reads_cpuinfo():
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    assert cpu_supports_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"inference.engine": "onnxruntime", "inference.precision": "bf16"}, "runs fp32"),
+    ({"inference.engine": "onnxruntime", "model.backbone": "omz"}, "only with --engine openvino"),
+    ({"inference.engine": "openvino", "model.device": "cuda"}, "runs on the CPU"),
+    ({"inference.engine": "openvino", "model.backbone": "nosuchnet"}, "nosuchnet"),
+])
+def test_engine_user_errors_name_the_key(values, message):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    with pytest.raises(ConfigError, match=message):
+        make_engine(load_config(None, values={"model.weights": "random", **values}))
+
+
+def test_onnx_weights_file_is_used_as_given(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from backbones.export import export_onnx
+
+    path = export_onnx("mobilenet", tmp_path / "given.onnx", "random", height=32, width=32)
+    engine = make_engine(load_config(None, values={
+        "inference.engine": "onnxruntime", "model.backbone": "mobilenet", "model.weights": str(path),
+        "inference.threads": 1}))
+    heatmaps, pafs = engine(np.zeros((1, 3, 16, 24), np.float32))
+    assert heatmaps.shape == (1, 19, 2, 3) and pafs.shape == (1, 38, 2, 3)
+    assert engine.model_path == path
+
+
+def test_unreadable_model_file_is_a_weights_error(tmp_path):
+    pytest.importorskip("openvino")
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x00garbage")
+    for engine in ("onnxruntime", "openvino"):
+        with pytest.raises(WeightsError, match="broken.onnx"):
+            make_engine(load_config(None, values={"inference.engine": engine, "model.weights": str(bad)}))
