@@ -113,8 +113,9 @@ def test_every_figure_cell_drew(executed):
 
 
 def test_benchmark_results_are_read_when_present(summary):
-    results = ROOT / "benchmarks" / "results" / "results.json"
-    if not results.is_file():
+    folder = ROOT / "benchmarks" / "results"
+    if not any((folder / name).is_file() for name in ("results.json", "results-quick.json")):
         assert summary["benchmark_backbones"] == []
-        pytest.skip(f"no {results.relative_to(ROOT)} yet: the notebook says so")
-    assert summary["benchmark_backbones"], f"the notebook found no backbone fps in {results}"
+        pytest.skip("no benchmarks/results/results*.json yet: the notebook says so")
+    assert "mobilenet_thin" in summary["benchmark_backbones"], \
+        f"the notebook found no mobilenet_thin fps in {folder}/results*.json"
