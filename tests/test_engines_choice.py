@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import threading
+
 import stages.engines
 from stages.engines import cpu_supports_bf16, has_module, resolve_engine, resolve_precision
-from stages.inference import make_engine
+from stages.inference import available_cores, cpu_parallelism, make_engine
 from stream.config import load_config
 from stream.errors import ConfigError, WeightsError
 
@@ -82,3 +84,40 @@ def test_unreadable_model_file_is_a_weights_error(tmp_path):
     for engine in ("onnxruntime", "openvino"):
         with pytest.raises(WeightsError, match="broken.onnx"):
             make_engine(load_config(None, values={"inference.engine": engine, "model.weights": str(bad)}))
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_workers_run_frames_at_once_with_the_serial_results(name, tmp_path, monkeypatch):
+    pytest.importorskip(name)
+    monkeypatch.setattr(stages.engines, "ONNX_CACHE_DIR", tmp_path)
+    engine = make_engine(load_config(None, values={
+        "inference.engine": name, "inference.precision": "fp32", "model.backbone": "mobilenet",
+        "model.weights": "random", "inference.workers": 2, "inference.threads": 1}))
+    assert engine.workers == 2
+    batches = [np.random.default_rng(seed).uniform(-0.5, 0.5, (1, 3, 32, 48)).astype(np.float32)
+               for seed in range(6)]
+    serial = [engine(batch)[0] for batch in batches]
+    parallel = {}
+
+    def work(first):
+        for index in range(first, len(batches), 2):
+            parallel[index] = engine(batches[index])[0]
+
+    threads = [threading.Thread(target=work, args=(first,)) for first in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, expected in enumerate(serial):
+        assert np.array_equal(parallel[index], expected)
+
+
+def test_default_parallelism_is_the_torch_engines(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(stages.engines, "ONNX_CACHE_DIR", tmp_path)
+    for mode in ("threaded", "sequential"):
+        engine = make_engine(load_config(None, values={
+            "inference.engine": "openvino", "model.backbone": "mobilenet", "model.weights": "random",
+            "pipeline.mode": mode}))
+        threads, workers = cpu_parallelism(None, None, mode, available_cores())
+        assert (engine.threads, engine.workers) == (threads, workers)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,9 +90,13 @@ def cpu_supports_bf16() -> bool:
     return any(flag in flags for flag in _BF16_CPU_FLAGS)
 
 
-def default_threads(config: "Config") -> int | None:
-    """``inference.threads``, else None (the runtime's own choice: one thread per core)."""
-    return config.inference.threads
+def parallelism(config: "Config") -> tuple[int, int]:
+    """(threads per inference, inference workers) on the CPU: ``inference.threads/workers``, the
+    unset ones chosen as for the torch engine (``stages.inference.cpu_parallelism``)."""
+    from stages.inference import available_cores, cpu_parallelism
+
+    return cpu_parallelism(config.inference.threads, config.inference.workers,
+                           config.pipeline.mode, available_cores())
 
 
 def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None) -> Path:
@@ -149,16 +152,8 @@ def device_for(config: "Config", engine: str) -> str:
 def describe(engine: Any) -> str:
     """One line naming an engine and its settings, for logs and benchmark tables."""
     parts = [getattr(engine, "name", type(engine).__name__)]
-    for attribute in ("precision", "threads"):
+    for attribute in ("precision", "workers", "threads"):
         value = getattr(engine, attribute, None)
         if value is not None:
             parts.append(f"{attribute}={value}")
     return " ".join(parts)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

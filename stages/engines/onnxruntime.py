@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import OMZ, device_for, onnx_model_path, resolve_precision
+from stages.engines import OMZ, device_for, onnx_model_path, parallelism, resolve_precision
 from stages.inference import register_engine
 from stream.errors import ConfigError, WeightsError
 
@@ -29,20 +29,23 @@ class OnnxRuntimeEngine:
     """``engine(batch float32 [N,3,H,W]) -> (heatmaps, pafs)`` numpy float32 through onnxruntime.
 
     model_path: an ONNX file with one image input and two outputs, told apart by channel count.
-    threads: intra-op threads (None: onnxruntime's default, one per core).
+    threads: intra-op threads (None: onnxruntime's default, one per core).  workers: how many
+    threads may call it at once (``session.run`` is thread-safe; each call runs its own graph).
     """
 
     name = "onnxruntime"
     precision = "fp32"
 
     def __init__(self, model_path: str | Path, preprocess: Any, *, stride: int = 8,
-                 threads: int | None = None, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+                 threads: int | None = None, workers: int = 1,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
         self.preprocess = preprocess
         self.stride = stride
         self.threads = threads
+        self.workers = max(1, int(workers))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -104,8 +107,9 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
 
     preprocess = backbones.get_spec(backbone).preprocess
     path = onnx_model_path(backbone, config.model.weights)
-    engine = OnnxRuntimeEngine(path, preprocess, stride=int(preprocess.stride),
-                               threads=config.inference.threads)
-    log.info("onnxruntime engine: %s from %s, fp32, %s intra-op thread(s)", backbone, path,
-             config.inference.threads or "default")
+    threads, workers = parallelism(config)
+    engine = OnnxRuntimeEngine(path, preprocess, stride=int(preprocess.stride), threads=threads,
+                               workers=workers)
+    log.info("onnxruntime engine: %s from %s, fp32, %d worker(s) x %s intra-op thread(s)", backbone,
+             path.name, workers, threads)
     return engine

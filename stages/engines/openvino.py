@@ -4,18 +4,23 @@ OpenVINO is the best-kept runtime for Intel CPUs: it fuses the convolution stack
 ``inference.precision`` bf16 on CPUs with AVX512-BF16/AMX, runs them in bfloat16 (its own
 default there; fp32 is asked for explicitly).  Each input shape is compiled once, as a static
 model (faster than a dynamic one), and kept; the pipeline uses one shape per run.
+
+Parallelism follows the torch engine's rule (``stages.inference.cpu_parallelism``): one worker
+with every core in sequential mode; in threaded mode ``workers`` frames at once, each on its own
+OpenVINO stream (an infer request per calling thread) with ``threads`` threads.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import OMZ, device_for, onnx_model_path, resolve_precision
+from stages.engines import OMZ, device_for, onnx_model_path, parallelism, resolve_precision
 from stages.inference import register_engine
 from stream.errors import ConfigError, WeightsError
 
@@ -34,14 +39,16 @@ class OpenVinoEngine:
 
     model_path: an ONNX file or an OpenVINO IR .xml with one image input and two outputs, told
     apart by their channel counts (19 heatmaps, 38 PAFs).  precision: fp32, bf16 or fp16 (the
-    CPU's inference precision).  threads: CPU threads for one inference (None: one per core).
-    Inference releases the GIL, so the other pipeline threads run meanwhile.
+    CPU's inference precision).  threads: CPU threads of one inference (None: OpenVINO's choice).
+    workers: how many threads may call it at once; each gets its own infer request on its own
+    stream.  Inference releases the GIL, so the other pipeline threads run meanwhile.
     """
 
     name = "openvino"
 
     def __init__(self, model_path: str | Path, preprocess: Any, *, stride: int = 8,
-                 precision: str = "fp32", threads: int | None = None, device: str = "CPU"):
+                 precision: str = "fp32", threads: int | None = None, workers: int = 1,
+                 device: str = "CPU"):
         import openvino as ov
 
         if precision not in PRECISION_HINTS:
@@ -52,6 +59,7 @@ class OpenVinoEngine:
         self.stride = stride
         self.precision = precision
         self.threads = threads
+        self.workers = max(1, int(workers))
         self.device = device
         self._core = ov.Core()
         try:
@@ -61,21 +69,42 @@ class OpenVinoEngine:
             raise WeightsError(f"{self.model_path}: OpenVINO cannot read it: {first_line}") from None
         self._heatmaps_index, self._pafs_index = _output_order(self._model, self.model_path)
         self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._compile_lock = threading.Lock()
+        self._local = threading.local()          # this thread's infer request per shape
 
     @property
     def properties(self) -> dict[str, Any]:
-        """The compile settings: precision, latency hint and thread count."""
-        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision],
-                                    "PERFORMANCE_HINT": "LATENCY"}
+        """The compile settings: precision, one stream per worker, threads per stream."""
+        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
+        if self.workers == 1:
+            settings["PERFORMANCE_HINT"] = "LATENCY"
+        else:
+            settings.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.workers})
         if self.threads is not None:
-            settings["INFERENCE_NUM_THREADS"] = int(self.threads)
+            settings["INFERENCE_NUM_THREADS"] = int(self.threads) * self.workers
         return settings
 
     def _request_for(self, shape: tuple[int, ...]) -> Any:
-        request = self._compiled.get(shape)
-        if request is not None:
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        compiled = self._compiled_for(shape)
+        request = requests.get(shape)
+        if request is None or request[0] is not compiled:
+            request = requests[shape] = (compiled, compiled.create_infer_request())
+        return request[1]
+
+    def _compiled_for(self, shape: tuple[int, ...]) -> Any:
+        with self._compile_lock:
+            compiled = self._compiled.get(shape)
+            if compiled is None:
+                compiled = self._compiled[shape] = self._compile(shape)
+                while len(self._compiled) > MAX_COMPILED_SHAPES:
+                    self._compiled.popitem(last=False)
             self._compiled.move_to_end(shape)
-            return request
+            return compiled
+
+    def _compile(self, shape: tuple[int, ...]) -> Any:
         import openvino as ov
         from openvino.preprocess import PrePostProcessor
 
@@ -86,15 +115,11 @@ class OpenVinoEngine:
         for index in range(len(model.outputs)):
             steps.output(index).tensor().set_element_type(ov.Type.f32)
         compiled = self._core.compile_model(steps.build(), self.device, self.properties)
-        log.info("openvino: compiled %s for input %s, inference precision %s, %s thread(s)",
-                 self.model_path.name, "x".join(map(str, shape)),
-                 compiled.get_property("INFERENCE_PRECISION_HINT"),
+        log.info("openvino: compiled %s for input %s, inference precision %s, %s stream(s), "
+                 "%s thread(s)", self.model_path.name, "x".join(map(str, shape)),
+                 compiled.get_property("INFERENCE_PRECISION_HINT"), compiled.get_property("NUM_STREAMS"),
                  compiled.get_property("INFERENCE_NUM_THREADS"))
-        request = compiled.create_infer_request()
-        self._compiled[shape] = request
-        while len(self._compiled) > MAX_COMPILED_SHAPES:
-            self._compiled.popitem(last=False)
-        return request
+        return compiled
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -155,7 +180,9 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
                 raise WeightsError(f"OpenVINO IR not found: {path}")
         else:
             path = onnx_model_path(backbone, weights)
+    threads, workers = parallelism(config)
     engine = OpenVinoEngine(path, preprocess, stride=int(preprocess.stride), precision=precision,
-                            threads=config.inference.threads)
-    log.info("openvino engine: %s from %s, %s", backbone, path, precision)
+                            threads=threads, workers=workers)
+    log.info("openvino engine: %s from %s, %s, %d worker(s) x %s thread(s)", backbone, path.name,
+             precision, workers, threads)
     return engine
