@@ -1,0 +1,220 @@
+"""Turns the raw benchmark results into rows, people agreement, goal ratios and run metadata."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram, to_coco17
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
+GOALS = {"mobilenet_vs_lightweight_loop": 4.0, "cmu_vs_cmu_loop": 8.0, "threaded_vs_sequential": 1.3,
+         "omz_vs_intel": 1.0}
+CLIP_HEIGHT = 480
+
+
+def cpu_has_bf16() -> bool:
+    from stages.engines import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
+def label(case: dict) -> str:
+    if case["kind"] == "reference":
+        return f"{case['loop']} loop / {case['backbone']} / h{case['height']}"
+    return f"{case['backbone']} / {case['engine']} / {case['mode']} / h{case['height']}"
+
+
+def _frames_people(result: dict) -> list[np.ndarray]:
+    return [np.asarray(people, dtype=np.float32).reshape(-1, 18, 3) for people in result.get("people", [])]
+
+
+def reference_people(donor_path: Path, height: int) -> list[np.ndarray]:
+    """mobilenet_thin's fp32 people per frame (frame pixels), decoded from the stored maps."""
+    from benchmarks.bench_media import MapDonor
+    from stages.postprocess import decode, to_frame
+
+    donor = MapDonor(donor_path)
+    scale = height / CLIP_HEIGHT
+    return [to_frame(decode(*donor.maps_of(index)), scale) for index in range(len(donor))]
+
+
+def _row(case: dict, result: dict) -> dict:
+    row = {"label": label(case), **{key: case.get(key) for key in
+                                    ("kind", "backbone", "engine", "mode", "height", "loop")}}
+    if "error" in result:
+        return {**row, "error": result["error"]}
+    row.update({
+        "fps": result["fps"], "frames": result["frames"], "wall_s": result["wall_s"],
+        "latency_ms": result["latency_ms"], "cpu_percent": result.get("cpu_percent"),
+        "stages": {name: {"p50_ms": values["p50_ms"], "p95_ms": values["p95_ms"]}
+                   for name, values in result["stages"].items() if name in STAGES},
+        "engine_detail": result.get("engine"),
+        "maps": "realistic (trained mobilenet_thin's, substituted)" if case.get("donor") else "own",
+        "people_per_frame": people_count_histogram(_frames_people(result)),
+    })
+    return row
+
+
+def summarise(results: list[dict], peers: list[dict], donors: dict[int, Path], clip: Path,
+              plan: dict) -> dict[str, Any]:
+    """Rows for every case, people agreement, the goal ratios and the default-engine verdict."""
+    rows, references, people = [], [], {}
+    for entry in results:
+        case, result = entry["case"], entry["result"]
+        row = _row(case, result)
+        (references if case["kind"] == "reference" else rows).append(row)
+        people[row["label"]] = _frames_people(result)
+    fp32_people = {height: reference_people(path, height) for height, path in donors.items()}
+    for row in rows:
+        row["people_vs_fp32"] = _people_check(row, rows, people, fp32_people)
+    peer_rows = [_peer_row(peer, rows, people) for peer in peers]
+    summary = {"rows": rows, "references": references, "peers": peer_rows}
+    summary["default_engine"] = default_engine_verdict(rows)
+    summary["goals"] = goal_ratios(rows, references, peer_rows, summary["default_engine"])
+    return summary
+
+
+def _people_check(row: dict, rows: list[dict], people: dict, fp32_people: dict) -> dict | None:
+    """This row's people against the fp32 people of the same network and height."""
+    if "error" in row:
+        return None
+    if row["maps"].startswith("realistic"):
+        return {"note": "n/a: maps substituted (people are mobilenet_thin's)"}
+    if row["backbone"] == "mobilenet_thin" and row["height"] in fp32_people:
+        return agreement(people[row["label"]], fp32_people[row["height"]])
+    if row["backbone"] == "omz":
+        baseline = next((r for r in rows if r["backbone"] == "omz" and r.get("engine") == "openvino-fp32"
+                         and r["height"] == row["height"] and "error" not in r), None)
+        if baseline is not None and baseline is not row:
+            return agreement(people[row["label"]], people[baseline["label"]])
+    return None
+
+
+def _peer_row(peer: dict, rows: list[dict], people: dict) -> dict:
+    row = {"label": f"Intel OMZ wrapper ({peer.get('mode')})", **{k: v for k, v in peer.items() if k != "people"}}
+    if "error" in peer:
+        return row
+    ours = _best(rows, backbone="omz", height=peer["input_size"][0], mode="threaded")
+    if ours is not None:
+        ours_coco = [to_coco17(p) for p in people[ours["label"]]]
+        theirs = [np.asarray(p, dtype=np.float32).reshape(-1, 17, 3) for p in peer["people"]]
+        row["compared_with"] = ours["label"]
+        row["people_vs_ours"] = agreement(theirs, ours_coco)
+        row["people_per_frame"] = people_count_histogram(theirs)
+    return row
+
+
+def _best(rows: list[dict], **match: Any) -> dict | None:
+    """The fastest error-free row whose fields equal ``match``."""
+    found = [r for r in rows if "error" not in r and all(r.get(k) == v for k, v in match.items())]
+    return max(found, key=lambda r: r["fps"]) if found else None
+
+
+def default_engine_verdict(rows: list[dict]) -> dict:
+    """Per height, the fastest mobilenet_thin engine (threaded) whose people match fp32's."""
+    verdict = {}
+    for height in sorted({r["height"] for r in rows if r["backbone"] == "mobilenet_thin"}):
+        candidates = sorted((r for r in rows if r["backbone"] == "mobilenet_thin" and r["height"] == height
+                             and r["mode"] == "threaded" and "error" not in r),
+                            key=lambda r: -r["fps"])
+        keeping = [r for r in candidates if keeps_same_people(r.get("people_vs_fp32"))]
+        verdict[f"h{height}"] = {
+            "fastest": candidates[0]["engine"] if candidates else None,
+            "fastest_keeping_same_people": keeping[0]["engine"] if keeping else None,
+            "ranking": [(r["engine"], r["fps"], keeps_same_people(r.get("people_vs_fp32"))) for r in candidates],
+        }
+    return verdict
+
+
+def _ratio(ours: dict | None, theirs: dict | None, goal: float, what: str) -> dict:
+    if ours is None or theirs is None or not theirs.get("fps"):
+        return {"what": what, "goal": goal, "ratio": None, "note": "not measured in this run"}
+    ratio = ours["fps"] / theirs["fps"]
+    return {"what": what, "goal": goal, "ours": ours["label"], "ours_fps": ours["fps"],
+            "theirs": theirs["label"], "theirs_fps": theirs["fps"], "ratio": round(ratio, 2),
+            "met": ratio >= goal}
+
+
+def goal_ratios(rows: list[dict], references: list[dict], peers: list[dict], verdict: dict) -> list[dict]:
+    goals = []
+    lightweight = next((r for r in references if r.get("loop") == "lightweight"
+                        and r["backbone"] == "mobilenet" and "error" not in r), None)
+    if lightweight:
+        goals.append(_ratio(_best(rows, backbone="mobilenet", height=lightweight["height"]), lightweight,
+                            GOALS["mobilenet_vs_lightweight_loop"],
+                            "mobilenet end to end vs the lightweight-OpenPose demo loop (same input)"))
+    thin_loop = next((r for r in references if r.get("loop") == "lightweight"
+                      and r["backbone"] == "mobilenet_thin" and "error" not in r), None)
+    if thin_loop:
+        goals.append(_ratio(_best(rows, backbone="mobilenet_thin", height=thin_loop["height"]), thin_loop,
+                            GOALS["mobilenet_vs_lightweight_loop"],
+                            "mobilenet_thin (trained, real maps) vs the same demo loop on it"))
+    cmu_loop = next((r for r in references if r.get("loop") == "cmu" and "error" not in r), None)
+    if cmu_loop:
+        goals.append(_ratio(_best(rows, backbone="cmu", height=cmu_loop["height"]), cmu_loop,
+                            GOALS["cmu_vs_cmu_loop"], "cmu end to end vs the original CMU loop (same input)"))
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        for height in sorted({r["height"] for r in rows if r["backbone"] == backbone}):
+            threaded = _best(rows, backbone=backbone, height=height, mode="threaded")
+            if threaded is None:
+                continue
+            sequential = _best(rows, backbone=backbone, height=height, mode="sequential",
+                               engine=threaded["engine"])
+            goals.append(_ratio(threaded, sequential, GOALS["threaded_vs_sequential"],
+                                f"threaded vs sequential, {backbone} h{height}, {threaded['engine']}"))
+    for peer in peers:
+        if "error" in peer or "compared_with" not in peer:
+            continue
+        ours = next(r for r in rows if r["label"] == peer["compared_with"])
+        goals.append(_ratio(ours, peer, GOALS["omz_vs_intel"],
+                            f"omz model: our pipeline vs Intel's wrapper ({peer['mode']})"))
+    return goals
+
+
+def machine_meta(*, clip_note: str, plan: dict, quick: bool, load_before: Sequence[float],
+                 load_after: Sequence[float], total_s: float, omz_xml: Path | None,
+                 peer_python: Path | None) -> dict[str, Any]:
+    from stages.engines import cpu_supports_bf16
+    from stages.inference import available_cores
+
+    versions = {}
+    for module in ("torch", "onnxruntime", "openvino", "numpy", "cv2"):
+        try:
+            versions[module] = getattr(__import__(module), "__version__", None) or _ov_version()
+        except ImportError:
+            versions[module] = None
+    cpu_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": quick,
+        "cpu": cpu_name, "cpus": available_cores(), "cpu_bf16": cpu_supports_bf16(), "gpu": _gpu_name(),
+        "python": platform.python_version(), "versions": versions, "clip": clip_note,
+        "plan": plan, "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in load_after], "total_s": round(total_s, 1),
+        "omz_ir": str(omz_xml) if omz_xml else None,
+        "intel_wrapper_python": str(peer_python) if peer_python else None,
+    }
+
+
+def _ov_version() -> str | None:
+    try:
+        import openvino
+
+        return openvino.get_version()
+    except (ImportError, AttributeError):
+        return None
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        return None

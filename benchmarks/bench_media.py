@@ -1,0 +1,219 @@
+"""What the benchmark runs on: the 640x480 clip, and realistic maps for untrained networks.
+
+``prepare_clip``: ../shared/media/dance2.mp4 (702x480, two dancers) resized to 640x480 and
+re-encoded as H.264 once into the work folder; without ../shared, a clip generated from the
+built-in demo stream (one person, a real photo panned and zoomed).
+
+Realistic maps.  Only mobilenet_thin has trained weights here; cmu and mobilenet run with seeded
+random weights, whose maps make a decoder see hundreds of fake people and would time nothing
+real.  So for those two every configuration still runs its own network on every frame (that time
+is real), then hands downstream the maps the trained mobilenet_thin gives for the *same frame at
+the same net input size* (``MapDonor``: computed once, fp32, stored as float16).  Decoding,
+drawing and everything after the network thus see what a trained network would give them.  The
+reference loops get the very same maps, so every ratio is like for like.  The same donor maps,
+decoded, are the fp32 reference people that the engines' people are compared with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP_WIDTH, CLIP_HEIGHT = 640, 480
+SHARED_CLIP = "dance2.mp4"
+GENERATED_FRAMES = 300
+DONOR_BACKBONE = "mobilenet_thin"
+
+
+def shared_dir() -> Path:
+    """../shared (or $POSESTREAM_SHARED)."""
+    return Path(os.environ.get("POSESTREAM_SHARED", ROOT.parent / "shared"))
+
+
+def prepare_clip(work_dir: Path, shared: Path | None = None) -> tuple[Path, str]:
+    """(path of the 640x480 H.264 clip, one line saying what it is); made once per work folder."""
+    shared = shared_dir() if shared is None else shared
+    original = shared / "media" / SHARED_CLIP
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if original.is_file():
+        clip = work_dir / f"{original.stem}-{CLIP_WIDTH}x{CLIP_HEIGHT}.mp4"
+        if not clip.is_file():
+            _write_video(clip, _resized_frames(original))
+        return clip, f"{original} resized to {CLIP_WIDTH}x{CLIP_HEIGHT} (two dancers)"
+    clip = work_dir / f"generated-{CLIP_WIDTH}x{CLIP_HEIGHT}.mp4"
+    if not clip.is_file():
+        _write_video(clip, _demo_frames(GENERATED_FRAMES))
+    return clip, (f"no {original}: a clip generated from the built-in demo stream "
+                  f"({GENERATED_FRAMES} frames, {CLIP_WIDTH}x{CLIP_HEIGHT})")
+
+
+def _resized_frames(path: Path):
+    capture = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield cv2.resize(image, (CLIP_WIDTH, CLIP_HEIGHT), interpolation=cv2.INTER_AREA)
+    finally:
+        capture.release()
+
+
+def _demo_frames(count: int):
+    from stream.sources import DemoSource
+
+    with DemoSource(max_frames=count) as source:
+        for frame in source:
+            yield cv2.resize(frame.image, (CLIP_WIDTH, CLIP_HEIGHT))
+
+
+def _write_video(path: Path, frames, fps: int = 30) -> None:
+    """H.264 (libx264, CRF 18) through PyAV, written to a temporary name then renamed."""
+    import av
+
+    partial = path.with_name(f".{path.name}.partial.mp4")
+    with av.open(str(partial), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = CLIP_WIDTH, CLIP_HEIGHT, "yuv420p"
+        stream.options = {"crf": "18", "preset": "medium"}
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(partial, path)
+    log.info("benchmark clip written: %s", path)
+
+
+def clip_frames(clip: Path, max_frames: int | None = None) -> list[np.ndarray]:
+    """The clip's frames (BGR uint8), at most ``max_frames``."""
+    capture = cv2.VideoCapture(str(clip))
+    frames = []
+    try:
+        while max_frames is None or len(frames) < max_frames:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(image)
+    finally:
+        capture.release()
+    return frames
+
+
+def donor_maps_path(work_dir: Path, clip: Path, height: int, frames: int) -> Path:
+    return work_dir / f"donor-{clip.stem}-h{height}-{frames}f.npy"
+
+
+def make_donor_maps(clip: Path, height: int, work_dir: Path, max_frames: int | None = None,
+                    weights: str | None = None) -> Path:
+    """Trained mobilenet_thin maps (fp32 inference, stored float16) for each clip frame at net
+    input height ``height``: one [F,57,h,w] array (19 heatmaps then 38 PAFs per frame)."""
+    from stages.preprocess import prepare
+    from stream.config import load_config
+
+    frames = clip_frames(clip, max_frames)
+    path = donor_maps_path(work_dir, clip, height, len(frames))
+    if path.is_file():
+        return path
+    engine = _fp32_engine(load_config(None, values={"model.backbone": DONOR_BACKBONE,
+                                                    "model.weights": weights}))
+    maps = None
+    for index, image in enumerate(frames):
+        net_input, _, _ = prepare(image, engine.preprocess, height)
+        heatmaps, pafs = engine(net_input[np.newaxis])
+        if maps is None:
+            maps = np.empty((len(frames), heatmaps.shape[1] + pafs.shape[1]) + heatmaps.shape[2:],
+                            dtype=np.float16)
+        maps[index] = np.concatenate([heatmaps[0], pafs[0]]).astype(np.float16)
+    partial = path.with_name(f".{path.stem}.partial.npy")
+    np.save(partial, maps)
+    os.replace(partial, path)
+    log.info("realistic maps for %d frames at height %d: %s", len(frames), height, path)
+    return path
+
+
+def _fp32_engine(config: Any) -> Any:
+    """OpenVINO fp32 when available (same maps as torch fp32 to ~1e-5, much faster), else torch."""
+    from stages.engines import has_module
+
+    if has_module("openvino"):
+        from stages.engines.openvino import build_openvino_engine
+
+        return build_openvino_engine(config.model_copy(
+            update={"inference": config.inference.model_copy(update={"precision": "fp32"})}))
+    from stages.inference import make_engine
+
+    return make_engine(config)
+
+
+class MapDonor:
+    """The stored realistic maps of one clip and net height, handed out frame by frame."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.maps = np.load(self.path, mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def maps_of(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(heatmaps (19,h,w), pafs (38,h,w)) float32 of frame ``index``."""
+        both = np.asarray(self.maps[index], dtype=np.float32)
+        return both[:19], both[19:]
+
+
+def fingerprint(net_input: np.ndarray) -> bytes:
+    """A short digest of one net input [3,H,W] (every 7th pixel of every 7th row)."""
+    sample = np.ascontiguousarray(net_input[:, ::7, ::7], dtype=np.float32)
+    return hashlib.blake2b(sample.tobytes(), digest_size=16).digest()
+
+
+def frame_fingerprints(clip: Path, spec: Any, height: int, max_frames: int | None = None) -> dict[bytes, int]:
+    """fingerprint of each clip frame's net input (prepared as the pipeline does) → frame index."""
+    from stages.preprocess import prepare
+
+    return {fingerprint(prepare(image, spec, height)[0]): index
+            for index, image in enumerate(clip_frames(clip, max_frames))}
+
+
+class SubstitutedMaps:
+    """An engine that runs ``engine`` on every batch (its time is real) but returns the donor's
+    maps of the frames it was given, recognised by ``fingerprints`` (so it is right whatever
+    order several inference workers call it in).  Thread-safe when ``engine`` is."""
+
+    def __init__(self, engine: Any, donor: MapDonor, fingerprints: dict[bytes, int]):
+        self.engine = engine
+        self.donor = donor
+        self.fingerprints = fingerprints
+        self.name = f"{getattr(engine, 'name', 'engine')}+realistic-maps"
+        self.preprocess = engine.preprocess
+        self.stride = engine.stride
+        self.workers = getattr(engine, "workers", 1)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        computed_heatmaps, _ = self.engine(batch)
+        heatmaps, pafs = [], []
+        for net_input in batch:
+            index = self.fingerprints.get(fingerprint(net_input))
+            if index is None:
+                raise ValueError("a frame the realistic maps were not made for (another clip or size)")
+            donor_heatmaps, donor_pafs = self.donor.maps_of(index)
+            if donor_heatmaps.shape[1:] != computed_heatmaps.shape[2:]:
+                raise ValueError(f"realistic maps are {donor_heatmaps.shape[1:]}, the network "
+                                 f"gives {computed_heatmaps.shape[2:]}: other net input size")
+            heatmaps.append(donor_heatmaps)
+            pafs.append(donor_pafs)
+        return np.stack(heatmaps), np.stack(pafs)
+
+    def warmup(self, height: int, width: int, runs: int = 1) -> None:
+        if hasattr(self.engine, "warmup"):
+            self.engine.warmup(height, width, runs)

@@ -1,0 +1,87 @@
+"""Do two runs find the same people?  Per-frame counts and matched keypoint distances.
+
+People are (P,K,3) x, y, score arrays in frame pixels (score 0 = missing).  Two frames' people are
+paired by the assignment of least mean distance over the keypoints both have (Hungarian); a pair
+counts only when that mean is under ``MATCH_PX``.  The summary says on what fraction of frames
+both found the same number of people, how many people each found that the other did not, and
+the distances of the matched keypoints (median, p95).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+MATCH_PX = 40.0                      # a pair further apart than this is two different people
+# Intel's decoder writes COCO-17 order: CMU-18 keypoint i goes to COCO index COCO_FROM_CMU[i]
+# (the neck, CMU 1, has no COCO slot).
+COCO_FROM_CMU = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
+
+
+def to_coco17(people: np.ndarray) -> np.ndarray:
+    """(P,18,3) CMU order → (P,17,3) COCO order (the neck dropped)."""
+    people = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
+    coco = np.zeros((len(people), 17, 3), dtype=np.float32)
+    for cmu_index, coco_index in enumerate(COCO_FROM_CMU):
+        if coco_index >= 0:
+            coco[:, coco_index] = people[:, cmu_index]
+    return coco
+
+
+def pair_people(first: np.ndarray, second: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """(index in first, index in second, distances of their shared keypoints) per matched pair."""
+    if len(first) == 0 or len(second) == 0:
+        return []
+    shared = (first[:, None, :, 2] > 0) & (second[None, :, :, 2] > 0)           # (P,Q,K)
+    distance = np.linalg.norm(first[:, None, :, :2] - second[None, :, :, :2], axis=-1)
+    counts = shared.sum(-1)
+    mean = np.where(counts > 0, (distance * shared).sum(-1) / np.maximum(counts, 1), np.inf)
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(mean), mean, 1e9))
+    return [(int(r), int(c), distance[r, c][shared[r, c]]) for r, c in zip(rows, cols)
+            if mean[r, c] < MATCH_PX]
+
+
+def agreement(candidate: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict:
+    """How far ``candidate``'s people agree with ``reference``'s, over their common frames."""
+    frames = min(len(candidate), len(reference))
+    same_count = extra = missing = matched = 0
+    distances = []
+    for ours, theirs in zip(candidate[:frames], reference[:frames]):
+        ours, theirs = np.asarray(ours), np.asarray(theirs)
+        pairs = pair_people(ours, theirs)
+        same_count += len(ours) == len(theirs)
+        matched += len(pairs)
+        extra += len(ours) - len(pairs)
+        missing += len(theirs) - len(pairs)
+        distances.extend(d for _, _, pair_distances in pairs for d in pair_distances)
+    distances = np.asarray(distances, dtype=np.float64)
+    return {
+        "frames": frames,
+        "same_count_fraction": round(same_count / frames, 4) if frames else None,
+        "matched_people": matched, "extra_people": extra, "missing_people": missing,
+        "keypoint_px": ({"p50": round(float(np.median(distances)), 2),
+                         "p95": round(float(np.percentile(distances, 95)), 2)}
+                        if len(distances) else None),
+    }
+
+
+def people_count_histogram(frames: Sequence[np.ndarray]) -> dict[str, int]:
+    """{people per frame: number of frames}."""
+    counts: dict[str, int] = {}
+    for people in frames:
+        key = str(len(people))
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: int(item[0])))
+
+
+def keeps_same_people(summary: dict | None, min_same_fraction: float = 0.95,
+                      max_p50_px: float = 3.0) -> bool:
+    """The verdict used to pick the default engine: same counts on ≥ 95 % of frames and matched
+    keypoints within 3 px (median)."""
+    if not summary or not summary.get("frames"):
+        return False
+    keypoints = summary.get("keypoint_px") or {}
+    return (summary["same_count_fraction"] >= min_same_fraction
+            and keypoints.get("p50", float("inf")) <= max_p50_px)

