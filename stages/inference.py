@@ -124,7 +124,8 @@ class TorchEngine:
 def _to_numpy(tensor: "torch.Tensor") -> np.ndarray:
     import torch
 
-    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+    # contiguous: a channels_last output would otherwise reach the decoder with NHWC strides
+    return tensor.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
 
 
 def check_backbone(name: str) -> None:

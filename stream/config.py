@@ -73,7 +73,7 @@ class InferenceConfig(_Section):
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
-    channels_last: bool = False
+    channels_last: bool = True
     warmup: int = Field(1, ge=0, le=100)
 
 
