@@ -120,6 +120,22 @@ class RunConfig(_Section):
     ray: str | None = None
 
 
+class RayConfig(_Section):
+    """How a Ray run (``run.ray`` / ``--ray``) places its actors; see docs/scaling.md."""
+
+    num_cpus: int | None = Field(None, ge=1)                 # a local cluster's CPUs (None = all)
+    camera_cpus: float = Field(0.25, gt=0)                   # reserved per camera actor
+    inference_actors: int | None = Field(None, ge=1)         # None = one per GPU, else fill the CPUs
+    inference_cpus: float = Field(1.0, gt=0)                 # per inference actor (its torch threads)
+    inference_gpus: float = Field(1.0, gt=0, le=1)           # per inference actor on a GPU
+    max_batch: int = Field(8, ge=1, le=256)                  # frames per forward in an inference actor
+    in_flight: int = Field(2, ge=1, le=64)                   # frames per camera in inference at once
+    max_restarts: int = Field(3, ge=-1)                      # per actor; -1 = forever
+    restart_timeout_s: float = Field(60.0, gt=0)             # an actor silent this long is given up
+    poll_s: float = Field(0.05, gt=0, le=5)                  # how often a camera hands results over
+    ship_code: bool = True                                   # send stream/, stages/, backbones/ to a cluster
+
+
 def _section_from_dataclass(module_name: str, class_name: str, model_name: str,
                             with_enabled: bool) -> type[_Section]:
     """A config section whose keys are a params dataclass's fields (plus ``enabled``).
@@ -181,6 +197,7 @@ class Config(_Section):
     smoothing: SmoothingConfig = SmoothingConfig()
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _sources_fit_outputs(self) -> "Config":
