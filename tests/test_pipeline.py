@@ -164,3 +164,24 @@ def make_frame_like():
     from tests.helpers_spine import indexed_frame
 
     return indexed_frame(3)
+
+
+def test_drop_oldest_loses_frames_only_at_the_capture_queue_and_counts_them(tmp_path):
+    # The demo source reads far faster than inference runs: with a one-frame drop_oldest queue
+    # most frames are dropped there, the rest still arrive in order, and every frame is accounted.
+    config = config_for("demo", tmp_path, **{"pipeline.queue_policy": "drop_oldest", "pipeline.queue_size": 1,
+                                             "run.max_frames": 60, "model.input_height": 96,
+                                             "inference.workers": 1})
+    report = run_pipeline(config)
+    frames = [line["frame"] for line in read_json_lines(tmp_path / "out.jsonl")]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert report["dropped"] > 0
+    assert report["frames"] == len(frames) == 60 - report["dropped"]
+
+
+def test_max_seconds_ends_an_endless_source(tmp_path):
+    started = time.monotonic()
+    report = run_pipeline(config_for("demo", tmp_path, **{"run.max_seconds": 0.5}))
+    assert time.monotonic() - started < 10
+    assert report["frames"] >= 1
+    assert len(read_json_lines(tmp_path / "out.jsonl")) == report["frames"]
