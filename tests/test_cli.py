@@ -158,3 +158,16 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci
     assert install.split("pip install", 1)[1].strip() in ci
+
+
+def test_readme_config_table_lists_every_key():
+    from stream.config import Config
+
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines()
+            if line.startswith("| `") and line.count("|") >= 3}
+    for section, value in Config().model_dump(by_alias=True).items():
+        assert section in rows, f"README has no row for the {section} section"
+        if isinstance(value, dict):
+            missing = [key for key in value if f"`{key}`" not in rows[section]]
+            assert missing == [], f"README's {section} row lacks {missing}"
