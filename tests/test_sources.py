@@ -191,12 +191,6 @@ def test_no_source_falls_back_to_demo_with_one_log_line(caplog):
     assert len(lines) == 1 and "demo" in lines[0]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("stream.live") is not None, reason="live sources exist")
-def test_live_uri_without_live_module_is_a_source_error():
-    with pytest.raises(SourceError, match="rtsp://camera.local/stream"):
-        open_source(source_cfg("rtsp://camera.local/stream"))
-
-
 def test_unknown_scheme_is_a_source_error():
     with pytest.raises(SourceError, match="ftp://host/x"):
         open_source(source_cfg("ftp://host/x"))
