@@ -91,6 +91,7 @@ class Outbox:
         self._results: list[tuple[Posed, np.ndarray | None, float, float]] = []
         self._samples: list[tuple[str, float]] = []
         self._images: dict[int, np.ndarray | None] = {}
+        self._last_answer = 0.0
         self.captured = 0
 
     def record_stage(self, stage: str, seconds: float) -> None:
@@ -117,17 +118,22 @@ class Outbox:
         with self._ready:
             self._ready.notify_all()
 
-    def take(self, wait_s: float, done: threading.Event) -> tuple[list, list]:
-        """What is ready, waiting up to ``wait_s`` for a first frame (not once ``done`` is set)."""
-        deadline = time.monotonic() + wait_s
+    def take(self, interval_s: float, done: threading.Event) -> tuple[list, list]:
+        """The finished frames and samples so far.  Answers once a frame is ready and
+        ``interval_s`` has passed since the previous answer (so a camera answers at most once per
+        interval, each answer carrying every frame since), after ``interval_s`` with nothing, or
+        as soon as ``done`` is set."""
+        now = time.monotonic()
+        earliest, deadline = self._last_answer + interval_s, now + interval_s
         with self._ready:
-            while not self._results and not done.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            while not done.is_set():
+                now = time.monotonic()
+                if now >= deadline or (self._results and now >= earliest):
                     break
-                self._ready.wait(remaining)
+                self._ready.wait(min(earliest if self._results else deadline, deadline) - now)
             results, self._results = self._results, []
             samples, self._samples = self._samples, []
+            self._last_answer = time.monotonic()
             self._ready.notify_all()
         return results, samples
 
@@ -206,8 +212,7 @@ class CameraPipeline(Pipeline):
 
 class CameraWorker:
     """One camera actor.  The driver calls ``open()`` (source info; user errors raise), then
-    ``start(pool, preprocess, stride, resume)`` (never raises: failures come back from
-    ``poll``), then ``poll(wait_s)`` until it reports ``ended``; ``stop()`` ends the run early.
+    ``start(pool, preprocess, stride, resume)`` (failures come back from ``poll``), then ``poll(wait_s)`` until it reports ``ended``; ``stop()`` ends the run early.
     A restarted actor answers ``poll`` with state ``new`` and a new ``incarnation``."""
 
     def __init__(self, config_data: dict[str, Any], name: str, send_images: bool):
@@ -224,7 +229,7 @@ class CameraWorker:
         self.engine: RemoteEngine | None = None
         self.error: BaseException | None = None
         self._done = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
 
     def open(self) -> dict[str, Any]:
         if self.source is None:
@@ -235,38 +240,51 @@ class CameraWorker:
 
     def start(self, pool: Sequence[Any], preprocess: Any, stride: int, resume: Resume | None,
               offset: int = 0) -> None:
-        if self._thread is not None:
+        """Build the camera's pipeline (stages opened) and run it in a thread.  Never raises: a
+        failure is reported by ``poll``.  Returns once frames can flow, so the driver's clock
+        starts, like a local run's, after set-up."""
+        if self._started:
             return
-        self._thread = threading.Thread(target=self._run, args=(pool, preprocess, stride, resume, offset),
-                                        name=f"camera-{self.name}", daemon=True)
-        self._thread.start()
-
-    def _run(self, pool: Sequence[Any], preprocess: Any, stride: int, resume: Resume | None,
-             offset: int) -> None:
+        self._started = True
         try:
             self.open()
             self.engine = RemoteEngine(pool, preprocess, stride, self.config.ray.in_flight, self._stopping,
                                        offset, self.config.ray.restart_timeout_s)
             self.pipeline = CameraPipeline(self.config, self.source, self.engine, self.outbox,
                                            self.send_images, resume, self._stopping)
-            with self.pipeline:
-                self.pipeline.run()
+            self.pipeline.open()
         except BaseException as error:  # noqa: BLE001 - reported to the driver by poll
-            if not self._stopping.is_set():
-                log.debug("camera %s failed", self.name, exc_info=error)
-                self.error = error
-        finally:
-            if self.source is not None:
-                self.source.close()
-            self._done.set()
-            self.outbox.wake()
+            self._finish(error)
+            return
+        threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True).start()
+
+    def _run(self) -> None:
+        error = None
+        try:
+            self.pipeline.run()
+        except BaseException as failure:  # noqa: BLE001 - reported to the driver by poll
+            error = failure
+        self._finish(error)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if error is not None and not self._stopping.is_set():
+            log.debug("camera %s failed", self.name, exc_info=error)
+            self.error = error
+        for closable in (self.pipeline, self.source):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as failure:  # noqa: BLE001 - best effort on the way out
+                log.debug("camera %s: closing: %s", self.name, failure)
+        self._done.set()
+        self.outbox.wake()
 
     def poll(self, wait_s: float) -> dict[str, Any]:
         """Finished frames since the last poll, stage samples, counters and state."""
         ended = self._done.is_set()      # before taking: then every frame is in this answer
-        results, samples = self.outbox.take(wait_s, self._done) if self._thread is not None else ([], [])
+        results, samples = self.outbox.take(wait_s, self._done) if self._started else ([], [])
         dropped, reconnects = self.pipeline.counts() if self.pipeline is not None else (0, 0)
-        state = "new" if self._thread is None else ("ended" if ended else "running")
+        state = "new" if not self._started else ("ended" if ended else "running")
         return {"incarnation": self.incarnation, "state": state, "results": results, "samples": samples,
                 "captured": self.outbox.captured, "dropped": dropped, "reconnects": reconnects,
                 "inference_retries": self.engine.retries if self.engine is not None else 0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -87,7 +88,8 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
         return False
     quiet = {"logging_level": logging.WARNING, "include_dashboard": False}
     if address == "local":
-        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {"env_vars": {"PYTHONPATH": python_path}}
         ray.init(num_cpus=settings.num_cpus, runtime_env=env, **quiet)
         return True
     runtime_env = {"py_modules": [str(ROOT / name) for name in CODE_PACKAGES]} if settings.ship_code else None
@@ -149,12 +151,12 @@ class RayRun:
             self._close_sinks()
             self._kill_actors()
             raise
-        for record in self.cameras.values():
-            record.stats.start()
-        self.stats.start()
         try:
+            starts = [self._start_camera(record, resume=None) for record in self.cameras.values()]
+            self.ray.wait(starts, num_returns=len(starts), timeout=self.settings.restart_timeout_s)
             for record in self.cameras.values():
-                self._start_camera(record, resume=None)
+                record.stats.start()
+            self.stats.start()
             self._loop()
         finally:
             self._finish()
@@ -181,9 +183,11 @@ class RayRun:
 
     def _open_cameras(self) -> None:
         from stream.ray_actors import CameraWorker
+        from stream.sinks import has_display
 
         output = self.config.output
-        send_images = bool(output.video or output.serve or output.display)
+        window = output.display if output.display is not None else has_display()
+        send_images = bool(output.video or output.serve or window)     # else cameras skip drawing
         data = self.config.model_dump(by_alias=True)
         data["output"] = {"display": False}
         data["run"]["progress"] = False
@@ -224,9 +228,9 @@ class RayRun:
         sources = [stand_in_source(record.name, record.info) for record in self.cameras.values()]
         self.sinks = _build_sinks(self.config, sources, self.stop, self.live_report)
 
-    def _start_camera(self, record: CameraRecord, resume: Any) -> None:
+    def _start_camera(self, record: CameraRecord, resume: Any) -> Any:
         info = self.pool_info
-        record.handle.start.remote(self.pool, info["preprocess"], info["stride"], resume, record.position)
+        return record.handle.start.remote(self.pool, info["preprocess"], info["stride"], resume, record.position)
 
     # -- running --------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from stream.config import load_config
 from stream.errors import SourceError
 from stream.pipeline import run_pipeline
 from tests.conftest import SHARED
-from tests.helpers_spine import make_video, read_json_lines, run_cli
+from tests.helpers_spine import decode_video, index_of, make_video, read_json_lines, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -205,13 +205,16 @@ def test_a_missing_source_is_a_user_error_before_any_output(cluster, clips, tmp_
     assert not out.exists()
 
 
-def test_cli_joins_a_running_cluster_with_ray_auto(cluster, clips, tmp_path):
+def test_cli_joins_a_running_cluster_with_ray_auto_and_writes_each_cameras_video(cluster, clips, tmp_path):
+    # --show none: the output videos show the input frames, whose index can be read back
     result = run_cli("--ray", "auto", "--source", str(clips[0]), "--source", str(clips[1]),
                      "--weights", "random", "--input-height", "32", "--threads", "1", "--no-display",
-                     "--max-frames", "20", "--json", str(tmp_path / "{source}.jsonl"),
-                     "--stats", str(tmp_path / "stats.json"), timeout=180)
+                     "--max-frames", "20", "--show", "none", "--output", str(tmp_path / "{source}.avi"),
+                     "--json", str(tmp_path / "{source}.jsonl"), "--stats", str(tmp_path / "stats.json"),
+                     timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("cam0", "cam1"):
         assert frames_of(tmp_path / f"{name}.jsonl") == list(range(20))
+        assert [index_of(frame) for frame in decode_video(tmp_path / f"{name}.avi")] == list(range(20))
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 40 and stats["ray"]["address"] == "auto"
