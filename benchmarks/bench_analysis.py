@@ -51,6 +51,7 @@ def _row(case: dict, result: dict) -> dict:
     row.update({
         "fps": result["fps"], "frames": result["frames"], "wall_s": result["wall_s"],
         "latency_ms": result["latency_ms"], "cpu_percent": result.get("cpu_percent"),
+        "others_cpu_percent": result.get("others_cpu_percent"),
         "stages": {name: {"p50_ms": values["p50_ms"], "p95_ms": values["p95_ms"]}
                    for name, values in result["stages"].items() if name in STAGES},
         "engine_detail": result.get("engine"),

@@ -14,7 +14,9 @@ NOTES = (
     "FPS: frames through the whole pipeline (read, preprocess, inference, decode, draw) / wall time, "
     "after one warm-up inference; no window, no video written (JSON lines are written).",
     "Stage columns: p50 ms (p95 ms) of each stage's own work; in threaded mode stages overlap, so "
-    "FPS can exceed 1000 / sum of stages.  CPU %: process CPU time / wall time (200 % = both cores).",
+    "FPS can exceed 1000 / sum of stages.  CPU %: our process's CPU time / wall time (200 % = both "
+    "cores) / the CPU time every other process on the machine used meanwhile (near 0 = a quiet "
+    "machine; the cores are shared with other work, so check it before trusting a row).",
     "cmu and mobilenet: no trained weights exist here, so they run seeded random weights; each "
     "frame still goes through the real network (its time is real), then the maps trained "
     "mobilenet_thin gives for the same frame at the same size go downstream, in our pipeline and "
@@ -41,20 +43,25 @@ def _fmt_people(check: dict | None) -> str:
     return text
 
 
+def _fmt_cpu(row: dict) -> str:
+    others = row.get("others_cpu_percent")
+    return f"{row['cpu_percent']:.0f} / {others:.0f}" if others is not None else f"{row['cpu_percent']:.0f} / ?"
+
+
 def _table_row(row: dict, first: list[str]) -> str:
     if "error" in row:
         return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * 9
     stages = [_fmt_stage(row["stages"].get(name)) for name in STAGES]
     latency = row["latency_ms"]
     cells = first + [f"**{row['fps']:.1f}**", f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
-                     f"{row['cpu_percent']:.0f}", str(row["frames"]), _fmt_people(row.get("people_vs_fp32"))]
+                     _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32"))]
     return "| " + " | ".join(cells) + " |"
 
 
 def markdown(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     head = ("| FPS | latency p50 / p95 ms | capture | preprocess | inference | postprocess | render "
-            "| CPU % | frames | people vs fp32 |")
+            "| CPU % ours / others | frames | people vs fp32 |")
     lines = [f"# Benchmark results{' (quick run)' if meta['quick'] else ''}", "",
              f"{meta['date']}, {meta['cpu']}, {meta['cpus']} CPUs (bf16: {meta['cpu_bf16']}), "
              f"GPU: {meta['gpu'] or 'none (GPU figures not measured)'}; load average before "

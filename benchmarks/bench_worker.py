@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import resource
 import sys
 import tempfile
@@ -90,16 +91,51 @@ def run_pipeline_case(case: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="posestream-bench-") as tmp:
         json_path = str(Path(tmp) / "people.jsonl")
         config = pipeline_config(case, json_path)
-        with engine_wrapped(wrap), Pipeline(config) as pipeline:
-            before = resource.getrusage(resource.RUSAGE_SELF)
+        with engine_wrapped(wrap), Pipeline(config) as pipeline, CpuUse() as cpu:
             report = pipeline.run()
-            after = resource.getrusage(resource.RUSAGE_SELF)
         people = read_people(json_path)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    report["cpu_percent"] = round(100.0 * cpu_s / report["wall_s"], 1) if report["wall_s"] else 0.0
+    report.update(cpu.percentages())
     report["engine"] = describe_engine(engines[0] if engines else None, config)
     report["people"] = people
     return report
+
+
+class CpuUse:
+    """CPU use while active: this process's (``cpu_percent``) and everyone else's on the machine
+    (``others_cpu_percent``, from /proc/stat; 100 = one core busy), to tell a quiet run from one
+    that shared the cores."""
+
+    def __enter__(self) -> "CpuUse":
+        self._start = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._end = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+
+    def percentages(self) -> dict[str, float | None]:
+        wall_s = self._end[0] - self._start[0]
+        own_s = self._end[1] - self._start[1]
+        result: dict[str, float | None] = {"cpu_percent": round(100.0 * own_s / wall_s, 1) if wall_s else 0.0,
+                                           "others_cpu_percent": None}
+        if wall_s and self._start[2] is not None and self._end[2] is not None:
+            others_s = max(0.0, (self._end[2] - self._start[2]) - own_s)
+            result["others_cpu_percent"] = round(100.0 * others_s / wall_s, 1)
+        return result
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _machine_busy_s() -> float | None:
+    """Seconds of CPU time all processes have used since boot (Linux /proc/stat), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def describe_engine(engine: Any, config: Any) -> str:
@@ -135,7 +171,8 @@ def run_reference_case(case: dict) -> dict:
 
     donor = MapDonor(Path(case["donor"])) if case.get("donor") else None
     return run_reference_loop(case["loop"], case["clip"], case["backbone"], case.get("weights"),
-                              donor, case.get("max_frames"), case.get("max_seconds"))
+                              donor, case.get("max_frames"), case.get("max_seconds"),
+                              case.get("device", "cpu"))
 
 
 def main(argv: list[str]) -> int:

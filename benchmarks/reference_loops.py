@@ -24,7 +24,6 @@ Written after the projects' methods, not their code:
 from __future__ import annotations
 
 import math
-import resource
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from benchmarks.bench_worker import CpuUse
 from benchmarks.reference_decoder import _connect, _group, _peaks  # the same steps, full-frame maps
 from benchmarks.reference_lightweight_decoder import UPSAMPLE, lightweight_decode, upsample_maps
 from stages.postprocess import DecoderParams
@@ -54,17 +54,18 @@ def cmu_net_height(frame_height: int) -> int:
 class _Network:
     """The torch network, or its realistic-map stand-in: runs the network, returns donor maps."""
 
-    def __init__(self, model: Any, donor: Any | None):
+    def __init__(self, model: Any, donor: Any | None, device: Any):
         self.model = model
         self.donor = donor
+        self.device = device
         self.frame = 0
 
     def __call__(self, net_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.no_grad():
-            heatmaps, pafs = self.model(torch.from_numpy(net_input))
-            heatmaps, pafs = heatmaps[0].numpy(), pafs[0].numpy()
+            heatmaps, pafs = self.model(torch.from_numpy(net_input).to(self.device))
+            heatmaps, pafs = heatmaps[0].float().cpu().numpy(), pafs[0].float().cpu().numpy()
         if self.donor is not None:
             heatmaps, pafs = self.donor.maps_of(self.frame % len(self.donor))
         self.frame += 1
@@ -165,12 +166,15 @@ def _cmu_draw(image: np.ndarray, people: np.ndarray) -> np.ndarray:
 # -- running a loop -------------------------------------------------------------------------------
 
 def run_reference_loop(kind: str, clip: str, backbone: str, weights: str | None, donor: Any | None,
-                       max_frames: int | None = None, max_seconds: float | None = None) -> dict:
-    """Run one reference loop over ``clip``; the pipeline's report shape + ``people`` per frame."""
+                       max_frames: int | None = None, max_seconds: float | None = None,
+                       device: str = "cpu") -> dict:
+    """Run one reference loop over ``clip``; the pipeline's report shape + ``people`` per frame.
+    ``device``: where the network runs (the originals move it to CUDA when asked)."""
     import backbones
 
     spec = backbones.get_spec(backbone).preprocess
-    network = _Network(backbones.build(backbone, weights=weights), donor)
+    target = backbones.resolve_device(device)
+    network = _Network(backbones.build(backbone, weights=weights, device=target), donor, target)
     prepare_input = _lightweight_prepare if kind == LIGHTWEIGHT else _cmu_prepare
     capture = cv2.VideoCapture(clip)
     ok, first = capture.read()
@@ -180,22 +184,20 @@ def run_reference_loop(kind: str, clip: str, backbone: str, weights: str | None,
     capture.release()
     capture = cv2.VideoCapture(clip)
     stats, people_per_frame = StatsRecorder(), []
-    usage_before = resource.getrusage(resource.RUSAGE_SELF)
-    stats.start()
-    deadline = time.monotonic() + max_seconds if max_seconds else None
-    while max_frames is None or len(people_per_frame) < max_frames:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        people = _one_frame(kind, capture, network, prepare_input, spec, stats)
-        if people is None:
-            break
-        people_per_frame.append(people)
-    stats.finish()
-    usage_after = resource.getrusage(resource.RUSAGE_SELF)
+    with CpuUse() as cpu:
+        stats.start()
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        while max_frames is None or len(people_per_frame) < max_frames:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            people = _one_frame(kind, capture, network, prepare_input, spec, stats)
+            if people is None:
+                break
+            people_per_frame.append(people)
+        stats.finish()
     capture.release()
     report = stats.report()
-    cpu_s = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
-    report["cpu_percent"] = round(100.0 * cpu_s / report["wall_s"], 1) if report["wall_s"] else 0.0
+    report.update(cpu.percentages())
     report["people"] = people_per_frame
     return report
 

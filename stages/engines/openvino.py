@@ -126,7 +126,7 @@ class OpenVinoEngine:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a float32 batch [N,3,H,W], got shape {batch.shape}")
         request = self._request_for(tuple(int(size) for size in batch.shape))
-        request.infer({0: batch}, share_inputs=True)
+        request.infer({0: batch}, share_inputs=True, share_outputs=True)
         # The request's output buffers are reused by the next call: hand out copies.
         heatmaps = request.get_output_tensor(self._heatmaps_index).data.copy()
         pafs = request.get_output_tensor(self._pafs_index).data.copy()
