@@ -2,7 +2,16 @@
 
 ::
 
-    source ─► capture ─q─► preprocess ─q─► inference ─q─► postprocess ─q─► render + sinks
+    source ─► capture ─q─► preprocess ─lane─► inference ─q─► postprocess ─q─► render + sinks
+
+Several sources: one capture and one preprocess thread per source, each source with its own
+queue and lane (``stream/batching.py``), one inference stage that takes the newest frame of every
+source as one round (batched per input size), then one postprocess and one render stage that keep
+per-source state (trackers, sinks).  Queue policy is per source: a live source's edges up to
+inference drop the oldest frame (its lane holds one frame, so inference always gets the newest),
+a file's block.  A source that fails for good (a stream that cannot be reconnected, a file that
+errors mid-way) is logged, counted in the stats and ended while the others go on; the run fails
+only when every source failed.
 
 ``Pipeline.open()`` acquires everything that can fail on bad input — sources, engine (weights),
 decoder, sinks — in that order, so a user error stops the run before any output file exists.
@@ -21,11 +30,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from stream.batching import BatchRunner, Lanes
 from stream.config import Config, section_params
 from stream.errors import PoseStreamError, StageError
 from stream.items import Posed
 from stream.queues import BoundedQueue, QueuePolicy
-from stream.stage import Crew, EndCountdown, RunControl, Stage, StageRunner, run_sequential, run_threaded
+from stream.stage import Crew, RunControl, Stage, StageRunner, run_sequential, run_threaded
 from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
 from stream.stats import StatsRecorder, format_summary, write_stats
 
@@ -38,16 +48,21 @@ class Pipeline:
     """One run: ``open()``, ``run()`` (returns the stats report), ``stop()``; ``close()`` always.
 
     Usable as a context manager (``with Pipeline(config) as pipeline: pipeline.run()``).
+    max_batch: most frames per inference call (None = one round: a frame of every source;
+    1 = unbatched, the sources still served in turn).
     """
 
-    def __init__(self, config: Config, stop_event: threading.Event | None = None):
+    def __init__(self, config: Config, stop_event: threading.Event | None = None, *,
+                 max_batch: int | None = None):
         self.config = config
+        self.max_batch = max_batch
         self.control = RunControl(stop_event)
         self.sources: list[Any] = []
         self.engine: Any = None
         self.captures: list[CaptureStage] = []
         self.stages: list[Stage] = []
         self.queues: list[BoundedQueue] = []
+        self.source_queues: dict[str, list[BoundedQueue]] = {}
         self.sinks: dict[str, Any] = {}
         self.report: dict[str, Any] | None = None
         self._progress: Any = None
@@ -63,7 +78,7 @@ class Pipeline:
             self.stages = [
                 PreprocessStage(self.engine.preprocess, self.config.model.input_height,
                                 self.config.model.scale),
-                InferenceStage(self.engine),
+                InferenceStage(self.engine, self.max_batch),
                 _postprocess_stage(self.config, self.engine.stride),
             ]
             self.sinks = _build_sinks(self.config, self.sources, self.stop, self.live_report)
@@ -104,7 +119,8 @@ class Pipeline:
         self.stats.start()
         try:
             if self.config.pipeline.mode == "sequential":
-                run_sequential(self.captures, self.stages, self.control, self.stats)
+                run_sequential(self.captures, self.stages, self.control, self.stats,
+                               source_failure_ends=True, max_batch=self.max_batch)
             else:
                 run_threaded(self._runners(), self.control, STOP_GRACE_S)
         finally:
@@ -115,42 +131,70 @@ class Pipeline:
         return self.report
 
     def _runners(self) -> list[StageRunner]:
+        """Per source: capture ─q─► the stages before inference ─► its lane; then inference
+        (``engine.workers`` wide) on rounds from the lanes, and the stages after it in a line."""
         size = self.config.pipeline.queue_size
-        frames = BoundedQueue(size, self._capture_policy(), name="capture->preprocess")
-        self.queues = [frames]
-        countdown = EndCountdown(len(self.captures))
-        runners = [StageRunner(capture, None, frames, self.control, self.stats, countdown)
-                   for capture in self.captures]
-        inbox = frames
-        for position, stage in enumerate(self.stages):
-            last = position == len(self.stages) - 1
-            outbox = None if last else BoundedQueue(size, QueuePolicy.BLOCK,
-                                                    name=f"{stage.name}->{self.stages[position + 1].name}")
-            if outbox is not None:
-                self.queues.append(outbox)
-            workers = getattr(self.engine, "workers", 1) if stage.name == "inference" else 1
-            crew = Crew(workers) if workers > 1 else None
-            runners.extend(StageRunner(stage, inbox, outbox, self.control, self.stats, crew=crew, worker=worker)
-                           for worker in range(workers))
-            inbox = outbox
+        split = next((position for position, stage in enumerate(self.stages)
+                      if hasattr(stage, "process_batch")), 0)
+        before, batch_stage, after = self.stages[:split], self.stages[split], self.stages[split + 1:]
+        lanes = Lanes()
+        runners: list[StageRunner] = []
+        self.queues, self.source_queues = [], {}
+        for capture in self.captures:
+            name, policy = capture.source.name, self._policy_for(capture.source)
+            queues = self.source_queues[name] = []
+            producer, inbox = capture, None
+            for stage in before:
+                outbox = BoundedQueue(size, policy, name=f"{name}:{producer.name}->{stage.name}")
+                queues.append(outbox)
+                runners.append(StageRunner(producer, inbox, outbox, self.control, self.stats,
+                                           source_failure_ends=producer is capture))
+                producer, inbox = stage, outbox
+            # A dropping lane holds one frame: inference always takes the newest.
+            lane = lanes.add(name, size if policy is QueuePolicy.BLOCK else 1, policy)
+            queues.append(lane.queue)
+            runners.append(StageRunner(producer, inbox, lane, self.control, self.stats,
+                                       source_failure_ends=producer is capture))
+            self.queues.extend(queues)
+        outboxes = [BoundedQueue(size, QueuePolicy.BLOCK, name=f"{stage.name}->{following.name}")
+                    for stage, following in zip([batch_stage, *after], after)]
+        self.queues.extend(outboxes)
+        outboxes.append(None)                                  # the last stage has no outbox
+        workers = getattr(self.engine, "workers", 1)
+        crew = Crew(workers) if workers > 1 else None
+        runners.extend(BatchRunner(batch_stage, lanes, outboxes[0], self.control, self.stats,
+                                   max_items=self.max_batch, crew=crew, worker=worker)
+                       for worker in range(workers))
+        runners.extend(StageRunner(stage, inbox, outbox, self.control, self.stats)
+                       for stage, inbox, outbox in zip(after, outboxes, outboxes[1:]))
         return runners
 
-    def _capture_policy(self) -> QueuePolicy:
-        """``pipeline.queue_policy``; ``auto`` = drop_oldest when any source is live, else block."""
+    def _policy_for(self, source: Any) -> QueuePolicy:
+        """``pipeline.queue_policy``; ``auto`` = drop_oldest for a live source, else block."""
         chosen = self.config.pipeline.queue_policy
         if chosen != "auto":
             return QueuePolicy(chosen)
-        live = [source.name for source in self.sources if getattr(source, "is_live", False)]
-        if live and len(live) < len(self.sources):
-            log.warning("live and file sources mixed: the file sources' frames may be dropped too")
-        return QueuePolicy.DROP_OLDEST if live else QueuePolicy.BLOCK
+        return QueuePolicy.DROP_OLDEST if getattr(source, "is_live", False) else QueuePolicy.BLOCK
 
     def live_report(self) -> dict[str, Any]:
         """The stats report so far (any thread, e.g. the browser view's /stats.json)."""
-        dropped = sum(queue.dropped for queue in self.queues)
-        dropped += sum(int(getattr(source, "dropped", 0) or 0) for source in self.sources)
-        reconnects = sum(int(getattr(source, "reconnects", 0) or 0) for source in self.sources)
-        return self.stats.report(dropped=dropped, reconnects=reconnects)
+        counts = {source.name: self._source_counts(source) for source in self.sources}
+        report = self.stats.report(dropped=sum(count["dropped"] for count in counts.values()),
+                                   reconnects=sum(count["reconnects"] for count in counts.values()),
+                                   sources=counts if len(self.sources) > 1 else None)
+        inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
+        if inference is not None and inference.forwards:
+            report["batches"] = {"forwards": inference.forwards,
+                                 "mean_frames": round(inference.frames / inference.forwards, 3)}
+        return report
+
+    def _source_counts(self, source: Any) -> dict[str, Any]:
+        """One source's drops (its queues' and its reader's), reconnects and failure, if any."""
+        queues = self.source_queues.get(source.name, [])
+        failure = self.control.source_failures.get(source.name)
+        return {"dropped": sum(queue.dropped for queue in queues) + int(getattr(source, "dropped", 0) or 0),
+                "reconnects": int(getattr(source, "reconnects", 0) or 0),
+                "error": None if failure is None else f"{type(failure).__name__}: {failure}"}
 
     def _finish_report(self) -> dict[str, Any]:
         report = self.live_report()
@@ -164,7 +208,17 @@ class Pipeline:
         return report
 
     def _raise_failure(self) -> None:
+        """Raise the run's failure: a stage's, else every source's (when none ended normally),
+        else a sink's.  Sources that failed while others went on are only logged."""
         stage, error = self.control.failed_stage, self.control.error
+        where = f"stage '{stage}'"
+        failed_sources = self.control.source_failures
+        if error is None and failed_sources and len(failed_sources) == len(self.sources):
+            name, error = next(iter(failed_sources.items()))
+            where = "stage 'capture'" if len(self.sources) == 1 else f"every source failed; source {name}"
+        elif failed_sources:
+            log.warning("%d of %d sources failed and ended early (%s); the others went on",
+                        len(failed_sources), len(self.sources), ", ".join(failed_sources))
         if error is None:
             failures = {label: err for sink in _unique(self.sinks.values())
                         for label, err in getattr(sink, "failures", {}).items()}
@@ -173,9 +227,9 @@ class Pipeline:
                 raise StageError(f"stage 'render': sink {label} failed: {type(error).__name__}: {error}")
             return
         if isinstance(error, PoseStreamError) and not isinstance(error, StageError):
-            raise type(error)(f"stage '{stage}': {error}") from error
-        log.error("stage %s failed", stage, exc_info=error)
-        raise StageError(f"stage '{stage}' failed: {type(error).__name__}: {error}") from error
+            raise type(error)(f"{where}: {error}") from error
+        log.error("%s failed", where, exc_info=error)
+        raise StageError(f"{where} failed: {type(error).__name__}: {error}") from error
 
     # -- progress and shutdown ------------------------------------------------------------------
 
@@ -245,10 +299,12 @@ def _make_engine(config: Config) -> Any:
 
 
 def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
+    """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
+    brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
     from stages.postprocess import decode, to_frame
 
     make_tracker = make_smoother = None
-    if config.tracking.enabled:
+    if config.tracking.enabled or config.smoothing.enabled:
         from stages.tracking import Tracker, TrackerParams
 
         tracker_params = TrackerParams(**section_params(config.tracking))
@@ -259,7 +315,7 @@ def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
         smoother_params = SmootherParams(**section_params(config.smoothing))
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
     return PostprocessStage(decode, to_frame, section_params(config.postprocess), stride,
-                            make_tracker, make_smoother)
+                            make_tracker, make_smoother, publish_ids=config.tracking.enabled)
 
 
 def _make_drawer(config: Config, stride: int) -> Callable[[Posed], np.ndarray]:

@@ -61,13 +61,15 @@ class Timings(Protocol):
 
 
 class RunControl:
-    """The run's single stop event plus the first failure (stage name and exception)."""
+    """The run's single stop event plus the first failure (stage name and exception), and the
+    sources that failed for good without stopping the run (``source_failures``: name → error)."""
 
     def __init__(self, stop_event: threading.Event | None = None):
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._lock = threading.Lock()
         self.failed_stage: str | None = None
         self.error: BaseException | None = None
+        self.source_failures: dict[str, BaseException] = {}
 
     @property
     def stopping(self) -> bool:
@@ -84,6 +86,13 @@ class RunControl:
                 self.failed_stage, self.error = stage, error
                 log.debug("stage %s failed", stage, exc_info=error)
         self.stop_event.set()
+
+    def fail_source(self, source: str, error: BaseException) -> None:
+        """Record that ``source`` failed for good; the run goes on with the other sources."""
+        with self._lock:
+            self.source_failures.setdefault(source, error)
+        log.error("source %s failed and is ended; the other sources go on: %s", source, error)
+        log.debug("source %s failure", source, exc_info=error)
 
 
 class EndCountdown:
@@ -141,11 +150,13 @@ class StageRunner(threading.Thread):
     A producer (``inbox`` None) calls ``stage.read()`` until END; the last stage (``outbox`` None)
     hands each finished item to ``timings.record_done``.  Several runners may work one stage
     together when they share a :class:`Crew` (the stage's ``process`` must then be thread-safe).
+    ``source_failure_ends``: a producer whose ``read`` raises ends its own stream (END, the failure
+    recorded with ``control.fail_source`` under ``stage.source_name``) instead of stopping the run.
     """
 
-    def __init__(self, stage: Stage, inbox: BoundedQueue | None, outbox: BoundedQueue | None,
+    def __init__(self, stage: Stage, inbox: BoundedQueue | None, outbox: Any,
                  control: RunControl, timings: Timings, end_countdown: EndCountdown | None = None,
-                 crew: Crew | None = None, worker: int = 0):
+                 crew: Crew | None = None, worker: int = 0, source_failure_ends: bool = False):
         suffix = f"-{worker}" if crew is not None else ""
         super().__init__(name=f"stage-{stage.name}{suffix}", daemon=True)
         self.stage = stage
@@ -155,6 +166,7 @@ class StageRunner(threading.Thread):
         self.timings = timings
         self.end_countdown = end_countdown
         self.crew = crew
+        self.source_failure_ends = source_failure_ends
 
     def run(self) -> None:
         try:
@@ -175,7 +187,7 @@ class StageRunner(threading.Thread):
     def _produce(self) -> None:
         while not self.control.stopping:
             started = time.perf_counter()
-            item = self.stage.read()
+            item = _read(self.stage, self.control, self.source_failure_ends)
             if item is END:
                 if self.end_countdown is None or self.end_countdown.arrive():
                     self._emit(END)
@@ -238,40 +250,71 @@ class StageRunner(threading.Thread):
 
 
 def run_sequential(producers: Sequence[Stage], stages: Sequence[Stage], control: RunControl,
-                   timings: Timings) -> None:
+                   timings: Timings, *, source_failure_ends: bool = False,
+                   max_batch: int | None = None) -> None:
     """Run the very same stages one after another in the calling thread.
 
-    Producers are read in turn (one item each) until all have ended; each item goes through
-    ``stages`` in order.  Stops on ``control``; every stage is closed on the way out.
+    Each round reads one item from every producer still going (until all have ended) and takes
+    the round through ``stages`` in order: a stage with ``process_batch`` gets the whole round (in
+    chunks of at most ``max_batch``), the others one item at a time.  ``source_failure_ends`` as
+    in :class:`StageRunner`.  Stops on ``control``; every stage is closed on the way out.
     """
     active = list(producers)
     current = None
     try:
         while active and not control.stopping:
+            items = []
             for producer in list(active):
                 if control.stopping:
                     break
                 current = producer
                 started = time.perf_counter()
-                item = producer.read()
+                item = _read(producer, control, source_failure_ends)
                 if item is END:
                     active.remove(producer)
                     continue
                 timings.record_stage(producer.name, time.perf_counter() - started)
-                for stage in stages:
-                    current = stage
-                    started = time.perf_counter()
-                    item = stage.process(item)
-                    timings.record_stage(stage.name, time.perf_counter() - started)
-                    if item is None or control.stopping:
-                        break
-                else:
+                items.append(item)
+            for stage in stages:
+                if not items or control.stopping:
+                    break
+                current = stage
+                items = _process_round(stage, items, timings, max_batch)
+            else:
+                for item in items:
                     timings.record_done(item)
     except Exception as error:  # noqa: BLE001 - named by the stage it came from
         control.fail(current.name if current is not None else "pipeline", error)
     finally:
         for stage in [*producers, *stages]:
             _close(stage, control)
+
+
+def _process_round(stage: Stage, items: list[Any], timings: Timings, max_batch: int | None) -> list[Any]:
+    """``items`` through one stage (batched when it can), timed per item; drops ``None`` results."""
+    results: list[Any] = []
+    batched = hasattr(stage, "process_batch")
+    step = (max_batch or len(items)) if batched else 1
+    for start in range(0, len(items), step):
+        chunk = items[start:start + step]
+        started = time.perf_counter()
+        results.extend(stage.process_batch(chunk) if batched else [stage.process(chunk[0])])
+        share_s = (time.perf_counter() - started) / len(chunk)
+        for _ in chunk:
+            timings.record_stage(stage.name, share_s)
+    return [result for result in results if result is not None]
+
+
+def _read(producer: Stage, control: RunControl, failure_ends: bool) -> Any:
+    """``producer.read()``; with ``failure_ends`` a failure is recorded and ends that producer."""
+    if not failure_ends:
+        return producer.read()
+    try:
+        return producer.read()
+    except Exception as error:  # noqa: BLE001 - a dead source must not stop the others
+        if not control.stopping:
+            control.fail_source(getattr(producer, "source_name", producer.name), error)
+        return END
 
 
 def run_threaded(runners: Sequence[StageRunner], control: RunControl,

@@ -8,13 +8,15 @@ the previous one: Frame → Prepared → Inferred → Posed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import fields
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from stages.preprocess import prepare
+from stream.batching import group_by_shape
 from stream.items import END, Frame, Inferred, Posed, Prepared
 from stream.stage import Stage
 
@@ -41,6 +43,10 @@ class CaptureStage(Stage):
         self._frames = None
         self._count = 0
         self._deadline: float | None = None
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name
 
     def read(self) -> Frame | Any:
         if self._frames is None:
@@ -80,23 +86,54 @@ class PreprocessStage(Stage):
 
 
 class InferenceStage(Stage):
-    """Prepared → Inferred: one frame through the engine (a batch of one)."""
+    """Prepared → Inferred through the engine: one frame (``process``) or a round of frames from
+    several sources (``process_batch``).
+
+    A round is split by net-input shape — frames of one size go through the engine as one batch
+    [N,3,H,W], at most ``max_batch`` frames each (None = no limit) — so no frame is padded beyond
+    what its own preprocessing did and its maps equal a single-frame run's up to float rounding.
+    ``forwards``/``frames``: engine calls and frames so far.
+    """
 
     name = "inference"
 
-    def __init__(self, engine: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, engine: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 max_batch: int | None = None):
         self.engine = engine
+        self.max_batch = max_batch
+        self.forwards = 0
+        self.frames = 0
+        self._count_lock = threading.Lock()
 
     def process(self, item: Prepared) -> Inferred:
-        heatmaps, pafs = self.engine(item.net_input[np.newaxis])
-        return Inferred(**_fields_of(item), heatmaps=heatmaps[0], pafs=pafs[0])
+        return self._forward([item])[0]
+
+    def process_batch(self, items: Sequence[Prepared]) -> list[Inferred]:
+        results: list[Inferred | None] = [None] * len(items)
+        for positions in group_by_shape(items, lambda item: np.shape(item.net_input), self.max_batch):
+            group = [items[position] for position in positions]
+            inferred = [self.process(group[0])] if len(group) == 1 else self._forward(group)
+            for position, result in zip(positions, inferred):
+                results[position] = result
+        return results
+
+    def _forward(self, items: Sequence[Prepared]) -> list[Inferred]:
+        """Same-shape items through the engine as one batch."""
+        heatmaps, pafs = self.engine(np.stack([item.net_input for item in items]))
+        with self._count_lock:
+            self.forwards += 1
+            self.frames += len(items)
+        return [Inferred(**_fields_of(item), heatmaps=heatmaps[row], pafs=pafs[row])
+                for row, item in enumerate(items)]
 
 
 class PostprocessStage(Stage):
     """Inferred → Posed: decode, map to frame pixels, then optional tracking and smoothing.
 
     make_tracker / make_smoother: factories of per-source ``Tracker`` / ``Smoother`` objects
-    (None = off).  Without tracking every person id is -1.
+    (None = off).  The smoother needs ids, so give it a tracker too; ``publish_ids=False`` then
+    keeps the tracker's ids internal.  Published ids are -1 without a tracker or with
+    ``publish_ids=False`` (tracking off).
     """
 
     name = "postprocess"
@@ -104,27 +141,30 @@ class PostprocessStage(Stage):
     def __init__(self, decode: Callable[..., np.ndarray], to_frame: Callable[..., np.ndarray],
                  decoder_params: Mapping[str, Any], stride: int = 8,
                  make_tracker: Callable[[], Any] | None = None,
-                 make_smoother: Callable[[], Any] | None = None):
+                 make_smoother: Callable[[], Any] | None = None, publish_ids: bool = True):
         self.decode = decode
         self.to_frame = to_frame
         self.decoder_params = dict(decoder_params)
         self.stride = stride
         self.make_tracker = make_tracker
         self.make_smoother = make_smoother
+        self.publish_ids = publish_ids
         self._trackers: dict[str, Any] = {}
         self._smoothers: dict[str, Any] = {}
 
     def process(self, item: Inferred) -> Posed:
         people_net = self.decode(item.heatmaps, item.pafs, stride=self.stride, **self.decoder_params)
         people = np.asarray(self.to_frame(people_net, item.scale, item.pad), dtype=np.float32)
-        person_ids: tuple[int, ...] = (-1,) * len(people)
+        untracked: tuple[int, ...] = (-1,) * len(people)
+        person_ids = untracked
         if self.make_tracker is not None:
-            tracker = self._trackers.setdefault(item.source, self.make_tracker())
+            tracker = _per_source(self._trackers, item.source, self.make_tracker)
             person_ids = tuple(int(person_id) for person_id in tracker.update(people, item.time))
         if self.make_smoother is not None:
-            smoother = self._smoothers.setdefault(item.source, self.make_smoother())
+            smoother = _per_source(self._smoothers, item.source, self.make_smoother)
             people = np.asarray(smoother.update(people, person_ids, item.time), dtype=np.float32)
-        return Posed(**_fields_of(item), people=people, person_ids=person_ids)
+        published = person_ids if self.publish_ids else untracked
+        return Posed(**_fields_of(item), people=people, person_ids=published)
 
 
 class RenderStage(Stage):
@@ -157,6 +197,14 @@ class RenderStage(Stage):
                 first_error = first_error or error
         if first_error is not None:
             raise first_error
+
+
+def _per_source(objects: dict[str, Any], source: str, make: Callable[[], Any]) -> Any:
+    """The source's object in ``objects``, made on first use."""
+    found = objects.get(source)
+    if found is None:
+        found = objects[source] = make()
+    return found
 
 
 def _unique(objects: Any) -> list[Any]:

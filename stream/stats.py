@@ -8,6 +8,11 @@ and computes the summary of the contract::
 
 Latency is the time from a frame's ``capture_time`` (time.monotonic() when it was read) to the
 moment the last stage has finished with it.
+
+With several sources the report also holds ``"sources"``: per source name ``{"frames", "wall_s",
+"fps", "dropped", "reconnects", "latency_ms", "error"}``, where ``wall_s`` runs from the start to
+that source's last finished frame (its own fps, even when it ended early) and ``error`` is why
+it failed, or null.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -60,6 +65,21 @@ class _Series:
         return round(1000.0 * self.total_s / self.count, 3) if self.count else 0.0
 
 
+class _SourceCounts:
+    """One source's finished frames, latency and the time of its last finished frame."""
+
+    def __init__(self, max_samples: int, seed: int):
+        self.frames = 0
+        self.last_done = 0.0
+        self.latency = _Series(max_samples, seed=1000 + seed)
+
+    def add(self, done_at: float, latency_s: float | None) -> None:
+        self.frames += 1
+        self.last_done = done_at
+        if latency_s is not None:
+            self.latency.add(latency_s)
+
+
 class StatsRecorder:
     """Collects what the stage loops report; thread-safe.
 
@@ -72,6 +92,7 @@ class StatsRecorder:
         self._max_samples = max_samples
         self._stages = {name: _Series(max_samples, seed) for seed, name in enumerate(stage_names)}
         self._latency = _Series(max_samples, seed=len(self._stages))
+        self._sources: dict[str, _SourceCounts] = {}
         self._on_done = on_done
         self.frames = 0
         self.started_at: float | None = None
@@ -97,8 +118,15 @@ class StatsRecorder:
         with self._lock:
             self.frames += 1
             capture_time = getattr(item, "capture_time", None)
-            if capture_time is not None:
-                self._latency.add(max(0.0, now - capture_time))
+            latency_s = None if capture_time is None else max(0.0, now - capture_time)
+            if latency_s is not None:
+                self._latency.add(latency_s)
+            source = getattr(item, "source", None)
+            if source is not None:
+                counts = self._sources.get(source)
+                if counts is None:
+                    counts = self._sources[source] = _SourceCounts(self._max_samples, seed=len(self._sources))
+                counts.add(now, latency_s)
         if self._on_done is not None:
             self._on_done(item)
 
@@ -108,8 +136,13 @@ class StatsRecorder:
         end = self.finished_at if self.finished_at is not None else time.monotonic()
         return end - self.started_at
 
-    def report(self, dropped: int = 0, reconnects: int = 0) -> dict[str, Any]:
-        """The contract's stats object."""
+    def report(self, dropped: int = 0, reconnects: int = 0,
+               sources: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """The contract's stats object.
+
+        sources: source name → ``{"dropped", "reconnects", "error"}`` (error: a message or None);
+        given, the report gets a ``"sources"`` section with every named source.
+        """
         with self._lock:
             wall_s = self.wall_s()
             latency_p50, latency_p95 = self._latency.percentiles_ms(50, 95)
@@ -117,7 +150,7 @@ class StatsRecorder:
             for name, series in self._stages.items():
                 p50, p95 = series.percentiles_ms(50, 95)
                 stages[name] = {"mean_ms": series.mean_ms(), "p50_ms": p50, "p95_ms": p95}
-            return {
+            report: dict[str, Any] = {
                 "frames": self.frames,
                 "wall_s": round(wall_s, 4),
                 "fps": round(self.frames / wall_s, 3) if wall_s > 0 else 0.0,
@@ -126,6 +159,28 @@ class StatsRecorder:
                 "latency_ms": {"p50": latency_p50, "p95": latency_p95},
                 "stages": stages,
             }
+            if sources is not None:
+                report["sources"] = {name: self._source_report(name, counts)
+                                     for name, counts in sources.items()}
+            return report
+
+    def _source_report(self, name: str, counts: Mapping[str, Any]) -> dict[str, Any]:
+        """One source's section (lock held)."""
+        done = self._sources.get(name)
+        frames = done.frames if done is not None else 0
+        wall_s = 0.0
+        if done is not None and self.started_at is not None:
+            wall_s = max(0.0, done.last_done - self.started_at)
+        latency_p50, latency_p95 = done.latency.percentiles_ms(50, 95) if done is not None else (0.0, 0.0)
+        return {
+            "frames": frames,
+            "wall_s": round(wall_s, 4),
+            "fps": round(frames / wall_s, 3) if wall_s > 0 else 0.0,
+            "dropped": int(counts.get("dropped", 0)),
+            "reconnects": int(counts.get("reconnects", 0)),
+            "latency_ms": {"p50": latency_p50, "p95": latency_p95},
+            "error": counts.get("error"),
+        }
 
 
 def format_summary(report: dict[str, Any]) -> str:
