@@ -2,10 +2,13 @@
 report, and turning remote failures back into the project's errors.
 
 The report is the local one (``StatsRecorder.report``: frames, fps, dropped, reconnects, latency,
-per-stage times) over all cameras, plus ``"sources"`` (the same object per camera, when there
-are several) and ``"ray"``: the cluster address, the inference pool (actors, restarts, batches,
-mean batch, forward time) and per camera its restarts, frames lost in flight and inference calls
-that had to go to another actor.
+per-stage times, ``"sources"`` with several cameras, ``"batches"`` of the inference pool) plus
+``"ray"``: the cluster address, the inference pool (actors, restarts, forward time) and per camera
+its restarts, frames lost in flight and inference calls that had to go to another actor.
+
+Failures follow the local rules: a camera whose source failed for good (or whose actor was lost)
+ends, with its error in the stats, while the others go on; the run fails when every camera
+failed, or when a camera failed for another reason (a bug).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
-from stream.errors import PoseStreamError, StageError
+from stream.errors import PoseStreamError, SourceError, StageError
 from stream.ray_actors import Resume
 from stream.stats import StatsRecorder
 
@@ -25,7 +28,7 @@ _COUNTERS = ("dropped", "reconnects", "inference_retries")
 
 
 class CameraRecord:
-    """What the driver knows about one camera: its actor, progress, counters and stats.
+    """What the driver knows about one camera: its actor, progress, counters and failure.
 
     Counters from a camera actor restart at zero with each incarnation; the record keeps the
     sum of the earlier ones.  ``lost`` counts a live camera's frames that were captured but not
@@ -38,7 +41,6 @@ class CameraRecord:
         self.position = position
         self.info: dict[str, Any] = {}
         self.incarnation: str | None = None
-        self.stats = StatsRecorder()
         self.frames = 0
         self.last_index = -1
         self.last_time_s = 0.0
@@ -47,6 +49,7 @@ class CameraRecord:
         self.lost = 0
         self.done = False
         self.error: BaseException | None = None
+        self.actor_lost = False                     # given up: its actor stopped answering
         self._earlier = dict.fromkeys(_COUNTERS, 0)
         self._current = dict.fromkeys(_COUNTERS, 0)
         self._captured = 0
@@ -105,22 +108,36 @@ class CameraRecord:
                         self.name, type(error).__name__)
         if now - self._down_since <= timeout_s:
             return False
-        self.done = True
+        self.done = self.actor_lost = True
         self.error = StageError(f"its actor has not answered for {timeout_s:g} s (ray.restart_timeout_s): {error}")
         return True
+
+    @property
+    def camera_failure(self) -> bool:
+        """Failed in a way that ends only this camera (its source, or its actor)."""
+        return self.error is not None and (self.actor_lost or isinstance(self.error, SourceError))
+
+    def counts(self) -> dict[str, Any]:
+        """This camera's entry for ``StatsRecorder.report(sources=…)``."""
+        error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+        return {"dropped": self.total("dropped"), "reconnects": self.total("reconnects"), "error": error}
 
     def actor_up(self) -> None:
         self._down_since = None
 
 
-def build_report(stats: StatsRecorder, records: Iterable[CameraRecord], ray_section: Mapping[str, Any]) -> dict:
-    """The local stats object over all cameras, plus ``sources`` (several) and ``ray``."""
+def build_report(stats: StatsRecorder, records: Iterable[CameraRecord], ray_section: Mapping[str, Any],
+                 batches: Mapping[str, Any] | None = None) -> dict:
+    """The local stats object over all cameras (``sources`` with several), the pool's ``batches``
+    (forwards and mean frames per forward, as a local run reports its inference stage's), and
+    the ``ray`` section."""
     records = list(records)
-    report = stats.report(dropped=sum(record.total("dropped") for record in records),
-                          reconnects=sum(record.total("reconnects") for record in records))
-    if len(records) > 1:
-        report["sources"] = {record.name: record.stats.report(record.total("dropped"), record.total("reconnects"))
-                             for record in records}
+    counts = {record.name: record.counts() for record in records}
+    report = stats.report(dropped=sum(count["dropped"] for count in counts.values()),
+                          reconnects=sum(count["reconnects"] for count in counts.values()),
+                          sources=counts if len(records) > 1 else None)
+    if batches and batches.get("forwards"):
+        report["batches"] = dict(batches)
     report["ray"] = {
         **ray_section,
         "cameras": {record.name: {"restarts": record.restarts, "lost_in_flight": record.lost,
@@ -131,11 +148,18 @@ def build_report(stats: StatsRecorder, records: Iterable[CameraRecord], ray_sect
 
 
 def raise_failures(records: Iterable[CameraRecord], sinks: Mapping[str, Any]) -> None:
-    """Raise the first camera's failure (a user error keeps its type) or a sink's, if any."""
-    for record in records:
+    """Raise the run's failure, as a local run does: a camera's bug; else every camera's failure
+    when none ended normally (a user error keeps its type); else a sink's.  Cameras that failed
+    while others went on are only logged (their error is in the stats)."""
+    records = list(records)
+    failed = [record for record in records if record.error is not None]
+    bug = next((record for record in failed if not record.camera_failure), None)
+    if bug is None and failed and len(failed) < len(records):
+        log.warning("%d of %d cameras failed and ended early (%s); the others went on",
+                    len(failed), len(records), ", ".join(record.name for record in failed))
+    elif failed:
+        record = bug or failed[0]
         error = record.error
-        if error is None:
-            continue
         if isinstance(error, PoseStreamError):
             raise type(error)(f"camera {record.name}: {error}") from error
         raise StageError(f"camera {record.name}: {type(error).__name__}: {error}") from error

@@ -12,7 +12,8 @@ the cameras send at the same time (``stream.ray_inference``).  The driver owns w
 run's render stage feeds — the sinks (JSON lines, video, window, browser page, written on this
 machine) and the stats — so outputs have the local formats.  A camera or inference actor that dies
 is restarted by Ray (``ray.max_restarts``); a restarted camera carries on after the last frame
-the driver received, and the stats count restarts under ``"ray"``.
+the driver received, and the stats count restarts under ``"ray"``.  A camera whose source fails
+for good ends while the others go on, as in a local run with several sources.
 
 Ray is imported only when a Ray run starts: the rest of the project never needs it.
 """
@@ -156,8 +157,6 @@ class RayRun:
         try:
             starts = [self._start_camera(record, resume=None) for record in self.cameras.values()]
             self.ray.wait(starts, num_returns=len(starts), timeout=self.settings.restart_timeout_s)
-            for record in self.cameras.values():
-                record.stats.start()
             self.stats.start()
             self._loop()
         finally:
@@ -288,7 +287,6 @@ class RayRun:
                 self._write(record, slim, annotated, latency_s, ready_wall)
         for stage, seconds in reply["samples"]:
             self.stats.record_stage(stage, seconds)
-            record.stats.record_stage(stage, seconds)
         record.counters(reply)
         if reply["state"] == "new":
             if stopping:
@@ -310,7 +308,6 @@ class RayRun:
         if sink is not None:
             sink.write(item, annotated)
         self.stats.record_done(item)
-        record.stats.record_done(item)
         record.delivered(item)
 
     def _ping_pool(self) -> None:
@@ -342,18 +339,17 @@ class RayRun:
 
     def live_report(self) -> dict[str, Any]:
         """The stats so far (the browser page's /stats.json)."""
-        return build_report(self.stats, self.cameras.values(), self._ray_section())
-
-    def _ray_section(self) -> dict[str, Any]:
-        return {"address": self.config.run.ray or "local", "inference_actors": len(self.pool),
-                "inference_restarts": self.pool_restarts, **self.pool_info.get("totals", {})}
+        totals = self.pool_info.get("totals", {})
+        ray_section = {"address": self.config.run.ray or "local", "inference_actors": len(self.pool),
+                       "inference_restarts": self.pool_restarts,
+                       "forward_mean_ms": totals.get("forward_mean_ms", 0.0)}
+        batches = {"forwards": totals["forwards"], "mean_frames": totals["mean_frames"]} if totals else None
+        return build_report(self.stats, self.cameras.values(), ray_section, batches)
 
     # -- shutdown -------------------------------------------------------------------------------
 
     def _finish(self) -> None:
         self.stats.finish()
-        for record in self.cameras.values():
-            record.stats.finish()
         self._close_sinks()
         self._collect_pool_totals()
         self._kill_actors()
@@ -384,7 +380,7 @@ class RayRun:
             batches, frames = batches + answer["batches"], frames + answer["frames"]
             forward_s += answer["forward_s"]
         self.pool_info["totals"] = {
-            "batches": batches, "mean_batch": round(frames / batches, 3) if batches else 0.0,
+            "forwards": batches, "mean_frames": round(frames / batches, 3) if batches else 0.0,
             "forward_mean_ms": round(1000.0 * forward_s / batches, 3) if batches else 0.0}
 
     def _close_sinks(self) -> None:

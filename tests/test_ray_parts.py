@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stream.config import load_config
-from stream.errors import ConfigError, StageError
+from stream.errors import ConfigError, SourceError, StageError
 from stream.items import Frame
 from stream.ray_actors import Resume, Resumed
 from stream.ray_inference import Batcher
@@ -184,11 +184,20 @@ def test_camera_record_folds_counters_over_restarts_and_counts_live_frames_lost(
     assert file_record.lost == 0 and file_record.resume(run, 0.0).frames_left == 45
 
 
-def test_report_has_the_local_keys_plus_sources_and_ray_and_failures_keep_their_type():
+def test_report_has_the_local_keys_plus_ray_and_failures_follow_the_local_rules():
     records = [CameraRecord(name, None, position) for position, name in enumerate(("a", "b"))]
-    report = build_report(StatsRecorder(), records, {"address": "local"})
+    report = build_report(StatsRecorder(), records, {"address": "local"}, {"forwards": 4, "mean_frames": 1.5})
     assert {"frames", "wall_s", "fps", "dropped", "reconnects", "latency_ms", "stages"} < set(report)
     assert set(report["sources"]) == {"a", "b"} and report["ray"]["address"] == "local"
+    assert report["batches"] == {"forwards": 4, "mean_frames": 1.5}
+
+    records[1].error = SourceError("stage 'capture': rtsp://cam/b: gave up after 3 reconnect attempts")
+    raise_failures(records, {})                     # one camera's source failed: the others went on
+    assert build_report(StatsRecorder(), records, {})["sources"]["b"]["error"].startswith("SourceError: ")
+    records[0].error = SourceError("stage 'capture': rtsp://cam/a: stalled")
+    with pytest.raises(SourceError, match="camera a: stage 'capture': rtsp://cam/a: stalled"):
+        raise_failures(records, {})                 # every camera failed
+    records[0].error = None
     records[1].error = StageError("stage 'inference' failed: boom")
     with pytest.raises(StageError, match="camera b: stage 'inference' failed: boom"):
-        raise_failures(records, {})
+        raise_failures(records, {})                 # a bug fails the run
