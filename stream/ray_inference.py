@@ -5,7 +5,7 @@ first call, so a restarted actor reloads it by itself) and a :class:`Batcher` th
 its callers send at the same time as one forward: same input size, at most ``ray.max_batch``
 frames.  The pool is ``ray.inference_actors`` of them (one per GPU, or N on CPU).
 
-A camera reaches the pool through :class:`RemoteEngine`, an engine-shaped callable that the local
+``plan_pool`` sizes the pool for the cluster's resources.  A camera reaches the pool through :class:`RemoteEngine`, an engine-shaped callable that the local
 ``InferenceStage`` uses unchanged: each call sends one frame to the next actor in turn and, when
 that actor died, to another one (Ray restarts the dead one).
 
@@ -20,18 +20,47 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from stream.config import Config
-from stream.errors import StageError
+from stream.errors import ConfigError, StageError
 from stream.pipeline import _make_engine
 
 log = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 0.25     # a remote call is waited for in slices, to notice a stop
 DOWN_S = 1.0            # an inference actor that failed a call is avoided this long
+
+
+# -- the pool -------------------------------------------------------------------------------
+
+
+class PoolPlan(NamedTuple):
+    """How many inference actors, and what each one reserves."""
+
+    actors: int
+    num_cpus: float
+    num_gpus: float
+
+
+def plan_pool(settings: Any, device: str, resources: dict[str, float], cameras: int) -> PoolPlan:
+    """The inference pool for a cluster with ``resources`` (``ray.cluster_resources()``).
+
+    With GPUs (and ``model.device`` not cpu): one actor per ``inference_gpus`` share of them.
+    Otherwise CPU actors: ``inference_actors`` or as many as fit in the CPUs the cameras leave.
+    """
+    gpus = float(resources.get("GPU", 0.0))
+    cpus = float(resources.get("CPU", 0.0))
+    if device.startswith("cuda") and gpus <= 0:
+        raise ConfigError(f"model.device {device!r}: the Ray cluster has no GPU")
+    if gpus > 0 and device != "cpu":
+        actors = settings.inference_actors or max(1, int(gpus / settings.inference_gpus + 1e-9))
+        return PoolPlan(actors, min(settings.inference_cpus, 1.0), settings.inference_gpus)
+    free_cpus = cpus - cameras * settings.camera_cpus
+    actors = settings.inference_actors or max(1, int(free_cpus / settings.inference_cpus + 1e-9))
+    return PoolPlan(actors, settings.inference_cpus, 0.0)
 
 
 # -- batching -------------------------------------------------------------------------------

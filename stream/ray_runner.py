@@ -24,13 +24,15 @@ import dataclasses
 import logging
 import math
 import os
+import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from stream.config import Config
 from stream.errors import ConfigError
+from stream.ray_inference import plan_pool
 from stream.ray_records import CameraRecord, build_report, raise_failures, stand_in_source, user_error
 from stream.stats import StatsRecorder, format_summary, write_stats
 
@@ -42,32 +44,7 @@ STOP_GRACE_S = 1.5      # after a stop, how long cameras get to hand over their 
 PING_S = 1.0            # how often the inference actors are asked who they are (restart count)
 RETRY_S = 0.2           # wait before asking a camera actor that did not answer again
 RESTART_WAIT_S = 10.0   # at the end, how long an inference actor seen dead is waited for
-
-
-class PoolPlan(NamedTuple):
-    """How many inference actors, and what each one reserves."""
-
-    actors: int
-    num_cpus: float
-    num_gpus: float
-
-
-def plan_pool(settings: Any, device: str, resources: dict[str, float], cameras: int) -> PoolPlan:
-    """The inference pool for a cluster with ``resources`` (``ray.cluster_resources()``).
-
-    With GPUs (and ``model.device`` not cpu): one actor per ``inference_gpus`` share of them.
-    Otherwise CPU actors: ``inference_actors`` or as many as fit in the CPUs the cameras leave.
-    """
-    gpus = float(resources.get("GPU", 0.0))
-    cpus = float(resources.get("CPU", 0.0))
-    if device.startswith("cuda") and gpus <= 0:
-        raise ConfigError(f"model.device {device!r}: the Ray cluster has no GPU")
-    if gpus > 0 and device != "cpu":
-        actors = settings.inference_actors or max(1, int(gpus / settings.inference_gpus + 1e-9))
-        return PoolPlan(actors, min(settings.inference_cpus, 1.0), settings.inference_gpus)
-    free_cpus = cpus - cameras * settings.camera_cpus
-    actors = settings.inference_actors or max(1, int(free_cpus / settings.inference_cpus + 1e-9))
-    return PoolPlan(actors, settings.inference_cpus, 0.0)
+CONNECT_TIMEOUT_S = 5.0 # a cluster address that does not accept a connection this soon is wrong
 
 
 def import_ray(address: str) -> Any:
@@ -95,6 +72,7 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
         env = {"env_vars": {"PYTHONPATH": python_path}}
         ray.init(address="local", num_cpus=settings.num_cpus, runtime_env=env, **quiet)  # not $RAY_ADDRESS
         return True
+    check_reachable(address)
     runtime_env = {"py_modules": [str(ROOT / name) for name in CODE_PACKAGES]} if settings.ship_code else None
     try:
         ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
@@ -102,6 +80,17 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
         hint = " (start one with `ray start --head`, or use --ray local)" if address == "auto" else ""
         raise ConfigError(f"--ray {address}: no Ray cluster found{hint}: {error}") from None
     return True
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """ConfigError when a ``HOST:PORT`` address does not answer (Ray itself would wait minutes)."""
+    host, separator, port = address.rpartition(":")
+    if "://" in address or not separator or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({error})") from None
 
 
 def run_on_ray(config: Config, stop_event: threading.Event | None = None) -> dict[str, Any]:

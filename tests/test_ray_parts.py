@@ -15,9 +15,8 @@ from stream.config import load_config
 from stream.errors import ConfigError, SourceError, StageError
 from stream.items import Frame
 from stream.ray_actors import Resume, Resumed
-from stream.ray_inference import Batcher
+from stream.ray_inference import Batcher, plan_pool
 from stream.ray_records import CameraRecord, build_report, raise_failures
-from stream.ray_runner import plan_pool
 from stream.sources import VideoFileSource
 from stream.stats import StatsRecorder
 from tests.helpers_spine import make_video
@@ -201,3 +200,13 @@ def test_report_has_the_local_keys_plus_ray_and_failures_follow_the_local_rules(
     records[1].error = StageError("stage 'inference' failed: boom")
     with pytest.raises(StageError, match="camera b: stage 'inference' failed: boom"):
         raise_failures(records, {})                 # a bug fails the run
+
+
+def test_a_cluster_address_that_does_not_answer_is_a_user_error_at_once():
+    from stream.ray_runner import check_reachable
+    from tests.fixtures_live import free_port
+
+    with pytest.raises(ConfigError, match=r"--ray 127\.0\.0\.1:\d+: no Ray cluster answers there"):
+        check_reachable(f"127.0.0.1:{free_port()}", timeout_s=2.0)
+    for not_checked in ("auto", "local", "ray://head:10001"):
+        check_reachable(not_checked)
