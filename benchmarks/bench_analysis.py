@@ -177,7 +177,7 @@ def goal_ratios(rows: list[dict], references: list[dict], peers: list[dict], ver
     return goals
 
 
-def machine_meta(*, clip_note: str, plan: dict, quick: bool, load_before: Sequence[float],
+def machine_meta(*, waited_s: float, clip_note: str, plan: dict, quick: bool, load_before: Sequence[float],
                  load_after: Sequence[float], total_s: float, omz_xml: Path | None,
                  peer_python: Path | None) -> dict[str, Any]:
     from stages.engines import cpu_supports_bf16
@@ -198,6 +198,7 @@ def machine_meta(*, clip_note: str, plan: dict, quick: bool, load_before: Sequen
         "python": platform.python_version(), "versions": versions, "clip": clip_note,
         "plan": plan, "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in load_after], "total_s": round(total_s, 1),
+        "waited_for_quiet_s": waited_s,
         "omz_ir": str(omz_xml) if omz_xml else None,
         "intel_wrapper_python": str(peer_python) if peer_python else None,
     }

@@ -70,8 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="re-measure a case when other processes used more CPU than this "
                              "meanwhile (percent of one core; default 25)")
     parser.add_argument("--retries", type=int, help="re-measurements per busy case (default 2, quick 0)")
-    parser.add_argument("--max-wait", type=float, help="seconds to wait for a quiet machine before "
-                                                       "each case (default 300, quick 0)")
+    parser.add_argument("--max-wait", type=float, help="seconds the whole run may spend waiting for a "
+                                                       "quiet machine (default 1800, quick 0); at most "
+                                                       "300 s before one case")
     parser.add_argument("--omz-weights", type=Path, help="human-pose-estimation-0001.xml "
                                                          f"(default ../shared/weights/{OMZ_IR})")
     parser.add_argument("--omz-python", type=Path, help="interpreter with Intel's model API "
@@ -183,23 +184,39 @@ def machine_busy_percent(window_s: float = 2.0) -> float | None:
     return None if before is None or after is None else 100.0 * (after - before) / window_s
 
 
-def wait_for_quiet(busy_percent: float, max_wait_s: float) -> None:
-    """Wait (at most ``max_wait_s``) until other processes use less than ``busy_percent`` CPU."""
-    deadline = time.monotonic() + max_wait_s
-    while time.monotonic() < deadline:
-        busy = machine_busy_percent()
-        if busy is None or busy <= busy_percent:
-            return
-        log.info("  machine busy (%.0f %% CPU used by others): waiting", busy)
-        time.sleep(5.0)
+class Patience:
+    """How long, in all, the run may still wait for a quiet machine (seconds)."""
+
+    def __init__(self, budget_s: float):
+        self.left_s = budget_s
+
+    def wait_for_quiet(self, busy_percent: float, max_wait_s: float = 300.0) -> None:
+        """Wait until other processes use less than ``busy_percent`` CPU, at most ``max_wait_s``
+        and at most what is left of the budget."""
+        deadline = time.monotonic() + min(max_wait_s, max(self.left_s, 0.0))
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            busy = machine_busy_percent()
+            if busy is None or busy <= busy_percent:
+                break
+            log.info("  machine busy (%.0f %% CPU used by others): waiting", busy)
+            time.sleep(5.0)
+        self.left_s -= time.monotonic() - started
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left_s <= 0
 
 
-def run_quietly(case: dict, work_dir: Path, busy_percent: float, retries: int, max_wait_s: float) -> dict:
-    """``run_worker`` once the machine is quiet; measured again (up to ``retries`` times) when
-    other processes used more than ``busy_percent`` of a core meanwhile; the quietest is kept."""
+def run_quietly(case: dict, work_dir: Path, busy_percent: float, retries: int, patience: Patience) -> dict:
+    """``run_worker`` once the machine is quiet; measured again (up to ``retries`` times, while
+    there is patience left) when other processes used more than ``busy_percent`` of a core
+    meanwhile; the quietest attempt is kept."""
     attempts = []
-    for _ in range(retries + 1):
-        wait_for_quiet(busy_percent, max_wait_s)
+    for attempt in range(retries + 1):
+        if attempt and patience.exhausted:
+            break
+        patience.wait_for_quiet(busy_percent)
         result = run_worker(case, work_dir)
         attempts.append(result)
         others = result.get("others_cpu_percent")
@@ -258,14 +275,13 @@ def in_measuring_order(cases: list[dict], references: list[dict]) -> list[dict]:
     return ordered
 
 
-def measure(todo: list[dict], args: argparse.Namespace) -> list[dict]:
+def measure(todo: list[dict], args: argparse.Namespace, patience: Patience) -> list[dict]:
     """Run every case (quietly); Ctrl-C stops measuring and keeps what was measured."""
     retries = args.retries if args.retries is not None else (0 if args.quick else 2)
-    max_wait_s = args.max_wait if args.max_wait is not None else (0 if args.quick else 300)
     results = []
     try:
         for number, case in enumerate(todo, 1):
-            result = run_quietly(case, args.work_dir, args.busy_percent, retries, max_wait_s)
+            result = run_quietly(case, args.work_dir, args.busy_percent, retries, patience)
             results.append({"case": case, "result": result})
             log.info("[%d/%d] %s: %s", number, len(todo), bench_analysis.label(case),
                      result.get("error") or f"{result['fps']:.1f} fps")
@@ -292,15 +308,18 @@ def main(argv: list[str] | None = None) -> int:
             case["donor"] = str(donors[case["height"]])
     prepare_models(cases)
     load_before = os.getloadavg()
-    results = measure(in_measuring_order(cases, references), args)
+    wait_budget_s = args.max_wait if args.max_wait is not None else (0 if args.quick else 1800)
+    patience = Patience(wait_budget_s)
+    results = measure(in_measuring_order(cases, references), args, patience)
     peers = []
     if omz_xml is not None and peer_python is not None and "omz" in plan["backbones"]:
         for mode in (["sync"] if args.quick else ["sync", "async"]):
-            wait_for_quiet(args.busy_percent, 0 if args.quick else 300)
+            patience.wait_for_quiet(args.busy_percent)
             peers.append(run_peer(peer_python, omz_xml, clip, mode, plan, args.work_dir))
             log.info("Intel OMZ wrapper, %s: %s", mode, peers[-1].get("error") or f"{peers[-1]['fps']:.1f} fps")
     summary = bench_analysis.summarise(results, peers, donors, clip, plan)
     summary["meta"] = bench_analysis.machine_meta(
+        waited_s=round(wait_budget_s - patience.left_s, 1),
         clip_note=clip_note, plan=plan, quick=args.quick, load_before=load_before,
         load_after=os.getloadavg(), total_s=time.monotonic() - started,
         omz_xml=omz_xml, peer_python=peer_python)
