@@ -30,3 +30,19 @@ def media(shared_dir: Path):
         return path
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """Hold torch to ``TORCH_THREADS`` intra-op threads while a test of a module that sets it runs
+    (the machine's cores are shared), then restore the previous count."""
+    threads = getattr(request.module, "TORCH_THREADS", None)
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(before)

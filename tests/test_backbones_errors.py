@@ -13,13 +13,7 @@ from backbones.registry import register_backbone
 from stream.errors import ConfigError, WeightsError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """1 intra-op thread while this file runs (the machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ from torch.export import Dim
 import backbones
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """2 intra-op threads while this file runs (the machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2   # intra-op threads while these tests run (tests/conftest.py)
 
 
 @pytest.mark.parametrize("name", ["cmu", "mobilenet", "mobilenet_thin"])

@@ -9,20 +9,13 @@ layouts and (b) a functional re-implementation of the published forward pass wri
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 import backbones
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """1 intra-op thread while this file runs (the machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 # ---------------------------------------------------------------- CMU (Caffe names)

@@ -12,12 +12,7 @@ from stream.config import load_config
 from stream.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 def config(**values):

@@ -23,13 +23,7 @@ from backbones.tf_reference import run_graph, same_padding
 from stream.errors import WeightsError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_threads():
-    """2 intra-op threads while this file runs (the machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2   # intra-op threads while these tests run (tests/conftest.py)
 
 
 OUTPUT = "Openpose/concat_stage7"
