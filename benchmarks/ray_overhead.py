@@ -13,7 +13,7 @@ one), backbone, engine and input size run as pairs of like-for-like settings:
 
 plus the local sequential loop for reference, each case ``--repeats`` times interleaved (medians
 reported).  Per case: fps, wall ms per frame, CPU ms per frame (the local process; for Ray the
-driver, the Ray daemons and every worker process, all descendants of this process), latency
+driver, the Ray daemons and every worker process, all descendants of this process, user + system), latency
 p50/p95 and the inference stage p50 (Ray: the camera's round trip to the pool).  A raw call test
 sends a net-input-sized array to a no-op actor and gets a map-sized array back: Ray's own cost
 per frame without any model.  ``--sizing`` turns benchmarks/results/results.json (else
@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # -- CPU accounting ---------------------------------------------------------------------------------
 
 
-def tree_cpu_s(root_pid: int) -> float:
-    """CPU seconds (user + system, reaped children included) of ``root_pid`` and its descendants."""
+def tree_cpu(root_pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``root_pid`` and each of its live descendants, by pid."""
     parents: dict[int, int] = {}
     cpu: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
@@ -83,14 +83,20 @@ def tree_cpu_s(root_pid: int) -> float:
             continue
         fields = text[text.rindex(")") + 2:].split()
         parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = sum(int(value) for value in fields[11:15]) / ticks
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
     members, frontier = {root_pid}, [root_pid]
     while frontier:
         parent = frontier.pop()
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in members]
         members.update(children)
         frontier.extend(children)
-    return sum(cpu.get(pid, 0.0) for pid in members)
+    return {pid: cpu[pid] for pid in members if pid in cpu}
+
+
+def cpu_used_s(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the tree used between two ``tree_cpu`` snapshots (new processes count in full; those
+    that ended meanwhile, e.g. the previous run's actors on their way out, not at all)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def own_cpu_s() -> float:
@@ -127,11 +133,11 @@ def run_ray(values: dict[str, Any]) -> dict[str, Any]:
         """Counts the CPU of every process of the run while frames flow (not actor start-up)."""
 
         def _loop(self) -> None:
-            started, driver_started = tree_cpu_s(os.getpid()), own_cpu_s()
+            started, driver_started = tree_cpu(os.getpid()), own_cpu_s()
             try:
                 super()._loop()
             finally:
-                self.cpu_s = tree_cpu_s(os.getpid()) - started
+                self.cpu_s = cpu_used_s(started, tree_cpu(os.getpid()))
                 self.driver_cpu_s = own_cpu_s() - driver_started
 
     run = MeasuredRun(load_config(None, values=values))
@@ -175,12 +181,12 @@ def raw_call_ms(ray: Any, net_shape: tuple[int, ...], maps_shape: tuple[int, ...
     net_input = np.random.default_rng(0).uniform(0, 255, net_shape).astype(np.float32)
     ray.get(echo.infer.remote(net_input))
     times_ms = []
-    started_cpu = tree_cpu_s(os.getpid())
+    started_cpu = tree_cpu(os.getpid())
     for _ in range(RAW_CALLS):
         started = time.perf_counter()
         ray.get(echo.infer.remote(net_input))
         times_ms.append(1000.0 * (time.perf_counter() - started))
-    cpu_ms = 1000.0 * (tree_cpu_s(os.getpid()) - started_cpu) / RAW_CALLS
+    cpu_ms = 1000.0 * cpu_used_s(started_cpu, tree_cpu(os.getpid())) / RAW_CALLS
     ray.kill(echo)
     return {"p50_ms": round(float(np.percentile(times_ms, 50)), 3),
             "p95_ms": round(float(np.percentile(times_ms, 95)), 3), "cpu_ms": round(cpu_ms, 3),
