@@ -110,8 +110,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
         values["model.scale"] = None
     if args.scale is not None:
         values["model.input_height"] = None
-    if args.sources and len(args.sources) == 1:
-        values["source.uri"] = args.sources[0]
+    if args.sources and len(args.sources) == 1:     # replaces any sources list of the config file
+        values["source.uri"], values["sources"] = args.sources[0], []
     elif args.sources:
         values["sources"] = [{"uri": uri} for uri in args.sources]
     return values

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import run_stream
+from stream.config import load_config
 from tests.helpers_spine import FAST, ROOT, cli_env, decode_video, make_video, read_json_lines, run_cli
 
 
@@ -129,7 +130,7 @@ def test_flags_are_shortcuts_for_config_keys():
         "--max-frames", "5", "--mode", "sequential", "--serve", "8080", "--log-level", "debug"])
     values = run_stream.flag_values(args)
     assert values == {
-        "source.uri": "a.mp4", "model.backbone": "cmu", "model.input_height": 200, "model.scale": None,
+        "source.uri": "a.mp4", "sources": [], "model.backbone": "cmu", "model.input_height": 200, "model.scale": None,
         "output.display": False, "tracking.enabled": True, "output.video": "o.mp4",
         "output.json": "o.jsonl", "output.stats": "s.json", "inference.engine": "torch",
         "run.max_frames": 5, "pipeline.mode": "sequential", "output.serve": "8080",
@@ -138,6 +139,14 @@ def test_flags_are_shortcuts_for_config_keys():
         ["--source", "0", "--image", "x.jpg", "--scale", "0.5"]))
     assert several == {"sources": [{"uri": "0"}, {"uri": "x.jpg"}], "model.scale": 0.5,
                        "model.input_height": None}
+
+
+def test_one_source_flag_replaces_the_sources_of_the_config_file(tmp_path):
+    config_file = tmp_path / "two.yaml"
+    config_file.write_text("sources:\n  - {name: left, uri: a.mp4}\n  - {name: right, uri: b.mp4}\n")
+    args = run_stream.build_parser().parse_args(["--config", str(config_file), "--source", "c.mp4"])
+    config = load_config(config_file, values=run_stream.flag_values(args))
+    assert [(name, settings.uri) for name, settings in config.source_configs()] == [("cam0", "c.mp4")]
 
 
 def test_readme_documents_every_flag():
