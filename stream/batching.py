@@ -14,6 +14,10 @@ source's lane holds just its newest frame (``drop_oldest``, size 1).  The infere
 inference stage groups a round by net-input shape, one forward per shape (see
 :func:`group_by_shape`).  A lane ends with ``END``; the runner passes ``END`` on once every lane has
 ended.
+
+Whether batching pays depends on the device and input size: on a GPU it does; on a small CPU a
+batch can cost more per frame than single frames (caches).  ``time_batches`` measures both, so the
+pipeline can choose at start-up.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from stream.items import END
 from stream.queues import BoundedQueue, Empty, QueuePolicy
 from stream.stage import POLL_S, Crew, StageRunner
 
-__all__ = ["BatchRunner", "Lane", "Lanes", "group_by_shape"]
+__all__ = ["BatchRunner", "Lane", "Lanes", "group_by_shape", "time_batches"]
 
 
 def group_by_shape(items: Sequence[Any], key: Callable[[Any], Hashable],
@@ -181,3 +185,23 @@ class BatchRunner(StageRunner):
         for _ in items:
             self.timings.record_stage(self.stage.name, share_s)
         return results
+
+
+def time_batches(engine: Callable[[Any], Any], frames: int, height: int, width: int,
+                 repeats: int = 2) -> tuple[float, float]:
+    """Per-frame forward time in ms of one frame alone and of ``frames`` frames as one batch
+    (best of ``repeats`` each, after one untimed batch), on zeros of [N,3,height,width]."""
+    import numpy as np
+
+    dummy = np.zeros((frames, 3, height, width), dtype=np.float32)
+    engine(dummy)
+
+    def per_frame_ms(count: int) -> float:
+        best_s = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            engine(dummy[:count])
+            best_s = min(best_s, time.perf_counter() - started)
+        return 1000.0 * best_s / count
+
+    return per_frame_ms(1), per_frame_ms(frames)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +33,7 @@ from stream.batching import BatchRunner, Lanes
 from stream.config import Config, section_params
 from stream.errors import PoseStreamError, StageError
 from stream.items import Posed
+from stream.outputs import build_sinks as _build_sinks
 from stream.queues import BoundedQueue, QueuePolicy
 from stream.stage import Crew, RunControl, Stage, StageRunner, run_sequential, run_threaded
 from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
@@ -48,14 +48,16 @@ class Pipeline:
     """One run: ``open()``, ``run()`` (returns the stats report), ``stop()``; ``close()`` always.
 
     Usable as a context manager (``with Pipeline(config) as pipeline: pipeline.run()``).
-    max_batch: most frames per inference call (None = one round: a frame of every source;
-    1 = unbatched, the sources still served in turn).
+    max_batch: most frames per inference call: 1 = unbatched (the sources served in turn), N ≥
+    the number of sources = a frame of every source at once; None = chosen at ``open()`` with
+    several sources: batched when a timed batch costs less per frame than single frames.
     """
 
     def __init__(self, config: Config, stop_event: threading.Event | None = None, *,
                  max_batch: int | None = None):
         self.config = config
         self.max_batch = max_batch
+        self.batch_timing: dict[str, float] | None = None
         self.control = RunControl(stop_event)
         self.sources: list[Any] = []
         self.engine: Any = None
@@ -75,6 +77,8 @@ class Pipeline:
         try:
             self._open_sources()
             self.engine = _make_engine(self.config)
+            if self.max_batch is None and len(self.sources) > 1:
+                self._choose_batching()
             self.stages = [
                 PreprocessStage(self.engine.preprocess, self.config.model.input_height,
                                 self.config.model.scale),
@@ -101,6 +105,18 @@ class Pipeline:
             described = getattr(source, "label", None) or getattr(source, "path", None) or ""
             log.info("source %s: %s %s%s", source.name, type(source).__name__, described,
                      f", {source.frame_count} frames" if source.frame_count else "")
+
+    def _choose_batching(self) -> None:
+        """Batch the sources' frames only where that is faster per frame on this engine."""
+        from stream.batching import time_batches
+
+        height, width = _expected_input_size(self.config, self.engine.preprocess)
+        single_ms, batched_ms = time_batches(self.engine, len(self.sources), height, width)
+        self.max_batch = len(self.sources) if batched_ms < single_ms else 1
+        self.batch_timing = {"single_ms": round(single_ms, 2), "batched_ms": round(batched_ms, 2)}
+        log.info("inference: %.1f ms per frame alone, %.1f ms in a batch of %d at %dx%d: %s",
+                 single_ms, batched_ms, len(self.sources), width, height,
+                 "batching the sources' frames" if self.max_batch > 1 else "one frame per forward")
 
     # -- running --------------------------------------------------------------------------------
 
@@ -155,6 +171,8 @@ class Pipeline:
             queues.append(lane.queue)
             runners.append(StageRunner(producer, inbox, lane, self.control, self.stats,
                                        source_failure_ends=producer is capture))
+            for runner in runners[-len(before) - 1:]:
+                runner.name = f"{runner.name}-{name}"
             self.queues.extend(queues)
         outboxes = [BoundedQueue(size, QueuePolicy.BLOCK, name=f"{stage.name}->{following.name}")
                     for stage, following in zip([batch_stage, *after], after)]
@@ -184,8 +202,10 @@ class Pipeline:
                                    sources=counts if len(self.sources) > 1 else None)
         inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
         if inference is not None and inference.forwards:
-            report["batches"] = {"forwards": inference.forwards,
+            report["batches"] = {"max_batch": self.max_batch, "forwards": inference.forwards,
                                  "mean_frames": round(inference.frames / inference.forwards, 3)}
+            if self.batch_timing is not None:
+                report["batches"]["timed_per_frame_ms"] = self.batch_timing
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
@@ -200,6 +220,10 @@ class Pipeline:
         report = self.live_report()
         dropped = report["dropped"]
         log.info("%s", format_summary(report))
+        for name, section in report.get("sources", {}).items():
+            log.info("source %s: %d frames, %.2f fps, dropped %d, latency p50 %.1f ms%s", name, section["frames"],
+                     section["fps"], section["dropped"], section["latency_ms"]["p50"],
+                     f", failed: {section['error']}" if section["error"] else "")
         if dropped:
             log.info("dropped %d frame(s) to keep up with the live source(s)", dropped)
         if self.config.output.stats:
@@ -290,12 +314,16 @@ def _make_engine(config: Config) -> Any:
     engine = make_engine(config)
     warmup = config.inference.warmup
     if warmup and hasattr(engine, "warmup"):
-        from stages.preprocess import net_size, padded_size
-
-        spec = engine.preprocess
-        height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
-        engine.warmup(*padded_size(height, width, int(spec.size_multiple)), runs=warmup)
+        engine.warmup(*_expected_input_size(config, engine.preprocess), runs=warmup)
     return engine
+
+
+def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:
+    """The padded net-input (height, width) of a 640x480 frame (the sizes are not known yet)."""
+    from stages.preprocess import net_size, padded_size
+
+    height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
+    return padded_size(height, width, int(spec.size_multiple))
 
 
 def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
@@ -339,61 +367,6 @@ def _make_drawer(config: Config, stride: int) -> Callable[[Posed], np.ndarray]:
 
     style = RenderStyle.from_config(config.render)
     return lambda item: draw_people(item.image, item.people, item.person_ids, style)
-
-
-def _build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
-                 live_stats: Callable[[], dict]) -> dict[str, Any]:
-    """Source name → a MultiSink of that source's outputs (shared ones appear under every name).
-
-    Sinks open their files lazily at the first frame, so nothing is written before the run.
-    """
-    from stream.sinks import DisplaySink, JsonLinesSink, MultiSink, has_display
-
-    output = config.output
-    several = len(sources) > 1
-    shared_json = None
-    if output.json and "{source}" not in output.json:
-        shared_json = JsonLinesSink(output.json, include_source=several)
-    shared_http = _http_sink(output.serve, live_stats) if output.serve else None
-    show_window = output.display if output.display is not None else has_display()
-    routes = {}
-    for source in sources:
-        sinks = []
-        if output.video:
-            sinks.append(_video_sink(output.video.format(source=source.name), source))
-        if shared_json is not None:
-            sinks.append(shared_json)
-        elif output.json:
-            sinks.append(JsonLinesSink(output.json.format(source=source.name), include_source=several))
-        if show_window:
-            sinks.append(DisplaySink(window=f"posestream {source.name}" if several else "posestream",
-                                     on_quit=stop))
-        if shared_http is not None:
-            sinks.append(shared_http)
-        for sink in sinks:
-            sink.open()
-        routes[source.name] = MultiSink(sinks)
-    return routes
-
-
-def _video_sink(path: str, source: Any) -> Any:
-    from stream.sinks import ImageFolderSink, VideoSink
-    from stream.sources import ImageFileSource, ImageFolderSource
-
-    is_images = isinstance(source, (ImageFileSource, ImageFolderSource))
-    if is_images and Path(path).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
-        input_folder = getattr(source, "path", None) if isinstance(source, ImageFolderSource) else None
-        return ImageFolderSink(path, source_folder=input_folder)
-    # A live source's frames arrive irregularly: stamp them with their own times.
-    return VideoSink(path, fps=source.fps, frame_times=bool(getattr(source, "is_live", False)))
-
-
-def _http_sink(address: str, live_stats: Callable[[], dict]) -> Any:
-    """The browser view (one for all sources: the page shows whichever frame came last)."""
-    from stream.sinks.http import HttpSink, parse_serve_address
-
-    host, port = parse_serve_address(address)
-    return HttpSink(host, port, stats_provider=live_stats)
 
 
 def _unique(objects: Any) -> list[Any]:

@@ -181,7 +181,8 @@ def test_a_mixed_size_round_gives_the_maps_of_single_frame_forwards():
 
 @pytest.mark.parametrize("mode", ["threaded", "sequential"])
 def test_four_files_lose_no_frame_and_match_their_single_source_runs(indexed_clips, tmp_path, mode):
-    report = run_pipeline(multi_config(indexed_clips, tmp_path, **{"pipeline.mode": mode}))
+    with Pipeline(multi_config(indexed_clips, tmp_path, **{"pipeline.mode": mode}), max_batch=4) as pipeline:
+        report = pipeline.run()
     expected = single_runs(indexed_clips, tmp_path)
     for name, (frames, _, _) in CLIPS.items():
         got = read_json_lines(tmp_path / f"poses_{name}.jsonl")
@@ -206,7 +207,8 @@ def test_four_dance_clips_give_the_poses_of_four_single_runs(dance_clips, shared
     if not graph.is_file():
         pytest.skip(f"no {graph}")
     real = {"model.weights": str(graph), "model.input_height": 96}
-    run_pipeline(multi_config(dance_clips, tmp_path, **real))
+    with Pipeline(multi_config(dance_clips, tmp_path, **real), max_batch=4) as pipeline:
+        assert pipeline.run()["batches"]["mean_frames"] > 1
     expected = single_runs(dance_clips, tmp_path, **real)
     people_seen = 0
     for name, (frames, _, _) in CLIPS.items():
@@ -222,6 +224,17 @@ def test_one_json_file_for_all_sources_carries_the_source_names(indexed_clips, t
     lines = read_json_lines(tmp_path / "all.jsonl")
     for name, (frames, _, _) in CLIPS.items():
         assert [line["frame"] for line in lines if line["source"] == name] == list(range(frames))
+
+
+def test_by_default_batching_is_chosen_by_timing_both_ways_on_this_engine(indexed_clips, tmp_path):
+    report = run_pipeline(multi_config(indexed_clips, tmp_path))
+    batches = report["batches"]
+    timed = batches["timed_per_frame_ms"]
+    assert timed["single_ms"] > 0 and timed["batched_ms"] > 0
+    assert batches["max_batch"] == (len(CLIPS) if timed["batched_ms"] < timed["single_ms"] else 1)
+    assert batches["mean_frames"] <= batches["max_batch"]
+    for name, (frames, _, _) in CLIPS.items():
+        assert len(read_json_lines(tmp_path / f"poses_{name}.jsonl")) == frames
 
 
 def test_unbatched_run_gives_the_same_frames(indexed_clips, tmp_path):
