@@ -202,10 +202,8 @@ class Pipeline:
                                    sources=counts if len(self.sources) > 1 else None)
         inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
         if inference is not None and inference.forwards:
-            report["batches"] = {"max_batch": self.max_batch, "forwards": inference.forwards,
+            report["batches"] = {"forwards": inference.forwards,
                                  "mean_frames": round(inference.frames / inference.forwards, 3)}
-            if self.batch_timing is not None:
-                report["batches"]["timed_per_frame_ms"] = self.batch_timing
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:

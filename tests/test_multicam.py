@@ -227,12 +227,12 @@ def test_one_json_file_for_all_sources_carries_the_source_names(indexed_clips, t
 
 
 def test_by_default_batching_is_chosen_by_timing_both_ways_on_this_engine(indexed_clips, tmp_path):
-    report = run_pipeline(multi_config(indexed_clips, tmp_path))
-    batches = report["batches"]
-    timed = batches["timed_per_frame_ms"]
+    with Pipeline(multi_config(indexed_clips, tmp_path)) as pipeline:
+        report = pipeline.run()
+    timed = pipeline.batch_timing
     assert timed["single_ms"] > 0 and timed["batched_ms"] > 0
-    assert batches["max_batch"] == (len(CLIPS) if timed["batched_ms"] < timed["single_ms"] else 1)
-    assert batches["mean_frames"] <= batches["max_batch"]
+    assert pipeline.max_batch == (len(CLIPS) if timed["batched_ms"] < timed["single_ms"] else 1)
+    assert 1 <= report["batches"]["mean_frames"] <= pipeline.max_batch
     for name, (frames, _, _) in CLIPS.items():
         assert len(read_json_lines(tmp_path / f"poses_{name}.jsonl")) == frames
 
