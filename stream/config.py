@@ -75,6 +75,7 @@ class InferenceConfig(_Section):
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True
     warmup: int = Field(1, ge=0, le=100)
+    max_batch: int | None = Field(None, ge=1, le=64)
 
 
 class RenderConfig(_Section):

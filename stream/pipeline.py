@@ -48,15 +48,16 @@ class Pipeline:
     """One run: ``open()``, ``run()`` (returns the stats report), ``stop()``; ``close()`` always.
 
     Usable as a context manager (``with Pipeline(config) as pipeline: pipeline.run()``).
-    max_batch: most frames per inference call: 1 = unbatched (the sources served in turn), N ≥
-    the number of sources = a frame of every source at once; None = chosen at ``open()`` with
-    several sources: batched when a timed batch costs less per frame than single frames.
+    max_batch: most frames per inference call (default ``inference.max_batch``): 1 = unbatched
+    (the sources served in turn), N ≥ the number of sources = a frame of every source at once;
+    None = chosen at ``open()`` with several sources: batched when a timed batch costs less per
+    frame than single frames.
     """
 
     def __init__(self, config: Config, stop_event: threading.Event | None = None, *,
                  max_batch: int | None = None):
         self.config = config
-        self.max_batch = max_batch
+        self.max_batch = max_batch if max_batch is not None else config.inference.max_batch
         self.batch_timing: dict[str, float] | None = None
         self.control = RunControl(stop_event)
         self.sources: list[Any] = []

@@ -238,10 +238,10 @@ def test_by_default_batching_is_chosen_by_timing_both_ways_on_this_engine(indexe
 
 
 def test_unbatched_run_gives_the_same_frames(indexed_clips, tmp_path):
-    config = multi_config(indexed_clips, tmp_path)
-    with Pipeline(config, max_batch=1) as pipeline:
+    config = multi_config(indexed_clips, tmp_path, **{"inference.max_batch": 1})
+    with Pipeline(config) as pipeline:
         report = pipeline.run()
-    assert report["batches"]["mean_frames"] == 1
+    assert pipeline.max_batch == 1 and report["batches"]["mean_frames"] == 1
     for name, (frames, _, _) in CLIPS.items():
         assert len(read_json_lines(tmp_path / f"poses_{name}.jsonl")) == frames
 
