@@ -3,8 +3,11 @@
 People are (P,K,3) x, y, score arrays in frame pixels (score 0 = missing).  Two frames' people are
 paired by the assignment of least mean distance over the keypoints both have (Hungarian); a pair
 counts only when that mean is under ``MATCH_PX``.  The summary says on what fraction of frames
-both found the same number of people, how many people each found that the other did not, and
-the distances of the matched keypoints (median, p95).
+both found the same number of people, how many people each found that the other did not, the
+distances of the matched keypoints (median, p95), and the same counts for *whole* people only
+(at least ``WHOLE_PERSON_KEYPOINTS`` keypoints): 3-5-keypoint fragments sit at the decoder's
+thresholds and come and go with any numerical change (even another resize interpolation), while
+whole people are what a user sees.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 MATCH_PX = 40.0                      # a pair further apart than this is two different people
+WHOLE_PERSON_KEYPOINTS = 6
 # Intel's decoder writes COCO-17 order: CMU-18 keypoint i goes to COCO index COCO_FROM_CMU[i]
 # (the neck, CMU 1, has no COCO slot).
 COCO_FROM_CMU = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
@@ -47,6 +51,7 @@ def agreement(candidate: Sequence[np.ndarray], reference: Sequence[np.ndarray]) 
     """How far ``candidate``'s people agree with ``reference``'s, over their common frames."""
     frames = min(len(candidate), len(reference))
     same_count = extra = missing = matched = 0
+    whole_reference = whole_matched = whole_extra = 0
     distances = []
     for ours, theirs in zip(candidate[:frames], reference[:frames]):
         ours, theirs = np.asarray(ours), np.asarray(theirs)
@@ -56,15 +61,30 @@ def agreement(candidate: Sequence[np.ndarray], reference: Sequence[np.ndarray]) 
         extra += len(ours) - len(pairs)
         missing += len(theirs) - len(pairs)
         distances.extend(d for _, _, pair_distances in pairs for d in pair_distances)
+        whole_ours, whole_theirs = _whole(ours), _whole(theirs)
+        paired_ours, paired_theirs = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
+        whole_reference += int(whole_theirs.sum())
+        whole_matched += sum(1 for j in paired_theirs if whole_theirs[j])
+        whole_extra += sum(1 for i in range(len(ours)) if whole_ours[i] and i not in paired_ours)
     distances = np.asarray(distances, dtype=np.float64)
     return {
         "frames": frames,
         "same_count_fraction": round(same_count / frames, 4) if frames else None,
         "matched_people": matched, "extra_people": extra, "missing_people": missing,
+        "whole_people": whole_reference,
+        "whole_matched_fraction": round(whole_matched / whole_reference, 4) if whole_reference else None,
+        "whole_extra": whole_extra,
         "keypoint_px": ({"p50": round(float(np.median(distances)), 2),
                          "p95": round(float(np.percentile(distances, 95)), 2)}
                         if len(distances) else None),
     }
+
+
+def _whole(people: np.ndarray) -> np.ndarray:
+    """Per person: does it have at least WHOLE_PERSON_KEYPOINTS keypoints?"""
+    if len(people) == 0:
+        return np.zeros(0, dtype=bool)
+    return (people[..., 2] > 0).sum(-1) >= WHOLE_PERSON_KEYPOINTS
 
 
 def people_count_histogram(frames: Sequence[np.ndarray]) -> dict[str, int]:
@@ -76,12 +96,13 @@ def people_count_histogram(frames: Sequence[np.ndarray]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: int(item[0])))
 
 
-def keeps_same_people(summary: dict | None, min_same_fraction: float = 0.95,
-                      max_p50_px: float = 3.0) -> bool:
-    """The verdict used to pick the default engine: same counts on ≥ 95 % of frames and matched
-    keypoints within 3 px (median)."""
-    if not summary or not summary.get("frames"):
+def keeps_same_people(summary: dict | None, min_matched: float = 0.95, max_p50_px: float = 3.0) -> bool:
+    """The verdict used to pick the default engine: at least 95 % of the reference's whole people
+    found again, no more than 5 % whole people the reference does not have, and matched keypoints
+    within 3 px (median)."""
+    if not summary or not summary.get("frames") or not summary.get("whole_people"):
         return False
     keypoints = summary.get("keypoint_px") or {}
-    return (summary["same_count_fraction"] >= min_same_fraction
+    return (summary["whole_matched_fraction"] >= min_matched
+            and summary["whole_extra"] <= (1 - min_matched) * summary["whole_people"]
             and keypoints.get("p50", float("inf")) <= max_p50_px)
