@@ -131,10 +131,15 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     if not backbones:
         return
-    figure, axes = plt.subplots(1, len(backbones), figsize=(4.6 * len(backbones), 4.8), squeeze=False)
-    for axis, backbone in zip(axes[0], backbones):
+    columns = 2 if len(backbones) > 2 else len(backbones)
+    lines = -(-len(backbones) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(6.4 * columns, 4.6 * lines), squeeze=False)
+    for axis, backbone in zip(axes.flat, backbones):
         _panel(axis, backbone, [r for r in rows if r["backbone"] == backbone], summary)
-    figure.suptitle("End-to-end FPS on the 640x480 clip (log scale; solid = threaded, hatched = sequential)")
+    for axis in list(axes.flat)[len(backbones):]:
+        axis.set_visible(False)
+    figure.suptitle("End-to-end FPS on the 640x480 clip (log scale): solid = threaded, hatched = sequential; "
+                    "darker = the smaller net input height")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -154,14 +159,16 @@ def _panel(axis: Any, backbone: str, rows: list[dict], summary: dict) -> None:
                      hatch="//" if mode == "sequential" else None, edgecolor="white", linewidth=0.5,
                      alpha=0.55 + 0.45 * (height == variants[0][0]))
             axis.text(x, row["fps"] * 1.04, f"{row['fps']:.0f}" if row["fps"] >= 10 else f"{row['fps']:.1f}",
-                      ha="center", va="bottom", fontsize=6.5, rotation=90)
+                      ha="center", va="bottom", fontsize=6.5, rotation=90,
+                      bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+    styles = ("--", ":", "-.")
     for number, (text, fps, colour) in enumerate(_reference_lines(backbone, summary)):
-        axis.axhline(fps, color=colour, linestyle="--", linewidth=1)
-        axis.text(-0.45, fps * (1.04 if number % 2 == 0 else 0.96), text, ha="left",
-                  va="bottom" if number % 2 == 0 else "top", fontsize=7, color=colour)
+        axis.axhline(fps, color=colour, linestyle=styles[number % len(styles)], linewidth=1.2, label=text)
+    if _reference_lines(backbone, summary):
+        axis.legend(loc="upper left", fontsize=7, framealpha=0.9)
     axis.set_yscale("log")
     values = [r["fps"] for r in rows] + [line[1] for line in _reference_lines(backbone, summary)]
-    low, high = min(values) / 1.6, max(values) * 2.2
+    low, high = min(values) / 1.6, max(values) * 3.0
     axis.set_ylim(low, high)
     ticks = [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if low <= t <= high]
     axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
@@ -169,7 +176,7 @@ def _panel(axis: Any, backbone: str, rows: list[dict], summary: dict) -> None:
     axis.set_xticks(range(len(engines)))
     axis.set_xticklabels(engines, rotation=30, ha="right", fontsize=8)
     heights = ", ".join(f"h{h}" for h in dict.fromkeys(v[0] for v in variants))
-    axis.set_title(f"{backbone} ({heights}; darker = h{variants[0][0]})", fontsize=9)
+    axis.set_title(f"{backbone} ({heights})", fontsize=10)
     axis.set_ylabel("FPS")
     axis.grid(axis="y", which="both", alpha=0.3)
 
