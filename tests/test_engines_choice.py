@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-import threading
 
 import stages.engines
 from stages.engines import cpu_supports_bf16, has_module, resolve_engine, resolve_precision
@@ -47,7 +47,8 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_cpu_bf16_flag_reads_cpuinfo():
-    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
     assert cpu_supports_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
