@@ -37,12 +37,7 @@ HEIGHT = 256
 PHOTOS = {"p3.jpg": 3, "ski.jpg": 5, "COCO_val2014_000000000192.jpg": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,7 @@ from stream.errors import ConfigError, WeightsError
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 def run_onnx(path, batch: np.ndarray) -> list[np.ndarray]:
