@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", metavar="PATH", help="JSON lines, one object per frame; {source} = source name")
     add("--stats", metavar="PATH", help="JSON run summary (fps, per-stage times, latency, drops)")
     add("--serve", metavar="[HOST:]PORT", help="browser page with the live stream and stats")
-    add("--engine", metavar="NAME", help="torch (default), onnxruntime or openvino")
-    add("--precision", metavar="P", help="fp32 (default), fp16 or bf16")
+    add("--engine", metavar="NAME", help="auto (default: openvino on a CPU when installed, "
+                                         "torch on CUDA), torch, onnxruntime or openvino")
+    add("--precision", metavar="P", help="auto (default: fp16 on CUDA, bf16 on CPUs with "
+                                         "AMX/AVX512-BF16, else fp32), fp32, fp16 or bf16")
     add("--threads", type=int, metavar="N", help="torch intra-op threads per worker "
                                                   "(default: cores / workers on a CPU)")
     add("--workers", type=int, metavar="N", help="frames in inference at once, threaded mode "

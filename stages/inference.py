@@ -59,8 +59,11 @@ def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
 
 
 def make_engine(config: "Config") -> Engine:
-    """The engine named by ``config.inference.engine``, loaded and ready (ConfigError if unknown)."""
-    name = config.inference.engine
+    """The engine named by ``config.inference.engine`` (``auto``: the fastest one available, see
+    ``stages.engines.resolve_engine``), loaded and ready (ConfigError if unknown)."""
+    from stages.engines import resolve_engine
+
+    name = resolve_engine(config)
     if name not in _BUILDERS and name in _PLUGIN_MODULES:
         try:
             __import__(_PLUGIN_MODULES[name])
@@ -143,7 +146,7 @@ def check_backbone(name: str) -> None:
 def cpu_parallelism(threads: int | None, workers: int | None, mode: str, cores: int) -> tuple[int, int]:
     """(intra-op threads, inference workers) for a CPU run; None means choose.
 
-    Measured on 2 cores (benchmarks/threading.py): small pose networks scale poorly over
+    Measured on 2 cores (benchmarks/threads.py): small pose networks scale poorly over
     intra-op threads, and an OpenMP team that shares its cores with the other pipeline threads
     stalls, so the threaded pipeline runs two frames at once, each on its share of the cores.
     """
@@ -163,6 +166,7 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     import torch
 
     import backbones
+    from stages.engines import resolve_precision
 
     check_backbone(config.model.backbone)
     device = backbones.resolve_device(config.model.device)
@@ -173,9 +177,10 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
         torch.set_num_threads(threads)
     spec = backbones.get_spec(config.model.backbone)
     model = backbones.build(config.model.backbone, weights=config.model.weights, device=device)
-    engine = TorchEngine(model, spec.preprocess, device, precision=config.inference.precision,
+    precision = resolve_precision(config, "torch")
+    engine = TorchEngine(model, spec.preprocess, device, precision=precision,
                          channels_last=config.inference.channels_last, stride=spec.preprocess.stride,
                          workers=workers or 1)
     log.info("torch engine: %s on %s, %s, %d worker(s) x %d intra-op thread(s)", config.model.backbone,
-             device, config.inference.precision, engine.workers, torch.get_num_threads())
+             device, precision, engine.workers, torch.get_num_threads())
     return engine

@@ -69,8 +69,8 @@ class ModelConfig(_Section):
 
 
 class InferenceConfig(_Section):
-    engine: Literal["torch", "onnxruntime", "openvino"] = "torch"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    engine: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True

@@ -15,9 +15,12 @@ from stages.inference import available_cores, cpu_parallelism, make_engine
 from stream.config import load_config
 from stream.errors import ConfigError, WeightsError
 
+# what inference.engine "auto" picks on a CPU here
+OPENVINO_OR_TORCH = "openvino" if has_module("openvino") and has_module("onnx") else "torch"
+
 
 def loose_config(engine="auto", precision="auto", backbone="mobilenet_thin", device="cpu"):
-    """A stand-in for a Config with the 'auto' values the config models will accept."""
+    """A stand-in for a Config: only the fields the choice reads (e.g. device "cuda" without CUDA)."""
     return SimpleNamespace(inference=SimpleNamespace(engine=engine, precision=precision),
                            model=SimpleNamespace(backbone=backbone, device=device))
 
@@ -33,8 +36,7 @@ def test_auto_engine_is_openvino_on_cpu_torch_on_cuda():
     assert resolve_engine(loose_config(backbone="omz")) == "openvino"
     assert resolve_engine(loose_config(device="cuda")) == "torch"
     assert resolve_engine(loose_config(device="cuda:1")) == "torch"
-    expected = "openvino" if has_module("openvino") else "torch"
-    assert resolve_engine(loose_config(device="cpu")) == expected
+    assert resolve_engine(loose_config(device="cpu")) == OPENVINO_OR_TORCH
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
@@ -44,6 +46,25 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
         monkeypatch.setattr(stages.engines, "cpu_supports_bf16", lambda has_bf16=has_bf16: has_bf16)
         assert resolve_precision(loose_config(), "openvino") == expected
         assert resolve_precision(loose_config(), "torch") == expected
+
+
+def test_the_default_config_builds_the_fastest_engine_for_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages.engines, "ONNX_CACHE_DIR", tmp_path)
+    config = load_config(None, values={"model.backbone": "mobilenet", "model.weights": "random",
+                                       "model.device": "cpu", "inference.threads": 1})
+    assert (config.inference.engine, config.inference.precision) == ("auto", "auto")
+    engine = make_engine(config)
+    assert engine.name == OPENVINO_OR_TORCH
+    assert engine.precision == ("bf16" if cpu_supports_bf16() else "fp32")
+
+
+def test_auto_precision_reaches_the_torch_engine(monkeypatch):
+    config = load_config(None, values={"model.backbone": "mobilenet", "model.weights": "random",
+                                       "model.device": "cpu", "inference.engine": "torch",
+                                       "inference.threads": 1})
+    for has_bf16, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(stages.engines, "cpu_supports_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert make_engine(config).precision == expected
 
 
 def test_cpu_bf16_flag_reads_cpuinfo():

@@ -16,7 +16,8 @@ TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
 
 
 def config(**values):
-    return load_config(None, values={"model.weights": "random", "inference.threads": 1, **values})
+    return load_config(None, values={"model.weights": "random", "inference.engine": "torch",
+                                     "inference.precision": "fp32", "inference.threads": 1, **values})
 
 
 @pytest.fixture(scope="module")

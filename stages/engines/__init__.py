@@ -8,7 +8,8 @@ also runs Intel's ``omz`` IR (``stages/engines/omz.py``).
 Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
 
 - ``resolve_engine(config)``: ``omz`` → openvino; CUDA in use → torch (fp16); else openvino when
-  it is importable (the fastest CPU engine by far, see benchmarks/results), else torch.
+  it and onnx (for the export) are importable (the fastest CPU engine by far, see
+  benchmarks/results), else torch.
 - ``resolve_precision(config, engine)``: torch on CUDA → fp16; torch or OpenVINO on a CPU with
   bf16 instructions (AVX512-BF16 / AMX) → bf16; everything else fp32.  Explicit values pass
   through unchanged.
@@ -45,7 +46,7 @@ def resolve_engine(config: "Config") -> str:
         return "openvino"
     if _uses_cuda(config.model.device):
         return "torch"
-    return "openvino" if has_module("openvino") else "torch"
+    return "openvino" if has_module("openvino") and has_module("onnx") else "torch"
 
 
 def resolve_precision(config: "Config", engine: str) -> str:
