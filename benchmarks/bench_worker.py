@@ -13,7 +13,6 @@ one core busy), the engine's description and the people of every frame.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -60,42 +59,25 @@ def pipeline_config(case: dict, json_path: str) -> Any:
     return load_config(None, values=values)
 
 
-@contextlib.contextmanager
-def engine_wrapped(wrap: Any) -> Iterator[None]:
-    """While active, the pipeline's engine is ``wrap(engine)`` (benchmark-only substitution)."""
-    import stream.pipeline as pipeline_module
-
-    original = pipeline_module._make_engine
-    pipeline_module._make_engine = lambda config: wrap(original(config))
-    try:
-        yield
-    finally:
-        pipeline_module._make_engine = original
-
-
 def run_pipeline_case(case: dict) -> dict:
     """Our pipeline on the clip as ``case`` says; the stats report + cpu_percent + people."""
     from benchmarks.bench_media import MapDonor, SubstitutedMaps, frame_fingerprints
+    from stages.inference import make_engine
     from stream.pipeline import Pipeline
-
-    engines: list[Any] = []
-
-    def wrap(engine: Any) -> Any:
-        engines.append(engine)
-        if not case.get("donor"):
-            return engine
-        donor = MapDonor(Path(case["donor"]))
-        known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
-        return SubstitutedMaps(engine, donor, known)
 
     with tempfile.TemporaryDirectory(prefix="posestream-bench-") as tmp:
         json_path = str(Path(tmp) / "people.jsonl")
         config = pipeline_config(case, json_path)
-        with engine_wrapped(wrap), Pipeline(config) as pipeline, CpuUse() as cpu:
+        engine = runs = make_engine(config)
+        if case.get("donor"):
+            donor = MapDonor(Path(case["donor"]))
+            known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
+            runs = SubstitutedMaps(engine, donor, known)
+        with Pipeline(config, engine=runs) as pipeline, CpuUse() as cpu:
             report = pipeline.run()
         people = read_people(json_path)
     report.update(cpu.percentages())
-    report["engine"] = describe_engine(engines[0] if engines else None, config)
+    report["engine"] = describe_engine(engine, config)
     report["people"] = people
     return report
 

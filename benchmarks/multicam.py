@@ -23,21 +23,16 @@ Prints a table and writes JSON and Markdown (``--out``).
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import os
+import platform
 import sys
+import tempfile
+from pathlib import Path
 
-# This folder holds benchmarks/threading.py, which would shadow the standard library's threading.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(_HERE).parent
+ROOT = Path(__file__).resolve().parents[1]
 SHARED_CLIP = ROOT.parent / "shared" / "media" / "dance2.mp4"
 SIZE = (640, 480)
 
@@ -103,10 +98,10 @@ def engine_per_frame_ms(args: argparse.Namespace, repeats: int = 3) -> dict[str,
     """The engine alone: best ms per frame for batches of 1, 2 and 4 at the pipeline's input size."""
     from stream.batching import time_batches
     from stream.config import load_config
-    from stream.pipeline import _expected_input_size, _make_engine
+    from stream.pipeline import _expected_input_size, load_engine
 
     config = load_config(None, values=base_values(args))
-    engine = _make_engine(config)
+    engine = load_engine(config)
     height, width = _expected_input_size(config, engine.preprocess)
     result = {}
     for frames in (2, 4):

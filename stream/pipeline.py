@@ -52,11 +52,14 @@ class Pipeline:
     (the sources served in turn), N ≥ the number of sources = a frame of every source at once;
     None = chosen at ``open()`` with several sources: batched when a timed batch costs less per
     frame than single frames.
+    engine: a ready engine to run instead of the one ``inference.engine`` names (e.g. a wrapped
+    one in benchmarks); it is warmed up at ``open()`` like a built one.
     """
 
     def __init__(self, config: Config, stop_event: threading.Event | None = None, *,
-                 max_batch: int | None = None):
+                 max_batch: int | None = None, engine: Any = None):
         self.config = config
+        self._given_engine = engine
         self.max_batch = max_batch if max_batch is not None else config.inference.max_batch
         self.batch_timing: dict[str, float] | None = None
         self.control = RunControl(stop_event)
@@ -77,7 +80,11 @@ class Pipeline:
         """Open sources, load the engine, build the stages, then the sinks (outputs last)."""
         try:
             self._open_sources()
-            self.engine = _make_engine(self.config)
+            if self._given_engine is None:
+                self.engine = load_engine(self.config)
+            else:
+                self.engine = self._given_engine
+                _warm_up(self.config, self.engine)
             if self.max_batch is None and len(self.sources) > 1:
                 self._choose_batching()
             self.stages = [
@@ -307,14 +314,20 @@ def run_pipeline(config: Config, stop_event: threading.Event | None = None) -> d
 # -- builders -------------------------------------------------------------------------------------
 
 
-def _make_engine(config: Config) -> Any:
+def load_engine(config: Config) -> Any:
+    """The engine ``inference.engine`` names, loaded and warmed up."""
     from stages.inference import make_engine
 
     engine = make_engine(config)
+    _warm_up(config, engine)
+    return engine
+
+
+def _warm_up(config: Config, engine: Any) -> None:
+    """``inference.warmup`` dummy runs at the expected input size, where the engine has them."""
     warmup = config.inference.warmup
     if warmup and hasattr(engine, "warmup"):
         engine.warmup(*_expected_input_size(config, engine.preprocess), runs=warmup)
-    return engine
 
 
 def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:

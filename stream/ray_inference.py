@@ -26,7 +26,7 @@ import numpy as np
 
 from stream.config import Config
 from stream.errors import ConfigError, StageError
-from stream.pipeline import _make_engine
+from stream.pipeline import load_engine
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class InferenceWorker:
     def _load(self) -> Batcher:
         with self._lock:
             if self._batcher is None:
-                self._engine = _make_engine(self.config)
+                self._engine = load_engine(self.config)
                 self._batcher = Batcher(self._engine, self.config.ray.max_batch,
                                         workers=int(getattr(self._engine, "workers", 1) or 1))
             return self._batcher
