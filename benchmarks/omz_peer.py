@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import sys
 
-# Run as a script, this folder would come first on sys.path, where benchmarks/threading.py would
-# hide the standard library's module: drop it (this file imports nothing from the project).
-sys.path[:] = [entry for entry in sys.path if not entry.rstrip("/").endswith("benchmarks")]
+import argparse
+import json
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 # COCO-17 limbs drawn, as Intel's demo draws them (keypoint index pairs).
 COCO_LIMBS = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),

@@ -27,9 +27,9 @@ def reference_decode(heatmaps: np.ndarray, pafs: np.ndarray, stride: int = 8,
     """People (P,18,3) in net-input pixels from maps (19,h,w) and (38,h,w), the original way."""
     heatmaps_up = _resize(heatmaps, stride)
     pafs_up = _resize(pafs, stride)
-    candidates = _peaks(heatmaps_up, params.peak_threshold)
-    connections = [_connect(pafs_up, candidates, limb, params) for limb in LIMBS]
-    return _group(candidates, connections, params)
+    candidates = find_candidates(heatmaps_up, params.peak_threshold)
+    connections = [connect_limb(pafs_up, candidates, limb, params) for limb in LIMBS]
+    return group_candidates(candidates, connections, params)
 
 
 def _resize(maps: np.ndarray, stride: int) -> np.ndarray:
@@ -38,7 +38,7 @@ def _resize(maps: np.ndarray, stride: int) -> np.ndarray:
     return cv2.resize(channels_last, None, fx=stride, fy=stride, interpolation=cv2.INTER_CUBIC)
 
 
-def _peaks(heatmaps_up: np.ndarray, threshold: float) -> list[list[tuple]]:
+def find_candidates(heatmaps_up: np.ndarray, threshold: float) -> list[list[tuple]]:
     """Per part, a list of (x, y, score, id) with globally increasing ids."""
     candidates, next_id = [], 0
     for part in range(NUM_KEYPOINTS):
@@ -58,7 +58,7 @@ def _peaks(heatmaps_up: np.ndarray, threshold: float) -> list[list[tuple]]:
     return candidates
 
 
-def _connect(pafs_up: np.ndarray, candidates: list, limb, params: DecoderParams) -> list[tuple]:
+def connect_limb(pafs_up: np.ndarray, candidates: list, limb, params: DecoderParams) -> list[tuple]:
     """Matched (id_a, id_b, score, index_a, index_b) of one limb, best first, one use per peak."""
     cands_a, cands_b = candidates[limb.part_a], candidates[limb.part_b]
     height = pafs_up.shape[0]
@@ -92,7 +92,7 @@ def _connect(pafs_up: np.ndarray, candidates: list, limb, params: DecoderParams)
     return chosen
 
 
-def _group(candidates: list, connections: list, params: DecoderParams) -> np.ndarray:
+def group_candidates(candidates: list, connections: list, params: DecoderParams) -> np.ndarray:
     """Greedy grouping, scanning every person for each connection (OpenPose's ``subset``)."""
     flat = {peak[3]: peak for part_peaks in candidates for peak in part_peaks}
     people = []   # each: [ids per part (-1 missing)], total score, part count

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from benchmarks.bench_worker import CpuUse
-from benchmarks.reference_decoder import _connect, _group, _peaks  # the same steps, full-frame maps
+from benchmarks.reference_decoder import connect_limb, find_candidates, group_candidates  # full-frame maps
 from benchmarks.reference_lightweight_decoder import UPSAMPLE, lightweight_decode, upsample_maps
 from stages.postprocess import DecoderParams
 from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS
@@ -137,9 +137,9 @@ def _cmu_decode(heatmaps: np.ndarray, pafs: np.ndarray, frame_shape: tuple[int, 
                 pad: tuple[int, int], params: DecoderParams = DecoderParams()) -> np.ndarray:
     heatmaps_full = _cmu_full_size(heatmaps, pad, frame_shape)
     pafs_full = _cmu_full_size(pafs, pad, frame_shape)
-    candidates = _peaks(heatmaps_full, params.peak_threshold)
-    connections = [_connect(pafs_full, candidates, limb, params) for limb in LIMBS]
-    return _group(candidates, connections, params)
+    candidates = find_candidates(heatmaps_full, params.peak_threshold)
+    connections = [connect_limb(pafs_full, candidates, limb, params) for limb in LIMBS]
+    return group_candidates(candidates, connections, params)
 
 
 def _cmu_draw(image: np.ndarray, people: np.ndarray) -> np.ndarray:

@@ -1,8 +1,6 @@
 """Threaded vs sequential pipeline: frames per second and where the time goes.
 
-    python -m benchmarks.threading [--frames 150] [--repeats 2] [--settings ...] [--input-height H]
-
-(Run it as a module: a script named threading.py would shadow Python's own ``threading``.)
+    python -m benchmarks.threads [--frames 150] [--repeats 2] [--settings ...] [--input-height H]
 
 The same 640x480 video goes through the full pipeline twice per setting: once in ``sequential``
 mode (every stage in turn in one thread) and once ``threaded`` (one thread per stage, bounded
@@ -16,19 +14,6 @@ Prints a table and writes it as JSON (``--out``).
 """
 
 from __future__ import annotations
-
-# Run as a plain script, this file's folder would come first on sys.path and shadow the standard
-# library's ``threading`` for every module imported later: re-run as ``-m benchmarks.threading``.
-if __name__ == "__main__" and not __package__:
-    import os
-    import runpy
-    import sys
-
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-    runpy.run_module("benchmarks.threading", run_name="__main__", alter_sys=True)
-    raise SystemExit(0)
 
 import argparse
 import json
@@ -151,7 +136,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC layout for the network (default: on, as in the config)")
     parser.add_argument("--weights", default=None, help="mobilenet_thin weights (default: weights/, fetched)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "threading.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "threads.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = [_parse_setting(text) for text in args.settings.split(",")]
