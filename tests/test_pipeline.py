@@ -185,3 +185,45 @@ def test_max_seconds_ends_an_endless_source(tmp_path):
     assert time.monotonic() - started < 10
     assert report["frames"] >= 1
     assert len(read_json_lines(tmp_path / "out.jsonl")) == report["frames"]
+
+
+class SceneEngine:
+    """A ready engine that answers every input with the label maps of one synthetic scene."""
+
+    name = "scene"
+    stride = 8
+    workers = 1
+
+    def __init__(self, scene, preprocess):
+        self.scene, self.preprocess = scene, preprocess
+        self.calls, self.warmups = 0, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        count = len(batch)
+        return (np.repeat(self.scene.heatmaps[None], count, 0), np.repeat(self.scene.pafs[None], count, 0))
+
+    def warmup(self, height, width, runs=1):
+        self.warmups += runs
+
+
+def test_a_given_engine_is_warmed_up_and_its_maps_become_the_people(video_200, tmp_path):
+    import backbones
+    from stages.postprocess.synthetic import make_scene
+
+    scene = make_scene(3, 2, net_size=(120, 160))
+    engine = SceneEngine(scene, backbones.get_spec("mobilenet_thin").preprocess)
+    config = config_for(video_200, tmp_path, **{"model.input_height": 120, "inference.warmup": 2,
+                                                "run.max_frames": 5, "model.weights": "no/such/file.pth"})
+    with Pipeline(config, engine=engine) as pipeline:       # the weights file is never opened
+        pipeline.run()
+    assert (engine.warmups, engine.calls) == (2, 5)
+    lines = read_json_lines(tmp_path / "out.jsonl")
+    assert len(lines) == 5
+    for line in lines:
+        found = np.array([person["pose_keypoints_2d"] for person in line["people"]]).reshape(-1, 18, 3)
+        assert len(found) == len(scene.keypoints)
+        for person in scene.keypoints:
+            labelled = person[:, 2] > 0
+            errors = [np.abs(candidate[labelled, :2] - person[labelled, :2]).max() for candidate in found]
+            assert min(errors) < 2.0
