@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("stream", "stages", "backbones")
-STOP_GRACE_S = 1.5      # after a stop, how long cameras get to hand over their last frames
+# A signal must end the run within 2 s, and a local cluster's own shutdown (ray.shutdown) takes
+# ~1.4 s of that here: the steps after a stop get what is left.
+STOP_GRACE_S = 0.5      # after a stop, how long cameras get to hand over their last frames
+STOP_TOTALS_S = 0.2     # after a stop, how long the inference actors get to report their totals
 PING_S = 1.0            # how often the inference actors are asked who they are (restart count)
 RETRY_S = 0.2           # wait before asking a camera actor that did not answer again
 RESTART_WAIT_S = 10.0   # at the end, how long an inference actor seen dead is waited for
@@ -354,7 +357,10 @@ class RayRun:
         """Batches and forward time of the inference actors (since their last restart); an actor
         seen dead is waited for a little longer, so its restart is counted."""
         refs = [handle.describe.remote() for handle in self.pool]
-        timeout_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s) if self._pool_down else 2.0
+        if self._pool_down:
+            timeout_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s)
+        else:
+            timeout_s = STOP_TOTALS_S if self.stop_event.is_set() else 2.0
         ready = self.ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0] if refs else []
         batches = frames = 0
         forward_s = 0.0

@@ -8,6 +8,7 @@ holds them), the real decoder and sinks.  Skipped where ray is not installed.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -261,3 +262,33 @@ def test_cli_joins_a_running_cluster_with_ray_auto_and_writes_each_cameras_video
         assert [index_of(frame) for frame in decode_video(tmp_path / f"{name}.avi")] == list(range(20))
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 40 and stats["ray"]["address"] == "auto"
+
+
+def test_sigint_ends_a_local_ray_run_within_two_seconds_with_closed_outputs(tmp_path):
+    video, lines_path, stats_path = tmp_path / "o.avi", tmp_path / "o.jsonl", tmp_path / "s.json"
+    args = ["--ray", "local", "--source", "demo", "--weights", "random", "--input-height", "32",
+            "--threads", "1", "--no-display", "--output", str(video), "--json", str(lines_path),
+            "--stats", str(stats_path)]
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), *args], cwd=ROOT,
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if lines_path.exists() and len(lines_path.read_text().splitlines()) >= 10:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert process.returncode == 0, stderr[-3000:]
+    assert elapsed < 2.0, f"exited {elapsed:.2f} s after SIGINT"
+    lines = read_json_lines(lines_path)
+    assert [line["frame"] for line in lines] == list(range(len(lines))) and len(lines) >= 10
+    assert len(decode_video(video)) == len(lines)
+    assert json.loads(stats_path.read_text())["frames"] == len(lines)
