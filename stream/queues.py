@@ -9,7 +9,8 @@ full queue is the queue's :class:`QueuePolicy`, named by its effect:
 - ``drop_newest``: the incoming item is discarded.
 
 Dropped items are counted (``dropped``).  The end-of-stream sentinel ``END`` is never dropped and
-never evicted, whatever the policy.  Every blocking call takes a timeout so a stop request is
+never evicted, whatever the policy; under a drop policy it also evicts nothing (it may take one
+place beyond ``size``), so the last frames of a live source are kept.  Every blocking call takes a timeout so a stop request is
 honoured quickly.
 """
 
@@ -76,12 +77,13 @@ class BoundedQueue:
 
         ``block`` waits up to ``timeout`` seconds (None = forever) for room and raises ``queue.Full``
         when none came.  ``drop_oldest`` evicts the oldest item and never waits.  ``drop_newest``
-        discards ``item`` itself (returns False).  ``END`` always gets in: under a drop policy it
-        evicts the oldest item, under ``block`` it waits like any item.
+        discards ``item`` itself (returns False).  ``END`` always gets in: under a drop policy
+        without evicting anything (one place over ``size``), under ``block`` it waits like any item.
         """
         with self._not_full:
-            if len(self._items) >= self.size:
-                if self.policy is QueuePolicy.DROP_NEWEST and item is not END:
+            over_limit_end = item is END and self.policy is not QueuePolicy.BLOCK
+            if len(self._items) >= self.size and not over_limit_end:
+                if self.policy is QueuePolicy.DROP_NEWEST:
                     self._dropped += 1
                     return False
                 evicted = self.policy is not QueuePolicy.BLOCK and self._evict_oldest()
