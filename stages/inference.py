@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
@@ -83,22 +84,30 @@ class TorchEngine:
     faster on CPU and tensor cores).  workers: how many threads may call it at once (forward in
     inference mode is thread-safe).  The heavy work runs in torch's C++ code with the GIL
     released, so other pipeline threads keep running meanwhile.
+    compile: ``torch.compile`` the network (CUDA: mode ``reduce-overhead``, i.e. CUDA graphs);
+    each new input size compiles once (tens of seconds on a CPU).  Compiled code is called by one
+    thread at a time, so a compiled engine has one worker.
     """
 
     name = "torch"
 
     def __init__(self, model: "torch.nn.Module", preprocess: Any, device: "torch.device",
                  precision: str = "fp32", channels_last: bool = False, stride: int = 8,
-                 workers: int = 1):
+                 workers: int = 1, compile: bool = False):
         import torch
 
         self.preprocess = preprocess
         self.stride = stride
-        self.workers = workers
+        self.workers = 1 if compile else workers
         self.device = device
         self.precision = precision
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=self._memory_format).eval()
+        self.compiled = compile
+        self._call_lock = threading.Lock() if compile else contextlib.nullcontext()
+        if compile:
+            mode = "reduce-overhead" if device.type == "cuda" else "default"
+            self.model = torch.compile(self.model, mode=mode, dynamic=False)
         self._autocast_dtype = getattr(torch, _PRECISIONS[precision]) if precision in _PRECISIONS else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -111,7 +120,7 @@ class TorchEngine:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        with torch.inference_mode(), self._autocast():
+        with self._call_lock, torch.inference_mode(), self._autocast():
             inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             inputs = inputs.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
             heatmaps, pafs = self.model(inputs)
@@ -180,7 +189,8 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     precision = resolve_precision(config, "torch")
     engine = TorchEngine(model, spec.preprocess, device, precision=precision,
                          channels_last=config.inference.channels_last, stride=spec.preprocess.stride,
-                         workers=workers or 1)
-    log.info("torch engine: %s on %s, %s, %d worker(s) x %d intra-op thread(s)", config.model.backbone,
-             device, precision, engine.workers, torch.get_num_threads())
+                         workers=workers or 1, compile=config.inference.compile)
+    log.info("torch engine: %s on %s, %s, %d worker(s) x %d intra-op thread(s)%s", config.model.backbone,
+             device, precision, engine.workers, torch.get_num_threads(),
+             ", torch.compile (each new input size compiles first)" if engine.compiled else "")
     return engine

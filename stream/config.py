@@ -74,6 +74,7 @@ class InferenceConfig(_Section):
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True
+    compile: bool = False
     warmup: int = Field(1, ge=0, le=100)
     max_batch: int | None = Field(None, ge=1, le=64)
 

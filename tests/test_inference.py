@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,13 @@ def test_engine_carries_its_worker_count():
     assert threaded.workers == 3
     sequential = make_engine(config(**{"pipeline.mode": "sequential"}))
     assert sequential.workers == 1
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile on a CPU needs a C compiler")
+def test_compiled_engine_gives_the_eager_maps_with_one_worker(engine):
+    compiled = make_engine(config(**{"inference.compile": True, "inference.workers": 2}))
+    assert compiled.compiled and compiled.workers == 1
+    inputs = batch(2, 32, 48, seed=4)
+    for expected, got in zip(engine(inputs), compiled(inputs)):
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
