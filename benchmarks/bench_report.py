@@ -9,6 +9,7 @@ from typing import Any
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 ENGINE_COLOURS = {"torch-fp32": "#9e9e9e", "torch-bf16": "#e69f00", "torch-fp16": "#e69f00",
+                  "torch-fp16-compile": "#d55e00",
                   "onnxruntime": "#56b4e9", "openvino-fp32": "#009e73", "openvino-bf16": "#0072b2"}
 NOTES = (
     "FPS: frames through the whole pipeline (read, preprocess, inference, decode, draw) / wall time, "

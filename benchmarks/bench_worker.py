@@ -34,6 +34,8 @@ ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
                    "inference.channels_last": True},
     "torch-fp16": {"inference.engine": "torch", "inference.precision": "fp16",
                    "inference.channels_last": True},
+    "torch-fp16-compile": {"inference.engine": "torch", "inference.precision": "fp16",
+                           "inference.channels_last": True, "inference.compile": True},
     "onnxruntime": {"inference.engine": "onnxruntime", "inference.precision": "fp32"},
     "openvino-fp32": {"inference.engine": "openvino", "inference.precision": "fp32"},
     "openvino-bf16": {"inference.engine": "openvino", "inference.precision": "bf16"},

@@ -18,8 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):   # run as a script: make the project importable, hide benchmarks/
-    sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
+if __package__ in (None, ""):   # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
@@ -54,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a one-minute subset")
     parser.add_argument("--backbones", nargs="+", help="default: mobilenet_thin mobilenet cmu omz")
     parser.add_argument("--engines", nargs="+", choices=sorted(ENGINE_VARIANTS),
-                        help="default: every CPU engine (torch-fp16 instead of torch-bf16 on CUDA)")
+                        help="default: every CPU engine (torch-fp32, torch-fp16, torch-fp16-compile on CUDA)")
     parser.add_argument("--modes", nargs="+", choices=["threaded", "sequential"])
     parser.add_argument("--heights", nargs="+", type=int, help="net input heights (default 256 368; "
                                                                "cmu: 184 368, 184 being the CMU loop's)")
@@ -92,7 +91,7 @@ def settings(args: argparse.Namespace) -> dict:
     if args.heights:
         plan["heights"] = plan["cmu_heights"] = args.heights
     if args.device.startswith("cuda") and not args.engines:
-        plan["engines"] = ["torch-fp32", "torch-fp16"]
+        plan["engines"] = ["torch-fp32", "torch-fp16", "torch-fp16-compile"]
     elif not args.engines and not bench_analysis.cpu_has_bf16():
         plan["engines"] = [e for e in plan["engines"] if not e.endswith("bf16")]
     return plan

