@@ -86,7 +86,8 @@ def run_once(clip: Path, out_dir: Path, mode: str, threads: int, workers: int,
         "source.uri": str(clip), "pipeline.mode": mode, "pipeline.queue_size": args.queue_size,
         "model.backbone": "mobilenet_thin", "model.weights": args.weights,
         "model.input_height": args.input_height, "inference.threads": threads,
-        "inference.workers": workers,
+        "inference.workers": workers, "inference.engine": args.engine,
+        "inference.precision": args.precision,
         "inference.channels_last": args.channels_last, "inference.warmup": 2,
         "output.video": str(out_dir / f"{mode}_{threads}.mp4"),
         "output.json": str(out_dir / f"{mode}_{threads}.jsonl"),
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC layout for the network (default: on, as in the config)")
     parser.add_argument("--weights", default=None, help="mobilenet_thin weights (default: weights/, fetched)")
+    parser.add_argument("--engine", default="auto", help="inference.engine (default: auto, as in the config)")
+    parser.add_argument("--precision", default="auto", help="inference.precision (default: auto)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "threads.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -148,7 +151,8 @@ def main() -> None:
         tmp_dir = Path(tmp)
         clip = tmp_dir / "clip_640x480.mp4"
         clip_description = make_clip(clip, args.frames)
-        print(f"video: {clip_description}; backbone mobilenet_thin, input height "
+        print(f"video: {clip_description}; backbone mobilenet_thin, engine {args.engine} "
+              f"({args.precision}), input height "
               f"{args.input_height or 'default'}, H.264 + JSON lines out", flush=True)
         runs: dict[str, list[dict]] = {}
         for _ in range(args.repeats):
@@ -178,6 +182,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "video": clip_description, "frames": args.frames, "repeats": args.repeats,
         "input_height": args.input_height, "queue_size": args.queue_size,
+        "engine": args.engine, "precision": args.precision,
         "channels_last": args.channels_last, "machine": f"{platform.machine()}, {_cpu_count()} CPUs",
         "results": results, "ratios": ratio, "median_fps_of": "repeats",
         "date": time.strftime("%Y-%m-%d %H:%M"),
