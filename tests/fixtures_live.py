@@ -28,6 +28,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def drain_in_background(source) -> threading.Event:
+    """Iterate ``source`` to its end in a daemon thread; the event is set when iteration ends."""
+    ended = threading.Event()
+
+    def consume() -> None:
+        for _ in source:
+            pass
+        ended.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    return ended
+
+
 def rtsp_server_missing() -> str | None:
     """Why the RTSP server cannot run here, or None when it can."""
     if not Path(SYSTEM_PYTHON).exists():

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -80,3 +81,26 @@ def cli_env() -> dict[str, str]:
 
 # Flags that keep a test run small and fast: random weights, a tiny net input, no window.
 FAST = ("--weights", "random", "--input-height", "32", "--threads", "1", "--no-display")
+
+
+def signal_after_lines(command: list[str], lines_path: Path, signum: int, min_lines: int = 10,
+                       start_timeout: float = 120) -> tuple[subprocess.Popen, float, str]:
+    """Start the CLI ``command``, send ``signum`` once ``lines_path`` holds ``min_lines`` JSON
+    lines, wait for the exit; (process, seconds from the signal to the exit, stderr)."""
+    process = subprocess.Popen(command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if lines_path.exists() and len(lines_path.read_text().splitlines()) >= min_lines:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        sent = time.monotonic()
+        process.send_signal(signum)
+        process.wait(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process, elapsed, process.stderr.read()

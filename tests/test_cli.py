@@ -13,7 +13,8 @@ import pytest
 
 import run_stream
 from stream.config import load_config
-from tests.helpers_spine import FAST, ROOT, cli_env, decode_video, make_video, read_json_lines, run_cli
+from tests.helpers_spine import (FAST, ROOT, cli_env, decode_video, make_video, read_json_lines, run_cli,
+                                  signal_after_lines)
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +97,9 @@ def test_a_failing_stage_exits_nonzero_naming_it(tmp_path, clip):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_within_two_seconds_with_playable_outputs(tmp_path, signum):
     video, lines_path, stats_path = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "s.json"
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_stream.py"), "--source", "demo", *FAST,
-         "--output", str(video), "--json", str(lines_path), "--stats", str(stats_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            if lines_path.exists() and len(lines_path.read_text().splitlines()) >= 10:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1]
-        sent = time.monotonic()
-        process.send_signal(signum)
-        process.wait(timeout=10)
-        elapsed = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            process.kill()
-    stderr = process.stderr.read()
+    command = [sys.executable, str(ROOT / "run_stream.py"), "--source", "demo", *FAST,
+               "--output", str(video), "--json", str(lines_path), "--stats", str(stats_path)]
+    process, elapsed, stderr = signal_after_lines(command, lines_path, signum)
     assert process.returncode == 0, stderr
     assert elapsed < 2.0
     lines = read_json_lines(lines_path)

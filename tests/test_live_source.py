@@ -23,7 +23,7 @@ from stream.live import (
 )
 from stream.reconnect import Reconnecting, backoff_delay_s
 from stream.sources import Source
-from tests.fixtures_live import free_port, live_config
+from tests.fixtures_live import drain_in_background, free_port, live_config
 
 
 @pytest.mark.parametrize(
@@ -185,14 +185,7 @@ def test_first_open_is_not_retried():
 def test_close_from_another_thread_cuts_the_backoff_short():
     connect, _ = scripted_factory([(1, False), (0, True)])
     source = reconnecting(connect, backoff_initial_s=30.0, backoff_max_s=30.0).open()
-    ended = threading.Event()
-
-    def consume() -> None:
-        for _ in source:
-            pass
-        ended.set()
-
-    threading.Thread(target=consume, daemon=True).start()
+    ended = drain_in_background(source)
     time.sleep(0.3)                              # now waiting 30 s before attempt 1
     started = time.monotonic()
     source.close()

@@ -22,7 +22,8 @@ from stream.errors import SourceError
 from stream.pipeline import run_pipeline
 from tests.conftest import SHARED
 from tests.fixtures_live import rtsp_available, rtsp_server  # noqa: F401 - fixtures
-from tests.helpers_spine import ROOT, cli_env, decode_video, index_of, make_video, read_json_lines
+from tests.helpers_spine import (ROOT, cli_env, decode_video, index_of, make_video, read_json_lines,
+                                  signal_after_lines)
 
 ray = pytest.importorskip("ray")
 
@@ -269,23 +270,8 @@ def test_sigint_ends_a_local_ray_run_within_two_seconds_with_closed_outputs(tmp_
     args = ["--ray", "local", "--source", "demo", "--weights", "random", "--input-height", "32",
             "--threads", "1", "--no-display", "--output", str(video), "--json", str(lines_path),
             "--stats", str(stats_path)]
-    process = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), *args], cwd=ROOT,
-                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if lines_path.exists() and len(lines_path.read_text().splitlines()) >= 10:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            process.kill()
-    stderr = process.stderr.read()
+    command = [sys.executable, str(ROOT / "run_stream.py"), *args]
+    process, elapsed, stderr = signal_after_lines(command, lines_path, signal.SIGINT)
     assert process.returncode == 0, stderr[-3000:]
     assert elapsed < 2.0, f"exited {elapsed:.2f} s after SIGINT"
     lines = read_json_lines(lines_path)

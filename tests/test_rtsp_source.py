@@ -11,7 +11,8 @@ import pytest
 
 from stream.errors import SourceError
 from stream.live import LiveSource, open_live_source
-from tests.fixtures_live import live_config, rtsp_available, rtsp_server  # noqa: F401 - fixtures
+from tests.fixtures_live import (  # noqa: F401 - fixtures
+    drain_in_background, live_config, rtsp_available, rtsp_server)
 
 READ_TIMEOUT_S = 1.0
 
@@ -138,14 +139,7 @@ def test_slow_consumer_sees_bounded_latency_and_counted_drops(no_leaked_readers,
 def test_close_during_a_stall_ends_iteration_promptly(no_leaked_readers, rtsp_server):
     config = live_config(rtsp_server.url, read_timeout_s=5.0)
     source = open_live_source(config, "cam0")
-    ended = threading.Event()
-
-    def consume() -> None:
-        for _ in source:
-            pass
-        ended.set()
-
-    threading.Thread(target=consume, daemon=True).start()
+    ended = drain_in_background(source)
     time.sleep(0.5)
     rtsp_server.stall()
     time.sleep(0.5)
