@@ -143,3 +143,11 @@ def test_default_parallelism_is_the_torch_engines(tmp_path, monkeypatch):
             "pipeline.mode": mode}))
         threads, workers = cpu_parallelism(None, None, mode, available_cores())
         assert (engine.threads, engine.workers) == (threads, workers)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_missing_engine_package_is_a_user_error_naming_it(engine, monkeypatch):
+    real = stages.engines.has_module
+    monkeypatch.setattr(stages.engines, "has_module", lambda name: name != engine and real(name))
+    with pytest.raises(ConfigError, match=f"inference.engine '{engine}'.*{engine} package is not installed"):
+        make_engine(load_config(None, values={"inference.engine": engine, "model.weights": "random"}))

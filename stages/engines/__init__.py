@@ -74,6 +74,12 @@ def _uses_cuda(device: str) -> bool:
     return torch.cuda.is_available()
 
 
+def require_module(name: str, install: str) -> None:
+    """ConfigError naming ``inference.engine`` when the engine's package ``name`` is missing."""
+    if not has_module(name):
+        raise ConfigError(f"inference.engine {name!r}: the {name} package is not installed ({install})")
+
+
 def has_module(name: str) -> bool:
     """Whether ``name`` can be imported (without importing it)."""
     return importlib.util.find_spec(name) is not None

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import OMZ, device_for, onnx_model_path, parallelism, resolve_precision
+from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
+                            resolve_precision)
 from stages.inference import register_engine
 from stream.errors import ConfigError, WeightsError
 
@@ -89,11 +90,7 @@ def _ordered_outputs(outputs: list[Any], path: Path) -> list[str]:
 @register_engine("onnxruntime")
 def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
     """The onnxruntime engine for ``config``'s backbone (exported to ONNX on first use)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ConfigError("inference.engine 'onnxruntime': the onnxruntime package is not "
-                          "installed (pip install onnxruntime, or pip install -e .[engines])") from None
+    require_module("onnxruntime", "pip install onnxruntime, or pip install -e .[engines]")
     device_for(config, "onnxruntime")
     backbone = config.model.backbone
     if backbone == OMZ:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import OMZ, device_for, onnx_model_path, parallelism, resolve_precision
+from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
+                            resolve_precision)
 from stages.inference import register_engine
 from stream.errors import ConfigError, WeightsError
 
@@ -158,11 +159,7 @@ def _output_order(model: Any, path: Path) -> tuple[int, int]:
 @register_engine("openvino")
 def build_openvino_engine(config: "Config") -> OpenVinoEngine:
     """The openvino engine for ``config``'s backbone (``omz``: Intel's IR from model.weights)."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        raise ConfigError("inference.engine 'openvino': the openvino package is not installed "
-                          "(pip install openvino, or pip install -e .[engines])") from None
+    require_module("openvino", "pip install openvino")
     device_for(config, "openvino")
     precision = resolve_precision(config, "openvino")
     backbone, weights = config.model.backbone, config.model.weights
