@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from stream.errors import ConfigError, PoseStreamError
+from stream.errors import ConfigError, PoseStreamError, one_line
 
 log = logging.getLogger("posestream")
 
@@ -163,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_stop_handlers(stop_event)
         run(config, stop_event)
     except PoseStreamError as error:
-        message = " ".join(str(error).split("\n"))
-        print(f"posestream: error: {message}", file=sys.stderr)
+        print(f"posestream: error: {one_line(error)}", file=sys.stderr)
         return int(getattr(error, "exit_code", 2))
     return 0
 

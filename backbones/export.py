@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import backbones
-from stream.errors import ConfigError, PoseStreamError
+from stream.errors import ConfigError, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=TRACE_WIDTH, help="tracing width (multiple of 8)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        export_onnx(args.backbone, args.out, args.weights, height=args.height, width=args.width,
-                    opset=args.opset)
-    except PoseStreamError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(parser.prog, lambda: export_onnx(args.backbone, args.out, args.weights,
+                                                     height=args.height, width=args.width,
+                                                     opset=args.opset))
 
 
 if __name__ == "__main__":

