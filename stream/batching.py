@@ -146,39 +146,10 @@ class BatchRunner(StageRunner):
         self.inbox = lanes            # not None: the base loop treats the runner as a consumer
         self.max_items = max_items
 
-    def _consume(self) -> None:
-        while not self.control.stopping:
-            try:
-                taken = self.lanes.take_round(POLL_S, self.max_items)
-            except Empty:
-                continue
-            if taken is END:
-                self._emit(END)
-                return
-            for result in self._process_round(taken):
-                self._emit_result(result)
+    def _take(self) -> Any:
+        return self.lanes.take_round(POLL_S, self.max_items)
 
-    def _consume_in_crew(self, crew: Crew) -> None:
-        while not self.control.stopping and not crew.ended:
-            with crew.take_lock:
-                if crew.ended:
-                    return
-                try:
-                    taken = self.lanes.take_round(POLL_S, self.max_items)
-                except Empty:
-                    continue
-                number = crew.number()
-                if taken is END:
-                    crew.ended = True
-            results = [END] if taken is END else self._process_round(taken)
-            crew.wait_turn(number, self.control)
-            try:
-                for result in results:
-                    self._emit_result(result)
-            finally:
-                crew.done(number)
-
-    def _process_round(self, items: list[Any]) -> list[Any]:
+    def _work(self, items: list[Any]) -> list[Any]:
         started = time.perf_counter()
         results = self.stage.process_batch(items)
         share_s = (time.perf_counter() - started) / len(items)

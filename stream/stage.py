@@ -198,13 +198,14 @@ class StageRunner(threading.Thread):
     def _consume(self) -> None:
         while not self.control.stopping:
             try:
-                item = self.inbox.get(timeout=POLL_S)
+                taken = self._take()
             except Empty:
                 continue
-            if item is END:
+            if taken is END:
                 self._emit(END)
                 return
-            self._emit_result(self._process(item))
+            for result in self._work(taken):
+                self._emit_result(result)
 
     def _consume_in_crew(self, crew: Crew) -> None:
         while not self.control.stopping and not crew.ended:
@@ -212,24 +213,30 @@ class StageRunner(threading.Thread):
                 if crew.ended:
                     return
                 try:
-                    item = self.inbox.get(timeout=POLL_S)
+                    taken = self._take()
                 except Empty:
                     continue
                 number = crew.number()
-                if item is END:
+                if taken is END:
                     crew.ended = True
-            result = END if item is END else self._process(item)
+            results = [END] if taken is END else self._work(taken)
             crew.wait_turn(number, self.control)
             try:
-                self._emit_result(result)
+                for result in results:
+                    self._emit_result(result)
             finally:
                 crew.done(number)
 
-    def _process(self, item: Any) -> Any:
+    def _take(self) -> Any:
+        """The next thing to work on (``queue.Empty`` after a short wait): one item of the inbox."""
+        return self.inbox.get(timeout=POLL_S)
+
+    def _work(self, item: Any) -> list[Any]:
+        """Results of what ``_take`` returned: the stage's result for the one item, timed."""
         started = time.perf_counter()
         result = self.stage.process(item)
         self.timings.record_stage(self.stage.name, time.perf_counter() - started)
-        return result
+        return [result]
 
     def _emit_result(self, result: Any) -> None:
         if result is not None:
