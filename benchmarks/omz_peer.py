@@ -19,10 +19,9 @@ found (COCO-17 keypoints x, y, score in frame pixels).
 
 from __future__ import annotations
 
-import sys
-
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 

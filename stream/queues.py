@@ -10,8 +10,8 @@ full queue is the queue's :class:`QueuePolicy`, named by its effect:
 
 Dropped items are counted (``dropped``).  The end-of-stream sentinel ``END`` is never dropped and
 never evicted, whatever the policy; under a drop policy it also evicts nothing (it may take one
-place beyond ``size``), so the last frames of a live source are kept.  Every blocking call takes a timeout so a stop request is
-honoured quickly.
+place beyond ``size``), so the last frames of a live source are kept.  Every blocking call takes
+a timeout so a stop request is honoured quickly.
 """
 
 from __future__ import annotations
