@@ -141,24 +141,25 @@ def _ratio(ours: dict | None, theirs: dict | None, goal: float, what: str) -> di
             "met": ratio >= goal}
 
 
+# (reference loop, network, goal key, what): our best run of that network at the loop's height
+# against the loop.
+REFERENCE_GOALS = (
+    ("lightweight", "mobilenet", "mobilenet_vs_lightweight_loop",
+     "mobilenet end to end vs the lightweight-OpenPose demo loop (same input)"),
+    ("lightweight", "mobilenet_thin", "mobilenet_vs_lightweight_loop",
+     "mobilenet_thin (trained, real maps) vs the same demo loop on it"),
+    ("cmu", "cmu", "cmu_vs_cmu_loop", "cmu end to end vs the original CMU loop (same input)"),
+)
+
+
 def goal_ratios(rows: list[dict], references: list[dict], peers: list[dict], verdict: dict) -> list[dict]:
     goals = []
-    lightweight = next((r for r in references if r.get("loop") == "lightweight"
-                        and r["backbone"] == "mobilenet" and "error" not in r), None)
-    if lightweight:
-        goals.append(_ratio(_best(rows, backbone="mobilenet", height=lightweight["height"]), lightweight,
-                            GOALS["mobilenet_vs_lightweight_loop"],
-                            "mobilenet end to end vs the lightweight-OpenPose demo loop (same input)"))
-    thin_loop = next((r for r in references if r.get("loop") == "lightweight"
-                      and r["backbone"] == "mobilenet_thin" and "error" not in r), None)
-    if thin_loop:
-        goals.append(_ratio(_best(rows, backbone="mobilenet_thin", height=thin_loop["height"]), thin_loop,
-                            GOALS["mobilenet_vs_lightweight_loop"],
-                            "mobilenet_thin (trained, real maps) vs the same demo loop on it"))
-    cmu_loop = next((r for r in references if r.get("loop") == "cmu" and "error" not in r), None)
-    if cmu_loop:
-        goals.append(_ratio(_best(rows, backbone="cmu", height=cmu_loop["height"]), cmu_loop,
-                            GOALS["cmu_vs_cmu_loop"], "cmu end to end vs the original CMU loop (same input)"))
+    for loop, backbone, goal, what in REFERENCE_GOALS:
+        reference = next((r for r in references if r.get("loop") == loop
+                          and r["backbone"] == backbone and "error" not in r), None)
+        if reference:
+            goals.append(_ratio(_best(rows, backbone=backbone, height=reference["height"]), reference,
+                                GOALS[goal], what))
     for backbone in dict.fromkeys(r["backbone"] for r in rows):
         for height in sorted({r["height"] for r in rows if r["backbone"] == backbone}):
             threaded = _best(rows, backbone=backbone, height=height, mode="threaded")
