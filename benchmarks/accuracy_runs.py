@@ -125,24 +125,25 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
 
 
 def use_decoder(pipeline: Any, decode: Callable[..., Any]) -> None:
-    """Run ``decode`` in the opened pipeline's postprocess stage instead of ours."""
+    """Run ``decode`` (``decode_people``'s signature) in the opened pipeline's postprocess stage
+    instead of ours."""
     if not pipeline.stages:
         pipeline.open()
     stage = next(stage for stage in pipeline.stages if stage.name == "postprocess")
-    stage.decode = decode
+    stage.decode_people = decode
 
 
 def x8_decoder(config: Any) -> Callable[..., Any]:
     """The x8-upsampling reference decoder with the configured thresholds, in the signature the
     postprocess stage calls."""
-    from benchmarks.reference_decoder import reference_decode
+    from benchmarks.reference_decoder import reference_decode_people
     from stages.postprocess import DecoderParams
     from stream.config import section_params
 
     params = DecoderParams(**section_params(config.postprocess))
 
     def decode(heatmaps: Any, pafs: Any, stride: int = 8, **_params: Any) -> Any:
-        return reference_decode(np.asarray(heatmaps), np.asarray(pafs), stride, params)
+        return reference_decode_people(np.asarray(heatmaps), np.asarray(pafs), stride, params)
 
     return decode
 

@@ -106,3 +106,32 @@ def test_bad_images_or_annotations_exit_2_with_one_line(tmp_path: Path, case: st
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_scores_the_real_pipeline_on_a_few_images(coco_dir: Path, tmp_path: Path):
+    """Four real images (with people) through the pipeline and the x8 decoder: files written, every
+    AP a number in [0, 1], the x8 row decoding the very maps of the row it copies."""
+    import backbones
+
+    if not backbones.default_weights_path("mobilenet_thin").is_file():
+        pytest.skip("needs weights/mobilenet_thin.pth")
+    content = json.loads((coco_dir / SUBSET).read_text())
+    with_people = sorted({a["image_id"] for a in content["annotations"] if a["num_keypoints"] > 0})[:4]
+    small = {**content, "images": [i for i in content["images"] if i["id"] in with_people],
+             "annotations": [a for a in content["annotations"] if a["image_id"] in with_people]}
+    annotations = tmp_path / "small.json"
+    annotations.write_text(json.dumps(small))
+    out = tmp_path / "out"
+    done = _accuracy_cli("--images", str(coco_dir / "images"), "--annotations", str(annotations),
+                         "--backbones", "mobilenet_thin", "--engines", "openvino", "--precisions", "fp32",
+                         "--heights", "256", "--no-default", "--no-fps", "--no-peer", "--out", str(out),
+                         timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "accuracy.json").read_text())
+    assert (out / "accuracy.md").read_text().startswith("# Accuracy")
+    ours, x8 = summary["rows"]
+    assert x8["role"] == "x8 reference decoder" and x8["setup"]["height"] == ours["setup"]["height"] == 256
+    for row in (ours, x8):
+        assert row["images"] == 4 and row["people"] > 0
+        assert all(0.0 <= row["ap"][split]["AP"] <= 1.0 for split in ("all", "even", "odd"))
+    assert ours["ap"]["all"]["AP"] > 0.0
