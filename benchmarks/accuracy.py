@@ -48,6 +48,12 @@ THIN = "mobilenet_thin"
 PLAN_ENGINES = ("openvino",)
 PLAN_HEIGHTS = (256, 368, 480)
 X8_SOURCE = ("openvino", "fp32")
+# The default command as it was before issue 14 chose new defaults with this benchmark (commit
+# 7e45b44): its row shows what the new defaults gain in AP and cost in FPS.
+PREVIOUS_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("model.input_height", 368), ("postprocess.peak_threshold", 0.1), ("postprocess.paf_threshold", 0.05),
+    ("postprocess.min_aligned_fraction", 0.8), ("postprocess.min_parts", 3),
+    ("postprocess.min_mean_score", 0.4))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,7 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heights", nargs="+", type=int, help="net input heights (default 256 368 480)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value for every configuration, e.g. postprocess.min_parts=4")
-    parser.add_argument("--no-default", action="store_true", help="leave out the default command's row")
+    parser.add_argument("--no-default", action="store_true", help="leave out the default command's rows "
+                                                                  "(as it is, and as it was before issue 14)")
     parser.add_argument("--no-x8", action="store_true", help="skip the x8 reference decoder row")
     parser.add_argument("--no-peer", action="store_true", help="skip Intel's OMZ wrapper")
     parser.add_argument("--no-fps", action="store_true", help="skip the FPS runs on the benchmark clip")
@@ -123,6 +130,8 @@ def plan_setups(args: argparse.Namespace, omz_xml: Path | None, settings: tuple)
                           and (p != "bf16" or cpu_supports_bf16())]
     precisions = args.precisions or default_precisions
     setups = [] if args.no_default else [Setup(THIN, settings=settings, role="default command")]
+    if not args.no_default and not grid_given and _differs_from_previous(settings):
+        setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, role="previous default"))
     for backbone in backbones:
         weights = str(omz_xml) if backbone == "omz" else None
         if backbone == "omz":
@@ -140,6 +149,16 @@ def plan_setups(args: argparse.Namespace, omz_xml: Path | None, settings: tuple)
         if source is not None:
             setups.append(Setup(**{**vars(source), "decoder": X8, "role": "x8 reference decoder"}))
     return _without_duplicates(setups)
+
+
+def _differs_from_previous(settings: tuple) -> bool:
+    """Whether the default command (with ``settings``) is not the previous default any more."""
+    from stream.config import load_config
+
+    now = load_config(None, values=dict(settings))
+    before = load_config(None, values=dict(PREVIOUS_DEFAULTS + settings))
+    height_now = now.model.input_height or default_height(THIN)
+    return now.postprocess != before.postprocess or height_now != before.model.input_height
 
 
 def _without_duplicates(setups: list[Setup]) -> list[Setup]:
