@@ -1,10 +1,18 @@
 """Person tracking: give each decoded person an id that stays the same across frames.
 
-Each frame's people are matched to the current tracks by an OKS-like keypoint similarity with
-the Hungarian algorithm; a pair is accepted only when its similarity reaches
-``TrackerParams.oks_threshold``.  Unmatched people start new tracks with new ids (ids are never
-reused); a track that goes unmatched for more than ``max_age`` updates is dropped.  Each track
-carries a constant-velocity estimate so two people whose paths cross keep their ids.
+Each frame's people are matched to the current tracks with the Hungarian algorithm.  A pair is
+allowed when its OKS-like keypoint similarity (mean over the keypoints both show) reaches
+``TrackerParams.oks_threshold``; among allowed pairs the assignment prefers the person who
+explains the most of the track (similarity summed over the track's keypoints), so a whole body
+wins its track over a head or an arm that fits a few keypoints just as well.  Each track carries
+a constant-velocity estimate, so people whose paths cross keep their ids, and a person missed for
+up to ``max_age`` updates gets their id back when they reappear near where motion predicts.
+
+Pieces of a tracked person that the decoder reports as people of their own (see
+:mod:`stages.track_parts`: *fragments*, few keypoints and no neck, touching a track; *parts*,
+smaller people mostly inside a person tracked in the same frame) never take a track nor start
+one: their id is -1.  Other unmatched people start new tracks with new ids; ids are never reused;
+a track unmatched for more than ``max_age`` updates is dropped.
 
 Arrays: ``people`` float [P, 18, 3] in frame pixels (x, y, score), CMU-18 order, a missing
 keypoint is (0, 0, 0) (any keypoint with score <= 0 counts as missing).
@@ -16,26 +24,14 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from stages.skeleton import NUM_KEYPOINTS
+from stages.track_parts import find_fragments, find_parts, headless_few, keypoint_counts, pose_boxes
+from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
+    CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
+)
 
 logger = logging.getLogger(__name__)
-
-# COCO keypoint OKS sigmas (pycocotools) mapped to CMU-18 order; COCO has no neck, so the neck
-# takes the shoulders' value (it lies between them and is about as well localised).
-_COCO_SIGMAS = {
-    "nose": 0.026, "eye": 0.025, "ear": 0.035, "shoulder": 0.079, "elbow": 0.072,
-    "wrist": 0.062, "hip": 0.107, "knee": 0.087, "ankle": 0.089,
-}
-CMU_OKS_SIGMAS: tuple[float, ...] = tuple(_COCO_SIGMAS[part] for part in (
-    "nose", "shoulder",                      # nose, neck (from the shoulders)
-    "shoulder", "elbow", "wrist",            # right arm
-    "shoulder", "elbow", "wrist",            # left arm
-    "hip", "knee", "ankle",                  # right leg
-    "hip", "knee", "ankle",                  # left leg
-    "eye", "eye", "ear", "ear",              # r_eye, l_eye, r_ear, l_ear
-))
 
 
 @dataclass(frozen=True)
@@ -52,9 +48,19 @@ class TrackerParams:
     predict_motion: move each track by its estimated velocity before matching (keeps the ids of
         people whose paths cross).
     velocity_smoothing: weight (0..1) of the newest displacement in a track's velocity estimate.
-    lost_discount: fraction (0..1) by which a track's similarity is discounted per update it has
+    lost_discount: fraction (0..1) by which a track's preference is discounted per update it has
         gone unmatched, when choosing pairs (not when checking the threshold): of two tracks that
         fit a person equally, the one seen more recently wins.
+    fragment_max_keypoints: a person with at most this many keypoints (0-17) and no neck, inside
+        or touching a track's box, is a fragment of that person (id -1); 0 turns this off.
+    fragment_margin: how far (a fraction of the tracked person's scale, 0-10) a box is grown for
+        "touching".
+    part_min_inside: a person unmatched this frame with fewer keypoints than a person matched to a
+        track, and at least this fraction (0 < f <= 1) of their keypoints inside that track's box
+        (grown by ``fragment_margin``), is a part of that person (id -1, starts no track).
+    extent_memory_s: a track's box covers the keypoints seen in the last ``extent_memory_s``
+        seconds (>= 0; moved by the track's velocity), not only the last frame's: a body seen
+        without its head still owns the space where the head was.
     """
 
     oks_threshold: float = 0.3
@@ -65,6 +71,10 @@ class TrackerParams:
     predict_motion: bool = True
     velocity_smoothing: float = 0.5
     lost_discount: float = 0.02
+    fragment_max_keypoints: int = 5
+    fragment_margin: float = 0.1
+    part_min_inside: float = 0.8
+    extent_memory_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_threshold <= 1.0:
@@ -82,71 +92,23 @@ class TrackerParams:
             raise ValueError(f"velocity_smoothing must be in (0, 1], got {self.velocity_smoothing}")
         if not 0.0 <= self.lost_discount < 1.0:
             raise ValueError(f"lost_discount must be in [0, 1), got {self.lost_discount}")
-
-
-def check_people(people: np.ndarray) -> np.ndarray:
-    """``people`` as a float64 [P, 18, 3] array; ValueError on another shape."""
-    people = np.asarray(people, dtype=np.float64)
-    if people.ndim != 3 or people.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"people must have shape [P, {NUM_KEYPOINTS}, 3], got {people.shape}")
-    return people
-
-
-def pose_scales(people: np.ndarray, min_scale_px: float) -> np.ndarray:
-    """Scale of each person [P]: sqrt of their visible keypoints' bounding-box area, floored."""
-    visible = people[..., 2] > 0
-    big, small = np.inf, -np.inf
-    x_min = np.where(visible, people[..., 0], big).min(axis=1, initial=big)
-    x_max = np.where(visible, people[..., 0], small).max(axis=1, initial=small)
-    y_min = np.where(visible, people[..., 1], big).min(axis=1, initial=big)
-    y_max = np.where(visible, people[..., 1], small).max(axis=1, initial=small)
-    area = np.clip(x_max - x_min, 0, None) * np.clip(y_max - y_min, 0, None)
-    area = np.where(visible.any(axis=1), area, 0.0)
-    return np.maximum(np.sqrt(area), min_scale_px)
-
-
-def keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
-                        min_scale_px: float = 16.0, min_shared: int = 1) -> np.ndarray:
-    """OKS-like similarity [A, B] in 0..1 between two sets of poses [A,18,3] and [B,18,3].
-
-    Per keypoint visible in both: exp(-d² / (2 s² (2σ)²)) with s the larger of the two poses'
-    scales (see :func:`pose_scales`); the similarity is the mean over the shared keypoints, and 0
-    when fewer than ``min_shared`` keypoints are shared.
-    """
-    if len(poses_a) == 0 or len(poses_b) == 0:
-        return np.zeros((len(poses_a), len(poses_b)))
-    visible_a = poses_a[:, None, :, 2] > 0                          # [A,1,K]
-    visible_b = poses_b[None, :, :, 2] > 0                          # [1,B,K]
-    shared = visible_a & visible_b                                  # [A,B,K]
-    dist_sq = ((poses_a[:, None, :, :2] - poses_b[None, :, :, :2]) ** 2).sum(axis=-1)
-    scale = np.maximum(pose_scales(poses_a, min_scale_px)[:, None],
-                       pose_scales(poses_b, min_scale_px)[None, :])  # [A,B]
-    tolerance_sq = 2.0 * (scale[..., None] ** 2) * (2.0 * np.asarray(sigmas)) ** 2
-    per_keypoint = np.where(shared, np.exp(-dist_sq / tolerance_sq), 0.0)
-    shared_count = shared.sum(axis=-1)
-    similarity = per_keypoint.sum(axis=-1) / np.maximum(shared_count, 1)
-    return np.where(shared_count >= min_shared, similarity, 0.0)
-
-
-def match_pairs(similarity: np.ndarray, threshold: float,
-                preference: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Hungarian matching of rows to columns; pairs below ``threshold`` are dropped.
-
-    The assignment maximises the total of ``preference`` (default: ``similarity``) over the
-    pairs whose similarity reaches the threshold.
-    """
-    if similarity.size == 0:
-        return []
-    preference = similarity if preference is None else preference
-    usable = np.where(similarity >= threshold, preference, 0.0)
-    rows, cols = linear_sum_assignment(usable, maximize=True)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
+        if not 0 <= self.fragment_max_keypoints < NUM_KEYPOINTS:
+            raise ValueError(f"fragment_max_keypoints must be in [0, {NUM_KEYPOINTS - 1}], "
+                             f"got {self.fragment_max_keypoints}")
+        if not 0.0 <= self.fragment_margin <= 10.0:
+            raise ValueError(f"fragment_margin must be in [0, 10], got {self.fragment_margin}")
+        if not 0.0 < self.part_min_inside <= 1.0:
+            raise ValueError(f"part_min_inside must be in (0, 1], got {self.part_min_inside}")
+        if not self.extent_memory_s >= 0.0:
+            raise ValueError(f"extent_memory_s must be >= 0, got {self.extent_memory_s}")
 
 
 class _Track:
-    """One tracked person: last observed pose, velocity (px/s), when last seen, misses."""
+    """One tracked person: last observed pose, velocity (px/s), when last seen, misses, and
+    each keypoint's last seen position and time (for the track's box)."""
 
-    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses")
+    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses",
+                 "recent_xy", "recent_s")
 
     def __init__(self, track_id: int, pose: np.ndarray, time_s: float) -> None:
         self.track_id = track_id
@@ -155,6 +117,8 @@ class _Track:
         self.has_velocity = False
         self.time_s = time_s
         self.misses = 0
+        self.recent_xy = pose[:, :2].copy()
+        self.recent_s = np.where(pose[:, 2] > 0, time_s, -np.inf)
 
     def predicted(self, time_s: float) -> np.ndarray:
         """The last pose moved by the velocity to ``time_s`` (missing keypoints stay missing)."""
@@ -162,6 +126,14 @@ class _Track:
         moved = self.pose.copy()
         moved[..., :2] += np.where(self.pose[..., 2:] > 0, shift, 0.0)
         return moved
+
+    def extent(self, time_s: float, memory_s: float) -> np.ndarray:
+        """Box [4] of the keypoints seen within ``memory_s`` of the last sighting, each moved by
+        the velocity to ``time_s``."""
+        fresh = self.recent_s >= self.time_s - memory_s
+        elapsed_s = np.maximum(time_s - self.recent_s[fresh], 0.0)
+        moved = self.recent_xy[fresh] + self.velocity * elapsed_s[:, None]
+        return np.concatenate([moved.min(axis=0), moved.max(axis=0)])
 
     def observe(self, pose: np.ndarray, time_s: float, smoothing: float) -> None:
         """Continue the track with ``pose``; update the velocity from the shared keypoints."""
@@ -172,14 +144,18 @@ class _Track:
             weight = smoothing if self.has_velocity else 1.0
             self.velocity = weight * step + (1.0 - weight) * self.velocity
             self.has_velocity = True
+        visible = pose[:, 2] > 0
+        self.recent_xy[visible] = pose[visible, :2]
+        self.recent_s[visible] = time_s
         self.pose, self.time_s, self.misses = pose, time_s, 0
 
 
 class Tracker:
     """Assigns stable person ids across frames (see the module docstring).
 
-    ``update(people, time_s)`` returns one id per person, in the order given.  The tracker owns
-    all its state; ``reset()`` forgets every track but keeps counting ids, so ids are never reused.
+    ``update(people, time_s)`` returns one id per person, in the order given (-1 for a piece of
+    a tracked person).  The tracker owns all its state; ``reset()`` forgets every track but keeps
+    counting ids, so ids are never reused.
     """
 
     def __init__(self, params: TrackerParams = TrackerParams()) -> None:
@@ -201,41 +177,74 @@ class Tracker:
         """Match ``people`` [P,18,3] (frame px) seen at ``time_s`` to the tracks; return their ids."""
         people = check_people(people)
         params = self.params
-        if self._tracks and params.predict_motion:
-            expected = np.stack([track.predicted(time_s) for track in self._tracks])
-        elif self._tracks:
-            expected = np.stack([track.pose for track in self._tracks])
-        else:
-            expected = np.zeros((0, NUM_KEYPOINTS, 3))
-        similarity = keypoint_similarity(expected, people, self._sigmas, params.min_scale_px,
-                                         params.min_shared_keypoints)
-        misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
-        preference = similarity * (1.0 - params.lost_discount) ** misses[:, None]
-        pairs = match_pairs(similarity, params.oks_threshold, preference)
+        fragments = self._fragments(people, time_s)
+        candidates = np.flatnonzero(~fragments)
+        pairs = self._match(people, candidates, time_s)
 
         ids = [-1] * len(people)
-        matched_tracks = set()
         for track_index, person_index in pairs:
             track = self._tracks[track_index]
             track.observe(people[person_index].copy(), time_s, params.velocity_smoothing)
             ids[person_index] = track.track_id
-            matched_tracks.add(track_index)
+        matched = [self._tracks[track_index] for track_index, _ in pairs]
+        dropped = self._age_unmatched({id(track) for track in matched})
 
+        unmatched = np.array([index for index in candidates if ids[index] < 0], dtype=int)
+        parts = np.zeros(len(people), dtype=bool)
+        if len(unmatched) and matched:
+            boxes = np.stack([track.extent(time_s, params.extent_memory_s) for track in matched])
+            counts = keypoint_counts(np.stack([track.pose for track in matched]))
+            parts[unmatched] = find_parts(people[unmatched], boxes, counts, params.part_min_inside,
+                                          params.fragment_margin, params.min_scale_px)
+        for person_index in unmatched:
+            if not parts[person_index]:
+                ids[person_index] = self._start_track(people[person_index].copy(), time_s)
+        logger.debug("tracking at %.3fs: %d people (%d fragments, %d parts), %d matched, "
+                     "%d tracks dropped, %d held", time_s, len(people), int(fragments.sum()),
+                     int(parts.sum()), len(pairs), dropped, len(self._tracks))
+        return tuple(ids)
+
+    def _fragments(self, people: np.ndarray, time_s: float) -> np.ndarray:
+        """[P]: few-keypoint headless people touching a track's box or the box of a person of
+        this frame who is not such a piece."""
+        params = self.params
+        looks_like = headless_few(people, params.fragment_max_keypoints)
+        if not looks_like.any():
+            return looks_like
+        boxes = [track.extent(time_s, params.extent_memory_s) for track in self._tracks]
+        tracked_boxes = np.concatenate([np.reshape(boxes, (-1, 4)), pose_boxes(people[~looks_like])])
+        return find_fragments(people, tracked_boxes, params.fragment_max_keypoints,
+                              params.fragment_margin, params.min_scale_px)
+
+    def _match(self, people: np.ndarray, candidates: np.ndarray, time_s: float) -> list[tuple[int, int]]:
+        """(track index, person index) pairs between the tracks and ``people[candidates]``."""
+        if not self._tracks or len(candidates) == 0:
+            return []
+        params = self.params
+        if params.predict_motion:
+            expected = np.stack([track.predicted(time_s) for track in self._tracks])
+        else:
+            expected = np.stack([track.pose for track in self._tracks])
+        chosen = people[candidates]
+        similarity = keypoint_similarity(expected, chosen, self._sigmas, params.min_scale_px,
+                                         params.min_shared_keypoints)
+        explained = explained_fraction(expected, chosen, self._sigmas, params.min_scale_px)
+        misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
+        preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
+        return [(track_index, int(candidates[chosen_index])) for track_index, chosen_index
+                in match_pairs(similarity, params.oks_threshold, preference)]
+
+    def _age_unmatched(self, matched: set[int]) -> int:
+        """Count a miss for each unmatched track; drop those past ``max_age``; return how many."""
         kept = []
-        for track_index, track in enumerate(self._tracks):
-            if track_index not in matched_tracks:
+        for track in self._tracks:
+            if id(track) not in matched:
                 track.misses += 1
-            if track.misses <= params.max_age:
+            if track.misses <= self.params.max_age:
                 kept.append(track)
         dropped = len(self._tracks) - len(kept)
         self._tracks = kept
-
-        for person_index, person_id in enumerate(ids):
-            if person_id < 0:
-                ids[person_index] = self._start_track(people[person_index].copy(), time_s)
-        logger.debug("tracking at %.3fs: %d people, %d matched, %d tracks dropped, %d held",
-                     time_s, len(people), len(pairs), dropped, len(self._tracks))
-        return tuple(ids)
+        return dropped
 
     def _start_track(self, pose: np.ndarray, time_s: float) -> int:
         """A new id; a track is kept only for a pose with a visible keypoint (others never match)."""
