@@ -11,7 +11,7 @@ up to ``max_age`` updates gets their id back when they reappear near where motio
 Pieces of a tracked person that the decoder reports as people of their own (see
 :mod:`stages.track_parts`: *fragments*, few keypoints and no neck, touching a track; *parts*,
 smaller people mostly inside a person tracked in the same frame) never take a track nor start
-one: their id is -1.  Other unmatched people start new tracks with new ids; ids are never reused;
+one: their id is -1, as is a person without any visible keypoint.  Other unmatched people start new tracks with new ids; ids are never reused;
 a track unmatched for more than ``max_age`` updates is dropped.
 
 Arrays: ``people`` float [P, 18, 3] in frame pixels (x, y, score), CMU-18 order, a missing
@@ -72,7 +72,7 @@ class TrackerParams:
     velocity_smoothing: float = 0.5
     lost_discount: float = 0.02
     fragment_max_keypoints: int = 5
-    fragment_margin: float = 0.1
+    fragment_margin: float = 0.2
     part_min_inside: float = 0.8
     extent_memory_s: float = 0.5
 
@@ -189,20 +189,32 @@ class Tracker:
         matched = [self._tracks[track_index] for track_index, _ in pairs]
         dropped = self._age_unmatched({id(track) for track in matched})
 
-        unmatched = np.array([index for index in candidates if ids[index] < 0], dtype=int)
-        parts = np.zeros(len(people), dtype=bool)
-        if len(unmatched) and matched:
-            boxes = np.stack([track.extent(time_s, params.extent_memory_s) for track in matched])
-            counts = keypoint_counts(np.stack([track.pose for track in matched]))
-            parts[unmatched] = find_parts(people[unmatched], boxes, counts, params.part_min_inside,
-                                          params.fragment_margin, params.min_scale_px)
-        for person_index in unmatched:
-            if not parts[person_index]:
-                ids[person_index] = self._start_track(people[person_index].copy(), time_s)
+        # Unmatched people, largest first, start tracks unless they are part of someone present.
+        counts = keypoint_counts(people)
+        present, parts = matched, 0
+        for person_index in sorted((index for index in candidates if ids[index] < 0),
+                                   key=lambda index: -counts[index]):
+            if counts[person_index] == 0:
+                continue
+            if self._is_part(people[person_index], present, time_s):
+                parts += 1
+                continue
+            ids[person_index] = self._start_track(people[person_index].copy(), time_s)
+            present.append(self._tracks[-1])
         logger.debug("tracking at %.3fs: %d people (%d fragments, %d parts), %d matched, "
                      "%d tracks dropped, %d held", time_s, len(people), int(fragments.sum()),
-                     int(parts.sum()), len(pairs), dropped, len(self._tracks))
+                     parts, len(pairs), dropped, len(self._tracks))
         return tuple(ids)
+
+    def _is_part(self, pose: np.ndarray, present: list[_Track], time_s: float) -> bool:
+        """``pose`` [18,3] is a part of one of the ``present`` tracks' people (those seen now)."""
+        if not present:
+            return False
+        params = self.params
+        boxes = np.stack([track.extent(time_s, params.extent_memory_s) for track in present])
+        counts = keypoint_counts(np.stack([track.pose for track in present]))
+        return bool(find_parts(pose[None], boxes, counts, params.part_min_inside,
+                               params.fragment_margin, params.min_scale_px)[0])
 
     def _fragments(self, people: np.ndarray, time_s: float) -> np.ndarray:
         """[P]: few-keypoint headless people touching a track's box or the box of a person of
@@ -247,9 +259,8 @@ class Tracker:
         return dropped
 
     def _start_track(self, pose: np.ndarray, time_s: float) -> int:
-        """A new id; a track is kept only for a pose with a visible keypoint (others never match)."""
+        """A new track for ``pose`` (which has a visible keypoint); returns its new id."""
         track_id = self._next_id
         self._next_id += 1
-        if (pose[:, 2] > 0).any():
-            self._tracks.append(_Track(track_id, pose, time_s))
+        self._tracks.append(_Track(track_id, pose, time_s))
         return track_id
