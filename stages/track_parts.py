@@ -56,6 +56,17 @@ def boxes_touch(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
             & (boxes_a[:, None, 1] <= boxes_b[None, :, 3]) & (boxes_b[None, :, 1] <= boxes_a[:, None, 3]))
 
 
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """[A, B]: intersection over union of each pair of boxes (0 where either is NaN or empty)."""
+    width = np.minimum(boxes_a[:, None, 2], boxes_b[None, :, 2]) - np.maximum(boxes_a[:, None, 0], boxes_b[None, :, 0])
+    height = np.minimum(boxes_a[:, None, 3], boxes_b[None, :, 3]) - np.maximum(boxes_a[:, None, 1], boxes_b[None, :, 1])
+    overlap = np.clip(np.nan_to_num(width), 0, None) * np.clip(np.nan_to_num(height), 0, None)
+    area_a = np.nan_to_num((boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1]))
+    area_b = np.nan_to_num((boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1]))
+    union = area_a[:, None] + area_b[None, :] - overlap
+    return np.where(union > 0, overlap / np.where(union > 0, union, 1.0), 0.0)
+
+
 def fraction_inside(people: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """[P, N]: the fraction of person p's visible keypoints inside box n (0 for no keypoints)."""
     visible = people[:, None, :, 2] > 0                                       # [P,1,K]

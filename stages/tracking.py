@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stages.skeleton import NUM_KEYPOINTS
-from stages.track_parts import find_fragments, find_parts, headless_few, keypoint_counts, pose_boxes
+from stages.track_parts import (
+    box_iou, find_fragments, find_parts, headless_few, keypoint_counts, pose_boxes,
+)
 from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
     CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
 )
@@ -61,6 +63,10 @@ class TrackerParams:
     extent_memory_s: a track's box covers the keypoints seen in the last ``extent_memory_s``
         seconds (>= 0; moved by the track's velocity), not only the last frame's: a body seen
         without its head still owns the space where the head was.
+    fallback_iou: tracks and people left unpaired by keypoint similarity are paired when the
+        track's box and the person's box overlap by at least this intersection over union
+        (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
+        limbs for a frame, so the poses differ while the person stays where they were.
     """
 
     oks_threshold: float = 0.3
@@ -75,6 +81,7 @@ class TrackerParams:
     fragment_margin: float = 0.2
     part_min_inside: float = 0.8
     extent_memory_s: float = 0.5
+    fallback_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_threshold <= 1.0:
@@ -99,6 +106,8 @@ class TrackerParams:
             raise ValueError(f"fragment_margin must be in [0, 10], got {self.fragment_margin}")
         if not 0.0 < self.part_min_inside <= 1.0:
             raise ValueError(f"part_min_inside must be in (0, 1], got {self.part_min_inside}")
+        if not 0.0 <= self.fallback_iou <= 1.0:
+            raise ValueError(f"fallback_iou must be in [0, 1], got {self.fallback_iou}")
         if not self.extent_memory_s >= 0.0:
             raise ValueError(f"extent_memory_s must be >= 0, got {self.extent_memory_s}")
 
@@ -127,20 +136,22 @@ class _Track:
         moved[..., :2] += np.where(self.pose[..., 2:] > 0, shift, 0.0)
         return moved
 
-    def extent(self, time_s: float, memory_s: float) -> np.ndarray:
+    def extent(self, time_s: float, memory_s: float, move: bool = True) -> np.ndarray:
         """Box [4] of the keypoints seen within ``memory_s`` of the last sighting, each moved by
-        the velocity to ``time_s``."""
+        the velocity to ``time_s`` (unless ``move`` is False)."""
         fresh = self.recent_s >= self.time_s - memory_s
         elapsed_s = np.maximum(time_s - self.recent_s[fresh], 0.0)
-        moved = self.recent_xy[fresh] + self.velocity * elapsed_s[:, None]
+        moved = self.recent_xy[fresh] + (self.velocity * elapsed_s[:, None] if move else 0.0)
         return np.concatenate([moved.min(axis=0), moved.max(axis=0)])
 
     def observe(self, pose: np.ndarray, time_s: float, smoothing: float) -> None:
-        """Continue the track with ``pose``; update the velocity from the shared keypoints."""
+        """Continue the track with ``pose``; update the velocity from the shared keypoints
+        median displacement."""
         elapsed_s = time_s - self.time_s
         shared = (pose[:, 2] > 0) & (self.pose[:, 2] > 0)
         if elapsed_s > 0 and shared.any():
-            step = (pose[shared, :2] - self.pose[shared, :2]).mean(axis=0) / elapsed_s
+            # the median: one keypoint the decoder put on the wrong limb must not fling the track
+            step = np.median(pose[shared, :2] - self.pose[shared, :2], axis=0) / elapsed_s
             weight = smoothing if self.has_velocity else 1.0
             self.velocity = weight * step + (1.0 - weight) * self.velocity
             self.has_velocity = True
@@ -211,7 +222,7 @@ class Tracker:
         if not present:
             return False
         params = self.params
-        boxes = np.stack([track.extent(time_s, params.extent_memory_s) for track in present])
+        boxes = self._extents(present, time_s)
         counts = keypoint_counts(np.stack([track.pose for track in present]))
         return bool(find_parts(pose[None], boxes, counts, params.part_min_inside,
                                params.fragment_margin, params.min_scale_px)[0])
@@ -223,8 +234,8 @@ class Tracker:
         looks_like = headless_few(people, params.fragment_max_keypoints)
         if not looks_like.any():
             return looks_like
-        boxes = [track.extent(time_s, params.extent_memory_s) for track in self._tracks]
-        tracked_boxes = np.concatenate([np.reshape(boxes, (-1, 4)), pose_boxes(people[~looks_like])])
+        tracked_boxes = np.concatenate([self._extents(self._tracks, time_s),
+                                        pose_boxes(people[~looks_like])])
         return find_fragments(people, tracked_boxes, params.fragment_max_keypoints,
                               params.fragment_margin, params.min_scale_px)
 
@@ -243,8 +254,28 @@ class Tracker:
         explained = explained_fraction(expected, chosen, self._sigmas, params.min_scale_px)
         misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
         preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
-        return [(track_index, int(candidates[chosen_index])) for track_index, chosen_index
-                in match_pairs(similarity, params.oks_threshold, preference)]
+        pairs = match_pairs(similarity, params.oks_threshold, preference)
+        if params.fallback_iou > 0:
+            pairs += self._match_boxes(chosen, pairs, time_s)
+        return [(track_index, int(candidates[chosen_index])) for track_index, chosen_index in pairs]
+
+    def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
+                     time_s: float) -> list[tuple[int, int]]:
+        """Second round: tracks and people left unpaired by keypoints, paired by box overlap."""
+        tracks_left = sorted(set(range(len(self._tracks))) - {track for track, _ in pairs})
+        people_left = sorted(set(range(len(chosen))) - {person for _, person in pairs})
+        if not tracks_left or not people_left:
+            return []
+        boxes = self._extents([self._tracks[index] for index in tracks_left], time_s)
+        overlap = box_iou(boxes, pose_boxes(chosen[people_left]))
+        return [(tracks_left[row], people_left[column])
+                for row, column in match_pairs(overlap, self.params.fallback_iou)]
+
+    def _extents(self, tracks: list[_Track], time_s: float) -> np.ndarray:
+        """Boxes [T, 4] where ``tracks`` are expected at ``time_s`` (see ``_Track.extent``)."""
+        boxes = [track.extent(time_s, self.params.extent_memory_s, self.params.predict_motion)
+                 for track in tracks]
+        return np.reshape(boxes, (-1, 4))
 
     def _age_unmatched(self, matched: set[int]) -> int:
         """Count a miss for each unmatched track; drop those past ``max_age``; return how many."""
