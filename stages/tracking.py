@@ -145,20 +145,40 @@ class _Track:
         return np.concatenate([moved.min(axis=0), moved.max(axis=0)])
 
     def observe(self, pose: np.ndarray, time_s: float, smoothing: float) -> None:
-        """Continue the track with ``pose``; update the velocity from the shared keypoints
-        median displacement."""
+        """Continue the track with ``pose``; blend the velocity (weight ``smoothing``; 0 = keep
+        it: the pose was paired by its box, its keypoints are not to be trusted) with the step
+        measured by :func:`_step_px`."""
         elapsed_s = time_s - self.time_s
-        shared = (pose[:, 2] > 0) & (self.pose[:, 2] > 0)
-        if elapsed_s > 0 and shared.any():
-            # the median: one keypoint the decoder put on the wrong limb must not fling the track
-            step = np.median(pose[shared, :2] - self.pose[shared, :2], axis=0) / elapsed_s
-            weight = smoothing if self.has_velocity else 1.0
-            self.velocity = weight * step + (1.0 - weight) * self.velocity
-            self.has_velocity = True
+        if elapsed_s > 0 and smoothing > 0:
+            step = _step_px(self.pose, pose, self.velocity * elapsed_s)
+            if step is not None:
+                weight = smoothing if self.has_velocity else 1.0
+                self.velocity = weight * step / elapsed_s + (1.0 - weight) * self.velocity
+                self.has_velocity = True
         visible = pose[:, 2] > 0
         self.recent_xy[visible] = pose[visible, :2]
         self.recent_s[visible] = time_s
         self.pose, self.time_s, self.misses = pose, time_s, 0
+
+
+# A keypoint whose displacement is this far (a fraction of the person's scale) from the predicted
+# one is taken for the decoder's mistake (on the wrong limb) when the body's step is measured.
+_STEP_INLIER_SCALE = 0.2
+_MIN_STEP_INLIERS = 3
+
+
+def _step_px(before: np.ndarray, after: np.ndarray, expected_px: np.ndarray) -> np.ndarray | None:
+    """The body's displacement [2] from pose ``before`` to ``after`` (px): the median over the
+    keypoints both show whose displacement is near ``expected_px`` (when at least three are),
+    else over all of them, so a few keypoints put on the wrong limb cannot fling the track;
+    None when no keypoint is shared."""
+    shared = (before[:, 2] > 0) & (after[:, 2] > 0)
+    if not shared.any():
+        return None
+    moves = after[shared, :2] - before[shared, :2]
+    tolerance_px = _STEP_INLIER_SCALE * pose_scales(before[None], 1.0)[0]
+    inliers = np.hypot(*(moves - expected_px).T) <= tolerance_px
+    return np.median(moves[inliers] if inliers.sum() >= _MIN_STEP_INLIERS else moves, axis=0)
 
 
 class Tracker:
@@ -193,11 +213,12 @@ class Tracker:
         pairs = self._match(people, candidates, time_s)
 
         ids = [-1] * len(people)
-        for track_index, person_index in pairs:
+        for track_index, person_index, by_keypoints in pairs:
             track = self._tracks[track_index]
-            track.observe(people[person_index].copy(), time_s, params.velocity_smoothing)
+            track.observe(people[person_index].copy(), time_s,
+                          params.velocity_smoothing if by_keypoints else 0.0)
             ids[person_index] = track.track_id
-        matched = [self._tracks[track_index] for track_index, _ in pairs]
+        matched = [self._tracks[track_index] for track_index, _, _ in pairs]
         dropped = self._age_unmatched({id(track) for track in matched})
 
         # Unmatched people, largest first, start tracks unless they are part of someone present.
@@ -239,8 +260,10 @@ class Tracker:
         return find_fragments(people, tracked_boxes, params.fragment_max_keypoints,
                               params.fragment_margin, params.min_scale_px)
 
-    def _match(self, people: np.ndarray, candidates: np.ndarray, time_s: float) -> list[tuple[int, int]]:
-        """(track index, person index) pairs between the tracks and ``people[candidates]``."""
+    def _match(self, people: np.ndarray, candidates: np.ndarray,
+               time_s: float) -> list[tuple[int, int, bool]]:
+        """(track index, person index, paired by keypoints rather than by box) between the tracks
+        and ``people[candidates]``."""
         if not self._tracks or len(candidates) == 0:
             return []
         params = self.params
@@ -254,10 +277,11 @@ class Tracker:
         explained = explained_fraction(expected, chosen, self._sigmas, params.min_scale_px)
         misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
         preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
-        pairs = match_pairs(similarity, params.oks_threshold, preference)
-        if params.fallback_iou > 0:
-            pairs += self._match_boxes(chosen, pairs, time_s)
-        return [(track_index, int(candidates[chosen_index])) for track_index, chosen_index in pairs]
+        by_keypoints = match_pairs(similarity, params.oks_threshold, preference)
+        by_box = self._match_boxes(chosen, by_keypoints, time_s) if params.fallback_iou > 0 else []
+        return [(track_index, int(candidates[chosen_index]), keypoints)
+                for keypoints, pairs in ((True, by_keypoints), (False, by_box))
+                for track_index, chosen_index in pairs]
 
     def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
                      time_s: float) -> list[tuple[int, int]]:
