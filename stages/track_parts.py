@@ -6,7 +6,7 @@ of part of the body.  Such pieces must not start tracks nor take the body's trac
 
 - a *fragment*: at most ``max_keypoints`` keypoints, no neck, and a box inside or touching the
   box of a tracked person (grown by ``margin`` times that person's scale);
-- a *part*: a person with fewer keypoints than a person matched to a track in the same frame,
+- a *part*: a person with no more keypoints than a person matched to a track in the same frame,
   with at least ``min_inside`` of their keypoints inside that track's box (grown the same way).
 
 Pure functions over arrays.  Arrays: people float [P, 18, 3] (frame px, score <= 0 = missing);
@@ -98,5 +98,5 @@ def find_parts(people: np.ndarray, matched_boxes: np.ndarray, matched_counts: np
     if len(matched_boxes) == 0 or len(people) == 0:
         return np.zeros(len(people), dtype=bool)
     inside = fraction_inside(people, grow_boxes(matched_boxes, margin, min_scale_px))   # [P,M]
-    smaller = keypoint_counts(people)[:, None] < np.asarray(matched_counts)[None, :]
+    smaller = keypoint_counts(people)[:, None] <= np.asarray(matched_counts)[None, :]
     return ((inside >= min_inside) & smaller & (keypoint_counts(people)[:, None] > 0)).any(axis=1)

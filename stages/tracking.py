@@ -10,7 +10,7 @@ up to ``max_age`` updates gets their id back when they reappear near where motio
 
 Pieces of a tracked person that the decoder reports as people of their own (see
 :mod:`stages.track_parts`: *fragments*, few keypoints and no neck, touching a track; *parts*,
-smaller people mostly inside a person tracked in the same frame) never take a track nor start
+people no bigger than a person tracked in the same frame and mostly inside their box) never take a track nor start
 one: their id is -1, as is a person without any visible keypoint.  Other unmatched people start new tracks with new ids; ids are never reused;
 a track unmatched for more than ``max_age`` updates is dropped.
 
@@ -57,8 +57,8 @@ class TrackerParams:
         or touching a track's box, is a fragment of that person (id -1); 0 turns this off.
     fragment_margin: how far (a fraction of the tracked person's scale, 0-10) a box is grown for
         "touching".
-    part_min_inside: a person unmatched this frame with fewer keypoints than a person matched to a
-        track, and at least this fraction (0 < f <= 1) of their keypoints inside that track's box
+    part_min_inside: a person unmatched this frame with no more keypoints than a person matched
+        to a track, and at least this fraction (0 < f <= 1) of their keypoints inside that track's box
         (grown by ``fragment_margin``), is a part of that person (id -1, starts no track).
     extent_memory_s: a track's box covers the keypoints seen in the last ``extent_memory_s``
         seconds (>= 0; moved by the track's velocity), not only the last frame's: a body seen

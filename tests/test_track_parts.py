@@ -50,13 +50,15 @@ def test_fragments_touch_a_tracked_box_have_few_keypoints_and_no_neck():
     assert find_fragments(people, np.zeros((0, 4)), 5, 0.2).tolist() == [False] * 5
 
 
-def test_parts_are_smaller_and_mostly_inside_a_present_person():
+def test_parts_are_no_bigger_and_mostly_inside_a_present_person():
     body = skeleton((300.0, 300.0))
     upper, _ = split_off(body, PIECES["right_leg"] + PIECES["left_leg"])
     beside = skeleton((300.0 + 150.0, 300.0))
-    people = np.array([upper, beside, body])
-    boxes, counts = pose_boxes(body[None]), np.array([NUM_KEYPOINTS])
-    assert find_parts(people, boxes, counts, 0.8, 0.2).tolist() == [True, False, False]
+    people = np.array([upper, beside, body, upper + (5.0, 5.0, 0.0)])
+    present_boxes = pose_boxes(upper[None])
+    inside = find_parts(people, present_boxes, np.array([12]), 0.8, 0.2)
+    assert inside.tolist() == [True, False, False, True]      # the whole body is bigger
+    assert find_parts(people, present_boxes, np.array([11]), 0.8, 0.2).tolist() == [False] * 4
 
 
 def test_explained_fraction_prefers_the_whole_body_over_a_piece():
