@@ -63,9 +63,9 @@ class TrackerParams:
     extent_memory_s: a track's box covers the keypoints seen in the last ``extent_memory_s``
         seconds (>= 0; moved by the track's velocity), not only the last frame's: a body seen
         without its head still owns the space where the head was.
-    fallback_iou: tracks and people left unpaired by keypoint similarity are paired when the
-        track's box and the person's box overlap by at least this intersection over union
-        (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
+    fallback_iou: tracks seen in the previous update and people left unpaired by keypoint
+        similarity are paired when the track's box and the person's box overlap by at least this
+        intersection over union (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
         limbs for a frame, so the poses differ while the person stays where they were.
     """
 
@@ -285,8 +285,10 @@ class Tracker:
 
     def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
                      time_s: float) -> list[tuple[int, int]]:
-        """Second round: tracks and people left unpaired by keypoints, paired by box overlap."""
-        tracks_left = sorted(set(range(len(self._tracks))) - {track for track, _ in pairs})
+        """Second round: tracks seen last update and people left unpaired by keypoints, paired
+        by box overlap (a track already lost must get its person back by keypoints)."""
+        tracks_left = sorted({index for index, track in enumerate(self._tracks) if track.misses == 0}
+                             - {track for track, _ in pairs})
         people_left = sorted(set(range(len(chosen))) - {person for _, person in pairs})
         if not tracks_left or not people_left:
             return []

@@ -171,3 +171,16 @@ def test_one_keypoint_on_a_far_limb_does_not_fling_the_velocity():
         ids.append(tracker.update(pose[None], frame_index / FPS)[0])
     assert ids == [0] * 10
     assert np.abs(tracker._tracks[0].velocity).max() < 30.0
+
+
+def test_a_lost_track_is_not_given_back_by_box_overlap_alone():
+    """Box overlap pairs a track seen last frame (the decoder's bad frame); a track already lost
+    needs the keypoints to fit: someone else in the same box, upside down, gets a new id."""
+    tracker = Tracker(TrackerParams(max_age=10, fallback_iou=0.5))
+    for frame_index in range(10):
+        first = tracker.update(skeleton((300.0, 300.0))[None], frame_index / FPS)
+    for frame_index in range(10, 13):
+        tracker.update(np.zeros((0, NUM_KEYPOINTS, 3)), frame_index / FPS)
+    upside_down = skeleton((300.0, 300.0))
+    upside_down[:, 1] = 600.0 - upside_down[:, 1]
+    assert tracker.update(upside_down[None], 13 / FPS)[0] > first[0]
