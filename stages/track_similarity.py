@@ -67,12 +67,7 @@ def keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.nda
     scales (see :func:`pose_scales`); the similarity is the mean over the shared keypoints, and 0
     when fewer than ``min_shared`` keypoints are shared.
     """
-    if len(poses_a) == 0 or len(poses_b) == 0:
-        return np.zeros((len(poses_a), len(poses_b)))
-    per_keypoint = _per_keypoint_similarity(poses_a, poses_b, sigmas, min_scale_px)
-    shared_count = ((poses_a[:, None, :, 2] > 0) & (poses_b[None, :, :, 2] > 0)).sum(axis=-1)
-    similarity = per_keypoint.sum(axis=-1) / np.maximum(shared_count, 1)
-    return np.where(shared_count >= min_shared, similarity, 0.0)
+    return similarity_and_explained(poses_a, poses_b, sigmas, min_scale_px, min_shared)[0]
 
 
 def explained_fraction(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
@@ -81,11 +76,22 @@ def explained_fraction(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarra
     of :func:`keypoint_similarity` summed over the keypoints both show, divided by the number of
     keypoints the track shows.  A piece of a body (an arm, a head) fits its few keypoints as
     well as the body does but explains a small part of the track, so the whole body wins."""
+    return similarity_and_explained(tracks, people, sigmas, min_scale_px)[1]
+
+
+def similarity_and_explained(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
+                             min_scale_px: float = 16.0,
+                             min_shared: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`keypoint_similarity` and :func:`explained_fraction` [T, P] in one pass."""
     if len(tracks) == 0 or len(people) == 0:
-        return np.zeros((len(tracks), len(people)))
+        empty = np.zeros((len(tracks), len(people)))
+        return empty, empty.copy()
     per_keypoint = _per_keypoint_similarity(tracks, people, sigmas, min_scale_px)
+    total = per_keypoint.sum(axis=-1)
+    shared_count = ((tracks[:, None, :, 2] > 0) & (people[None, :, :, 2] > 0)).sum(axis=-1)
+    similarity = np.where(shared_count >= min_shared, total / np.maximum(shared_count, 1), 0.0)
     track_keypoints = (tracks[..., 2] > 0).sum(axis=-1)
-    return per_keypoint.sum(axis=-1) / np.maximum(track_keypoints, 1)[:, None]
+    return similarity, total / np.maximum(track_keypoints, 1)[:, None]
 
 
 def match_pairs(similarity: np.ndarray, threshold: float,

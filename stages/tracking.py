@@ -31,6 +31,7 @@ from stages.track_parts import (
 )
 from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
     CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
+    similarity_and_explained,
 )
 
 logger = logging.getLogger(__name__)
@@ -272,9 +273,8 @@ class Tracker:
         else:
             expected = np.stack([track.pose for track in self._tracks])
         chosen = people[candidates]
-        similarity = keypoint_similarity(expected, chosen, self._sigmas, params.min_scale_px,
-                                         params.min_shared_keypoints)
-        explained = explained_fraction(expected, chosen, self._sigmas, params.min_scale_px)
+        similarity, explained = similarity_and_explained(
+            expected, chosen, self._sigmas, params.min_scale_px, params.min_shared_keypoints)
         misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
         preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
         by_keypoints = match_pairs(similarity, params.oks_threshold, preference)
