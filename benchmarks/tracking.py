@@ -96,7 +96,8 @@ def markdown(report: dict) -> str:
         "",
         f"`{run['command']}` on `{run['source']}` ({run['machine']}; load before {run['load_before']},"
         f" after {run['load_after']}).  Each row: the CLI twice, `--track --json` and"
-        f" `--track --smooth --json`, real mobilenet_thin weights, other settings default.",
+        f" `--track --smooth --json`, real mobilenet_thin weights, other settings default"
+        f" (default net input height: the backbone's, 368 for mobilenet_thin).",
         f"ids: among people with >= {FULL_PERSON_KEYPOINTS} keypoints (2 dancers, so 2 is right);"
         " both tracked: frames where two such people carry different ids; -1 full: such people left"
         " untracked; pieces: people at -1; jitter: mean |p[t+1] - 2 p[t] + p[t-1]| of tracked"
