@@ -212,7 +212,9 @@ def test_pose_scales_and_match_pairs():
     ("oks_threshold", 0.0), ("oks_threshold", 1.5), ("min_scale_px", float("nan")), ("max_age", -1), ("sigmas", (0.1,) * 17),
     ("sigmas", (0.0,) * 18), ("min_scale_px", 0.0), ("min_shared_keypoints", 0),
     ("velocity_smoothing", 0.0), ("velocity_smoothing", 1.5), ("lost_discount", -0.1),
-    ("lost_discount", 1.0),
+    ("lost_discount", 1.0), ("fragment_max_keypoints", -1), ("fragment_max_keypoints", 18),
+    ("fragment_margin", -0.1), ("part_min_inside", 0.0), ("part_min_inside", 1.5),
+    ("extent_memory_s", -1.0), ("fallback_iou", 1.5),
 ])
 def test_params_out_of_range_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
