@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from stream.errors import SourceError
 from stream.items import Frame
-from stream.sources import Source
+from stream.sources import Source, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,13 @@ class Reconnecting(Source):
         self._lock = threading.Lock()
         self._next_index = 0
         self._first_capture_time: float | None = None
+        self._recovering = False
+
+    @property
+    def state(self) -> SourceState:
+        """``reconnecting`` from the moment a loss is noticed until a new connection is open."""
+        state = super().state
+        return SourceState.RECONNECTING if state is SourceState.LIVE and self._recovering else state
 
     @property
     def dropped(self) -> int:
@@ -157,6 +164,14 @@ class Reconnecting(Source):
             raise SourceError(f"{self.label}: {_without_label(reason, self.label)} "
                               "(source.reconnect is false)")
         log.warning("%s lost: %s; reconnecting", self.name, reason)
+        self._recovering = True
+        try:
+            return self._reconnect(reason)
+        finally:
+            self._recovering = False
+
+    def _reconnect(self, reason: str) -> bool:
+        """Open a new connection with back-off (see ``_recover``)."""
         lost_at = time.monotonic()
         attempt = 0
         while True:

@@ -48,8 +48,9 @@ def test_describe_uri_hides_passwords():
     assert describe_uri(3) == "webcam 3"
     assert describe_uri("rtsp://cam/x") == "rtsp://cam/x"
     shown = describe_uri("rtsp://admin:s3cret@10.0.0.5:554/stream1")
-    assert "s3cret" not in shown
-    assert shown == "rtsp://admin:***@10.0.0.5:554/stream1"
+    assert "s3cret" not in shown and "admin" not in shown
+    assert shown == "rtsp://***@10.0.0.5:554/stream1"
+    assert describe_uri("rtsp://viewer@cam/x") == "rtsp://***@cam/x"
 
 
 def test_ffmpeg_options_rtsp_over_tcp_with_microsecond_timeout():
