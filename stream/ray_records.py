@@ -130,8 +130,8 @@ class CameraRecord:
 def build_report(stats: StatsRecorder, records: Iterable[CameraRecord], ray_section: Mapping[str, Any],
                  batches: Mapping[str, Any] | None = None, per_source: bool = False) -> dict:
     """The local stats object over all cameras (``sources`` with several or ``per_source``), the
-    pool's ``batches`` (forwards and mean frames per forward, as a local run reports its inference stage's), and
-    the ``ray`` section."""
+    pool's ``batches`` (forwards and mean frames per forward, as a local run reports its inference
+    stage's), and the ``ray`` section."""
     records = list(records)
     counts = {record.name: record.counts() for record in records}
     report = stats.report(dropped=sum(count["dropped"] for count in counts.values()),
