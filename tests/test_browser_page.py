@@ -41,8 +41,12 @@ def posed(name: str, index: int, image: np.ndarray, people: int) -> Posed:
                  heatmaps=None, pafs=None, people=np.ones((people, 18, 3), np.float32))
 
 
-def tile_colour(position: int) -> tuple[int, int, int]:
-    return (40 + 12 * position, 200 - 8 * position, 60 + 9 * position)
+def tile_colour(position: int, dimmed: bool = False) -> tuple[int, int, int]:
+    """A saturated colour of its own per tile (16 hues); ``dimmed``: as drawn at opacity 0.4
+    (tiles that are not live) on the black tile."""
+    hsv = np.uint8([[[position * 180 // 16, 255, 220]]])
+    bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(float)
+    return tuple(int(round(value * (0.4 if dimmed else 1.0))) for value in bgr)
 
 
 @pytest.fixture
@@ -146,5 +150,5 @@ def test_sixteen_cameras_all_drawn_and_stats_still_polled(tmp_path, serve_wall):
     assert updates and int(updates.group(1)) >= 3, "16 streams starved the stats poll"
     assert 'src="stream/cam0.mjpg"' not in dom, "more than 4 sources: tiles fetch frames in turn"
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    boxes = [drawn_box(image, tile_colour(position)) for position in range(16)]
+    boxes = [drawn_box(image, tile_colour(position, dimmed=STATES[position % 3] != "live")) for position in range(16)]
     assert all(width >= 200 and height >= 150 for width, height in boxes), f"tile images drawn at {boxes}"
