@@ -27,7 +27,8 @@ def build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
     shared_json = None
     if output.json and "{source}" not in output.json:
         shared_json = JsonLinesSink(output.json, include_source=several)
-    shared_http = _http_sink(output, [source.name for source in sources], live_stats) if output.serve else None
+    names = [source.name for source in sources]
+    shared_http = _http_sink(output, names, live_stats) if output.serve else None
     show_window = output.display if output.display is not None else has_display()
     routes = {}
     for source in sources:

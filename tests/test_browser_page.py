@@ -59,9 +59,9 @@ def serve_wall(request):
 
     def stats() -> dict:
         calls["n"] += 1
-        sources = {name: {"frames": 10 * position + calls["n"], "fps_recent": 7.5, "state": STATES[position % 3],
-                          "latency_ms": {"p50": 61.0 + position, "p95": 90.0}, "people": position % 4,
-                          "error": None}
+        sources = {name: {"frames": 10 * position + calls["n"], "fps_recent": 7.5,
+                          "state": STATES[position % 3], "latency_ms": {"p50": 61.0 + position, "p95": 90.0},
+                          "people": position % 4, "error": None}
                    for position, name in enumerate(names)}
         return {"frames": 100 + calls["n"], "fps": 14.5, "dropped": 7, "reconnects": 2, "wall_s": 3.0,
                 "latency_ms": {"p50": 61.0, "p95": 88.0}, "sources": sources,
@@ -119,8 +119,8 @@ def test_tiles_show_each_source_state_and_numbers_live(tmp_path, serve_wall):
     sink, calls = serve_wall
     run = chromium(tmp_path, sink.url, "--virtual-time-budget=3500", "--dump-dom")
     dom = run.stdout
-    tiles = re.findall(r'<article class="tile" data-source="(cam\d)" data-state="(\w+)" data-frames="(\d+)"[^>]*>'
-                       r'(.*?)</article>', dom, re.S)
+    tiles = re.findall(r'<article class="tile" data-source="(cam\d)" data-state="(\w+)" '
+                       r'data-frames="(\d+)"[^>]*>(.*?)</article>', dom, re.S)
     assert [(name, state) for name, state, _, _ in tiles] == [("cam0", "live"), ("cam1", "reconnecting"),
                                                                ("cam2", "down")], run.stderr[-2000:]
     for position, (name, _, frames, body) in enumerate(tiles):
@@ -150,5 +150,6 @@ def test_sixteen_cameras_all_drawn_and_stats_still_polled(tmp_path, serve_wall):
     assert updates and int(updates.group(1)) >= 3, "16 streams starved the stats poll"
     assert 'src="stream/cam0.mjpg"' not in dom, "more than 4 sources: tiles fetch frames in turn"
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    boxes = [drawn_box(image, tile_colour(position, dimmed=STATES[position % 3] != "live")) for position in range(16)]
+    boxes = [drawn_box(image, tile_colour(position, dimmed=STATES[position % 3] != "live"))
+             for position in range(16)]
     assert all(width >= 200 and height >= 150 for width, height in boxes), f"tile images drawn at {boxes}"
