@@ -53,6 +53,8 @@ CLIENT_WAIT_S = 0.5          # a streaming client re-checks for shutdown this of
 FRAME_WAIT_S = 1.0           # /stream/NAME.jpg?after=SEQ waits this long for a newer frame
 KEEPALIVE_S = 10.0           # an idle /poses stream gets a comment line this often
 POLL_INTERVAL_S = 0.1        # serve_forever's shutdown poll
+STREAM_SEND_BUFFER_BYTES = 256 * 1024   # kernel send buffer of an endless stream: a stuck client
+                                        # holds at most this much there, and blocks (and is dropped) sooner
 STREAM_ROUTE = re.compile(r"/stream/(?P<name>[^/]+)\.(?P<kind>mjpg|jpg)")
 TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
 ROUTES = ("/", "/index.html", "/stats.json", "/metrics", "/poses", "/stream.mjpg")
@@ -311,6 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start_stream(self, content_type: str) -> None:
         self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER_BYTES)
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-store")
