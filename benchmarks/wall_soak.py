@@ -232,8 +232,11 @@ def _memory_summary(samples: list[dict]) -> dict:
     times = np.array([sample["t_s"] for sample in steady])
     rss = np.array([sample["rss_mb"] for sample in steady])
     slope = float(np.polyfit(times, rss, 1)[0]) * 60.0
+    half = len(steady) // 2          # the second half: after the kill/restart step of a new capture
+    late_slope = float(np.polyfit(times[half:], rss[half:], 1)[0]) * 60.0
     return {"rss_start_mb": round(float(rss[:5].mean()), 1), "rss_end_mb": round(float(rss[-5:].mean()), 1),
             "rss_max_mb": round(float(rss.max()), 1), "slope_mb_per_min": round(slope, 3),
+            "second_half_slope_mb_per_min": round(late_slope, 3), "second_half_from_s": float(times[half]),
             "from_s": WARMUP_S, "samples": len(steady)}
 
 
@@ -262,7 +265,8 @@ def _markdown(result: dict) -> str:
         f"{kill.get('reconnects_total')}) |",
         f"| memory flat with a stuck /poses and a stuck stream client | RSS {memory.get('rss_start_mb')} → "
         f"{memory.get('rss_end_mb')} MB (max {memory.get('rss_max_mb')}), slope {memory.get('slope_mb_per_min')} "
-        f"MB/min from {memory.get('from_s')} s |",
+        f"MB/min from {memory.get('from_s')} s, {memory.get('second_half_slope_mb_per_min')} MB/min from "
+        f"{memory.get('second_half_from_s')} s |",
         f"| SIGINT exits 0 | exit code {result.get('sigint_exit_code')} after {result.get('sigint_exit_s')} s |",
         "",
         f"Stuck clients dropped by the server (client timeout) and reconnected: "
