@@ -163,6 +163,8 @@ def test_poses_streams_the_json_line_of_every_frame(wall):
     assert events == [json.loads(json.dumps(pose_record(item, include_source=True))) for item in items]
     assert [event["source"] for event in events] == [NAMES[index % 2] for index in range(8)]
     assert [len(event["people"]) for event in events] == [index % 3 for index in range(8)]
+    assert all(set(person) >= {"person_id", "score", "pose_keypoints_2d"}
+               for event in events for person in event["people"]), "the --json person, score included"
 
 
 def test_a_stuck_poses_client_loses_counted_events_and_never_slows_write():

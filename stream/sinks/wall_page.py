@@ -13,7 +13,7 @@ tile's name links to its MJPEG.  The grid keeps about square: 1 tile fills the p
 from __future__ import annotations
 
 import json
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 STREAMING_TILES_MAX = 4
 
@@ -222,11 +222,6 @@ def render_page(title: str, names: list[str], token: str | None = None,
     config_json = json.dumps(config).replace("<", "\\u003c")   # nothing can close the script
     return (PAGE_TEMPLATE.replace("{{title}}", html_escape(title))
             .replace("{{config}}", config_json).encode())
-
-
-def stream_path(name: str, kind: str) -> str:
-    """``/stream/NAME.KIND`` with the name percent-encoded (as the page's script builds it)."""
-    return f"/stream/{quote(name, safe='')}.{kind}"
 
 
 def html_escape(text: str) -> str:
