@@ -224,3 +224,24 @@ def test_a_token_guards_every_route_and_stays_out_of_the_logs(caplog):
 def test_loopback_hosts():
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.0.0.9", "::1", "localhost"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.4", "camera-box"))
+
+
+def test_the_token_comes_from_the_config_or_the_environment(monkeypatch):
+    from stream.config import load_config
+    from stream.outputs import build_sinks
+
+    monkeypatch.setenv("POSESTREAM_SERVE_TOKEN", "from-env")
+    assert load_config(None).output.serve_token == "from-env"
+    assert load_config(None, overrides=["output.serve_token=from-config"]).output.serve_token == "from-config"
+    monkeypatch.setenv("POSESTREAM_SERVE_TOKEN", "")
+    assert load_config(None).output.serve_token is None, "an empty variable is no token"
+    config = load_config(None, values={"output.serve": "0", "output.display": False,
+                                       "output.serve_token": "t0k"})
+    sources = [type("Named", (), {"name": name})() for name in NAMES]
+    routes = build_sinks(config, sources, stop=lambda: None, live_stats=dict)
+    (sink,) = {id(sink): sink for multi in routes.values() for sink in multi.sinks}.values()
+    try:
+        assert sink.token == "t0k" and list(sink.source_frames) == list(NAMES)
+        assert urllib.request.urlopen(sink.url + "stats.json?token=t0k", timeout=5).status == 200
+    finally:
+        sink.close()
