@@ -81,7 +81,8 @@ class Reconnecting(Source):
 
     @property
     def state(self) -> SourceState:
-        """``reconnecting`` from the moment a loss is noticed until a new connection is open."""
+        """``reconnecting`` from the moment a loss is noticed until a new connection gives a frame
+        (a stream that opens but stays stalled is not live)."""
         state = super().state
         return SourceState.RECONNECTING if state is SourceState.LIVE and self._recovering else state
 
@@ -107,6 +108,7 @@ class Reconnecting(Source):
         while not self._stop.is_set():
             try:
                 for frame in self._inner:
+                    self._recovering = False
                     yield self._restamp(frame)
                 reason = "the stream ended"
             except SourceError as exc:
@@ -164,14 +166,7 @@ class Reconnecting(Source):
             raise SourceError(f"{self.label}: {_without_label(reason, self.label)} "
                               "(source.reconnect is false)")
         log.warning("%s lost: %s; reconnecting", self.name, reason)
-        self._recovering = True
-        try:
-            return self._reconnect(reason)
-        finally:
-            self._recovering = False
-
-    def _reconnect(self, reason: str) -> bool:
-        """Open a new connection with back-off (see ``_recover``)."""
+        self._recovering = True                 # until the new connection's first frame
         lost_at = time.monotonic()
         attempt = 0
         while True:

@@ -4,7 +4,8 @@ gst-rtsp-server fixture), one of them reached with a user and password in its UR
 With a stuck ``/poses`` client and a stuck stream client connected all along: the page in
 headless Chromium shows a live tile per camera, ``/metrics`` (prometheus_client's parser) and
 ``/poses`` cover every camera; one camera is killed (reported down, ``posestream_source_up`` 0,
-while the others keep counting), restarted (live again, ``reconnects_total`` grown); the
+while the others keep counting), restarted (live again, ``reconnects_total`` grown), another
+stalls (not live until its frames flow again, though reconnects to it open); the
 credentials appear nowhere (page, stats, metrics, log); SIGINT exits 0.  The times against the
 goals are measured by benchmarks/wall_soak.py (the time to exit after SIGINT too: on this shared
 2-core machine it exceeds 2 s with three cameras, with or without --serve).
@@ -152,6 +153,16 @@ def test_wall_of_three_rtsp_cameras_with_one_killed_and_restarted(cameras, tmp_p
         assert after[("posestream_reconnects_total", "door")] >= before[("posestream_reconnects_total", "door")] + 1
         wait_for(lambda: metrics(base)[("posestream_frames_total", "door")]
                  > after[("posestream_frames_total", "door")], 30, "frames from the restarted camera")
+
+        yard = cameras["yard"]
+        yard.stall()
+        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 0, READ_TIMEOUT_S + 5,
+                 "a stalled camera reported not live")
+        time.sleep(READ_TIMEOUT_S + 1)          # reconnects to a stream that sends nothing are not live
+        assert metrics(base)[("posestream_source_up", "yard")] == 0
+        assert json.loads(get(base + "stats.json"))["sources"]["yard"]["state"] == "reconnecting"
+        yard.resume()
+        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 1, 30, "live again after the stall")
 
         shown = [get(base), get(base + "stats.json"), get(base + "metrics")]
         assert all(body is not None and SECRET.encode() not in body and b"viewer" not in body for body in shown)
