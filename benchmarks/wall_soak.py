@@ -12,6 +12,8 @@ Runs ``run_stream.py --serve`` on N cameras (random weights, ``--input-height``)
 - camera 0 killed at ``--kill-at`` s: the time until ``posestream_source_up`` is 0 for it (goal:
   within ``source.read_timeout_s`` + 5 s) while the others keep counting; restarted
   ``--down-s`` later: the time until it is live again;
+- camera 1 stalled (connection open, no frames) at ``--stall-at`` s for ``--down-s``: the time
+  until it is reported not live (about ``source.read_timeout_s``) and live again after it resumes;
 - SIGINT at the end: the exit code (goal 0) and how long the exit took.
 
 Results: benchmarks/results/wall_soak.json (every sample) and wall_soak.md.
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=2.0)
     parser.add_argument("--kill-at", type=float, default=60.0, help="kill camera 0 this long into the soak")
     parser.add_argument("--down-s", type=float, default=15.0, help="restart it this long after the kill")
+    parser.add_argument("--stall-at", type=float, default=120.0, help="stall camera 1 this long into the soak")
     parser.add_argument("--out", default=str(RESULTS / "wall_soak"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         result["all_endpoints_s"] = _time_to_all_endpoints(base, port, set(names), started)
         soak_start = time.monotonic()
         samples, kill, reconnects_stuck = [], {}, 0
-        killed_at = restarted_at = None
+        killed_at = restarted_at = stalled_at = None
+        stall: dict = {}
         while time.monotonic() - soak_start < args.seconds:
             now = time.monotonic() - soak_start
             snapshot = stats(base)
@@ -174,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                 kill["live_again_s"] = None if live_s is None else round(live_s, 2)
                 kill["reconnects_total"] = metric(base, "posestream_reconnects_total").get(names[0])
                 restarted_at = now
+            elif stalled_at is None and now >= args.stall_at and args.cameras > 1:
+                stall = _stall_and_time(base, cameras[1], names[1], args.down_s)
+                stalled_at = now
             time.sleep(args.sample_s)
         result["kill"] = kill
+        result["stall"] = stall
         result["stuck_clients_reconnected"] = reconnects_stuck
         result["samples"] = samples
         process.send_signal(signal.SIGINT)
@@ -225,6 +233,18 @@ def _kill_and_time(base: str, camera, names: list[str]) -> dict:
             "others_frames_gained": {name: after.get(name, 0) - before.get(name, 0) for name in names[1:]}}
 
 
+def _stall_and_time(base: str, camera, name: str, stalled_s: float) -> dict:
+    """Stall a camera (frames stop, connection stays): time until not live, and live again after."""
+    camera.stall()
+    not_live_s = wait_until(lambda: metric(base, "posestream_source_up").get(name) == 0, 60)
+    time.sleep(max(0.0, stalled_s - (not_live_s or 0.0)))
+    camera.resume()
+    live_s = wait_until(lambda: metric(base, "posestream_source_up").get(name) == 1, 60)
+    return {"not_live_after_s": None if not_live_s is None else round(not_live_s, 2),
+            "goal_s": READ_TIMEOUT_S + 5, "stalled_s": stalled_s,
+            "live_again_s": None if live_s is None else round(live_s, 2)}
+
+
 def _memory_summary(samples: list[dict]) -> dict:
     steady = [sample for sample in samples if sample["t_s"] >= WARMUP_S]
     if len(steady) < 3:
@@ -248,7 +268,7 @@ def _cpu_name() -> str:
 
 
 def _markdown(result: dict) -> str:
-    kill, memory = result.get("kill", {}), result.get("memory", {})
+    kill, memory, stall = result.get("kill", {}), result.get("memory", {}), result.get("stall", {})
     lines = [
         f"# Camera wall soak: {result['cameras']} RTSP cameras, --input-height {result['input_height']}",
         "",
@@ -263,6 +283,8 @@ def _markdown(result: dict) -> str:
         f"| the others keep counting while it is down (frames gained in 5 s) | {kill.get('others_frames_gained')} |",
         f"| live again after its restart | {kill.get('live_again_s')} s (reconnects_total "
         f"{kill.get('reconnects_total')}) |",
+        f"| stalled camera reported not live within read_timeout + 5 s = {stall.get('goal_s')} s | "
+        f"{stall.get('not_live_after_s')} s; live again {stall.get('live_again_s')} s after it resumed |",
         f"| memory flat with a stuck /poses and a stuck stream client | RSS {memory.get('rss_start_mb')} → "
         f"{memory.get('rss_end_mb')} MB (max {memory.get('rss_max_mb')}), slope {memory.get('slope_mb_per_min')} "
         f"MB/min from {memory.get('from_s')} s, {memory.get('second_half_slope_mb_per_min')} MB/min from "
