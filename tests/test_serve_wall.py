@@ -28,9 +28,11 @@ NAMES = ("front door", "yard")
 
 def posed(name: str, index: int, people: int = 1, image: np.ndarray | None = None) -> Posed:
     rng = np.random.default_rng(index)
-    keypoints = np.concatenate([rng.uniform(0, 300, (people, 18, 2)), rng.uniform(0.1, 1, (people, 18, 1))], axis=2)
+    keypoints = np.concatenate([rng.uniform(0, 300, (people, 18, 2)), rng.uniform(0.1, 1, (people, 18, 1))],
+                               axis=2)
     return Posed(image=coloured_frame(index) if image is None else image, index=index,
-                 capture_time=time.monotonic() - 0.04, time=index / 15, source=name, net_input=None, scale=1.0,
+                 capture_time=time.monotonic() - 0.04, time=index / 15, source=name, net_input=None,
+                 scale=1.0,
                  heatmaps=None, pafs=None, people=keypoints.astype(np.float32))
 
 
@@ -126,8 +128,9 @@ def test_metrics_parse_and_agree_with_stats_json(wall):
         assert samples[("posestream_reconnects_total", label)] == section["reconnects"] == 1
         assert samples[("posestream_people", label)] == section["people"]
         assert samples[("posestream_latency_seconds_count", label)] == section["frames"]
-        assert samples[("posestream_latency_seconds_bucket", (("le", "0.05"), ("source", name)))] == section["frames"]
-        assert samples[("posestream_latency_seconds_bucket", (("le", "0.025"), ("source", name)))] == 0
+        bucket = "posestream_latency_seconds_bucket"
+        assert samples[(bucket, (("le", "0.05"), ("source", name)))] == section["frames"]
+        assert samples[(bucket, (("le", "0.025"), ("source", name)))] == 0
     assert (stats["sources"]["front door"]["frames"], stats["sources"]["yard"]["frames"]) == (6, 4)
     assert samples[("posestream_people", (("source", "front door"),))] == 3, "people in the last frame"
     assert samples[("posestream_source_up", (("source", "front door"),))] == 1
