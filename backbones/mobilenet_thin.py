@@ -119,9 +119,9 @@ def _convert_graph(path):
     return convert_graph_file(path)
 
 
-def _fetch_default(path):
+def _fetch_default(path, url=None):
     from backbones.fetch import fetch_mobilenet_thin
-    return fetch_mobilenet_thin(path)
+    return fetch_mobilenet_thin(path, url=url)
 
 
 @register_backbone(
