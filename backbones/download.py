@@ -107,6 +107,7 @@ def _transfer(url: str, part: Path, expected_size: int | None, label: str, timeo
             raise DownloadError(f"{url} is {total} bytes, the published file is {expected_size}")
         total = total if total is not None else expected_size
         received = start
+        part.parent.mkdir(parents=True, exist_ok=True)   # only once there is something to write
         with part.open("r+b" if start else "wb") as handle, \
                 tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=label, disable=None, leave=False) as bar:
@@ -141,7 +142,6 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     incomplete after ``attempts`` tries (the ``.part`` file stays for the next run to resume).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     label = label or dest.name
     if part.exists():
