@@ -83,6 +83,14 @@ def test_a_later_run_resumes_the_part_file(server, tmp_path, mobilenet_bytes):
     assert server.requests == [(MOBILENET_FILE, "bytes=123456-")]
 
 
+def test_a_whole_part_file_left_unrenamed_is_checked_and_kept(server, tmp_path, mobilenet_bytes):
+    out = tmp_path / "mobilenet.pth"
+    part_path(out).write_bytes(mobilenet_bytes)                # complete, but never renamed
+    download(server.url(MOBILENET_FILE), out, sha256=sha256(mobilenet_bytes))
+    assert out.read_bytes() == mobilenet_bytes
+    assert server.requests == [(MOBILENET_FILE, f"bytes={len(mobilenet_bytes)}-")]   # 416
+
+
 def test_download_gives_up_after_its_attempts_and_keeps_the_part(server, tmp_path,
                                                                  monkeypatch, mobilenet_bytes):
     monkeypatch.setattr(download_module, "ATTEMPTS", 1)
