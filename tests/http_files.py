@@ -4,7 +4,8 @@
 support (206 + ``Content-Range``, 416 past the end), as download.01.org and Hugging Face do.
 ``cut_after[path] = n`` makes the next answer for ``path`` send only ``n`` body bytes and drop the
 connection (an interrupted download); ``requests`` records ``(path, Range header)`` of each
-request.  ``closed_port()`` gives a port nothing listens on (an offline machine's failure).
+request; ``ranges = False`` makes it ignore ``Range`` (200 with the whole file, as some servers
+do).  ``closed_port()`` gives a port nothing listens on (an offline machine's failure).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class FileServer:
     def __init__(self, files: dict[str, bytes] | None = None):
         self.files: dict[str, bytes] = dict(files or {})
         self.cut_after: dict[str, int] = {}
+        self.ranges = True
         self.requests: list[tuple[str, str | None]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -57,7 +59,7 @@ class FileServer:
                     self.send_error(404)
                     return
                 start = 0
-                match = _RANGE.match(range_header or "")
+                match = _RANGE.match(range_header or "") if server.ranges else None
                 if match:
                     start = int(match.group(1))
                     if start >= len(data):

@@ -83,6 +83,14 @@ def test_a_later_run_resumes_the_part_file(server, tmp_path, mobilenet_bytes):
     assert server.requests == [(MOBILENET_FILE, "bytes=123456-")]
 
 
+def test_a_server_without_ranges_sends_the_whole_file_again(server, tmp_path, mobilenet_bytes):
+    server.ranges = False
+    out = tmp_path / "mobilenet.pth"
+    part_path(out).write_bytes(b"stale bytes of an earlier try")
+    download(server.url(MOBILENET_FILE), out, sha256=sha256(mobilenet_bytes))
+    assert out.read_bytes() == mobilenet_bytes
+
+
 def test_a_whole_part_file_left_unrenamed_is_checked_and_kept(server, tmp_path, mobilenet_bytes):
     out = tmp_path / "mobilenet.pth"
     part_path(out).write_bytes(mobilenet_bytes)                # complete, but never renamed
