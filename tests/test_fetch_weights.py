@@ -146,6 +146,22 @@ def test_offline_is_one_line_naming_the_url_and_the_path(weights_dir, monkeypatc
     assert "offline" in error[0] and not target.exists()
 
 
+def test_cli_offline_first_use_is_one_line_exit_2(tmp_path):
+    """run_stream.py --backbone mobilenet (default engine) on a machine that cannot reach the URL."""
+    url = f"http://127.0.0.1:{closed_port()}/checkpoint_iter_370000.pth"
+    env = cli_env() | {backbones.WEIGHTS_DIR_ENV: str(tmp_path / "w"),
+                       "POSESTREAM_WEIGHTS_URL_MOBILENET": url}
+    done = subprocess.run([sys.executable, "run_stream.py", "--backbone", "mobilenet", "--source",
+                           "demo", "--max-frames", "1", "--no-display",
+                           "--json", str(tmp_path / "out.jsonl")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("posestream: error: ")
+    assert f"Download {url} and save it as {tmp_path / 'w' / 'mobilenet.pth'}" in errors[0]
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.jsonl").exists()
+
+
 def test_cli_backbone_cmu_fetches_from_the_config_url_and_runs(tmp_path):
     """run_stream.py with model.weights_url: the seed's CMU file (legacy torch format) is fetched
     into $POSESTREAM_WEIGHTS_DIR on first use, then the run goes on."""
