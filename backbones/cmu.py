@@ -127,7 +127,9 @@ def _fetch_default(path, url=None):
     preprocess=PREPROCESS,
     sources=(
         # Hzzone's README links a Dropbox folder; lllyasviel/Annotators on Hugging Face mirrors
-        # the same file, at a direct URL (size and sha256 as Hugging Face lists them).
+        # the same file, at a direct URL.  Its size and sha256 are those that public projects
+        # downloading it from there pin (e.g. ControlNet annotator model lists); this project
+        # could not download the file itself to confirm them (no internet where it was built).
         WeightSource("body_pose_model.pth",
                      "Hzzone/pytorch-openpose, 'Model Download' in its README "
                      "(https://github.com/Hzzone/pytorch-openpose); mirrored on Hugging Face "
