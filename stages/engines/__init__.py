@@ -106,12 +106,14 @@ def parallelism(config: "Config") -> tuple[int, int]:
                            config.pipeline.mode, available_cores())
 
 
-def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None) -> Path:
+def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None, *,
+                    weights_url: str | None = None) -> Path:
     """An ONNX file of ``backbone`` with ``weights``: the file itself when ``weights`` is a .onnx,
     else its export under ``cache_dir`` (default weights/onnx/), made on first use.
 
     The cached name carries a digest of the weights file's path, size and modification time, so
-    new weights are exported again.  ConfigError / WeightsError as ``backbones.build`` raises them.
+    new weights are exported again; missing default weights are fetched first (from
+    ``weights_url`` when given).  ConfigError / WeightsError as ``backbones.build`` raises them.
     """
     if weights is not None and str(weights).lower().endswith(".onnx"):
         path = Path(weights).expanduser()
@@ -122,7 +124,7 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
     from backbones.export import export_onnx
 
     backbones.get_spec(backbone)                         # ConfigError for an unknown name
-    source = _weights_source(backbone, weights)
+    source = _weights_source(backbone, weights, weights_url)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     path = (cache_dir or ONNX_CACHE_DIR) / f"{backbone}-{digest}.onnx"
     if not path.is_file():
@@ -131,7 +133,7 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
     return path
 
 
-def _weights_source(backbone: str, weights: str | None) -> str:
+def _weights_source(backbone: str, weights: str | None, weights_url: str | None = None) -> str:
     """What identifies the weights: ``random``, or a file's resolved path, size and mtime."""
     import backbones
 
@@ -139,7 +141,7 @@ def _weights_source(backbone: str, weights: str | None) -> str:
         return f"{backbone}:random:{backbones.RANDOM_SEED}"
     path = Path(weights).expanduser() if weights is not None else backbones.default_weights_path(backbone)
     if not path.exists() and weights is None:
-        backbones.build(backbone)                        # fetches mobilenet_thin, else WeightsError
+        backbones.build(backbone, weights_url=weights_url)   # fetches it, else WeightsError
     try:
         stat = path.resolve().stat()
     except OSError:

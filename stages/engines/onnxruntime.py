@@ -103,7 +103,7 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
     import backbones
 
     preprocess = backbones.get_spec(backbone).preprocess
-    path = onnx_model_path(backbone, config.model.weights)
+    path = onnx_model_path(backbone, config.model.weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
     engine = OnnxRuntimeEngine(path, preprocess, stride=int(preprocess.stride), threads=threads,
                                workers=workers)

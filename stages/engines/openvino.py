@@ -176,7 +176,7 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
             if not path.is_file():
                 raise WeightsError(f"OpenVINO IR not found: {path}")
         else:
-            path = onnx_model_path(backbone, weights)
+            path = onnx_model_path(backbone, weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
     engine = OpenVinoEngine(path, preprocess, stride=int(preprocess.stride), precision=precision,
                             threads=threads, workers=workers)
