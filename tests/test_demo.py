@@ -32,8 +32,10 @@ def test_demo_frames_are_640x480_and_change():
 
 
 def test_demo_photo_is_matplotlibs_grace_hopper():
+    import matplotlib
+
     source = DemoSource(max_frames=1).open()
-    assert source.photo_path.name == "grace_hopper.jpg"
+    assert source.photo_path == Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     source.close()
 
 
