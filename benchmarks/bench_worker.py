@@ -132,9 +132,14 @@ def process_age_s() -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024, 1)
+    """This process's peak resident set size in MB: Linux's VmHWM (ru_maxrss there also counts
+    the parent's pages that a fork before exec touched), else ru_maxrss (bytes on macOS)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return round(int(status.split("VmHWM:", 1)[1].split()[0]) / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _own_cpu_s() -> float:
