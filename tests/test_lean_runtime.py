@@ -70,3 +70,15 @@ def test_preprocess_table_is_the_registered_networks_preprocessing():
         assert backbones.preprocess_spec(name) is backbones.get_spec(name).preprocess
     with pytest.raises(ConfigError, match="nosuchnet.*mobilenet_thin"):
         backbones.preprocess_spec("nosuchnet")
+
+
+def test_auto_asks_torch_about_cuda_only_where_an_nvidia_driver_is(monkeypatch):
+    import torch
+
+    import stages.engines as engines
+
+    monkeypatch.setattr(engines, "nvidia_driver_present", lambda: False)
+    assert engines._uses_cuda("auto") is False
+    monkeypatch.setattr(engines, "nvidia_driver_present", lambda: True)
+    assert engines._uses_cuda("auto") == torch.cuda.is_available()
+    assert engines._uses_cuda("cuda:0") and not engines._uses_cuda("cpu")
