@@ -341,7 +341,7 @@ def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:
 def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
     """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
     brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
-    from stages.postprocess import decode, to_frame
+    from stages.postprocess import decode_people, to_frame
 
     make_tracker = make_smoother = None
     if config.tracking.enabled or config.smoothing.enabled:
@@ -354,7 +354,7 @@ def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
 
         smoother_params = SmootherParams(**section_params(config.smoothing))
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
-    return PostprocessStage(decode, to_frame, section_params(config.postprocess), stride,
+    return PostprocessStage(decode_people, to_frame, section_params(config.postprocess), stride,
                             make_tracker, make_smoother, publish_ids=config.tracking.enabled)
 
 
