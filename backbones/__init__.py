@@ -41,11 +41,17 @@ RANDOM = "random"
 RANDOM_SEED = 20181112   # fixed: "--weights random" gives the same network on every run
 
 
+def default_weights_path(name: str) -> Path:
+    """``weights/<name>.pth`` in the repository root."""
+    return WEIGHTS_DIR / f"{name}.pth"
+
+
 NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin")
 
 
 def _register_networks() -> None:
-    """Import the network modules (torch), whose decorators fill the registry; once."""
+    """Import the network modules (torch), whose decorators fill the registry (a no-op after
+    the first call)."""
     for module in NETWORK_MODULES:
         importlib.import_module(module)
 
@@ -60,11 +66,6 @@ def list_backbones() -> list[str]:
     """Registered backbone names, in registration order."""
     _register_networks()
     return registry.list_backbones()
-
-
-def default_weights_path(name: str) -> Path:
-    """``weights/<name>.pth`` in the repository root."""
-    return WEIGHTS_DIR / f"{name}.pth"
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
