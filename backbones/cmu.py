@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from backbones import cmu_keys
 from backbones.layers import conv
-from backbones.registry import PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import WeightSource, register_backbone
 
 NUM_STAGES = 6
 FEATURE_CHANNELS = 128
@@ -113,8 +114,7 @@ class CmuPoseNet(nn.Module):
         return heatmaps, pafs
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256, pad_value=128.0,
-                            stride=8, size_multiple=8, default_height=368)
+PREPROCESS = PREPROCESS_SPECS["cmu"]
 
 
 def _fetch_default(path, url=None):

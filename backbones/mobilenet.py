@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.layers import conv, conv_dw, conv_dw_elu
-from backbones.registry import KeyLayout, PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import KeyLayout, WeightSource, register_backbone
 
 NUM_HEATMAPS = 19
 NUM_PAFS = 38
@@ -128,9 +129,7 @@ def _network_keys() -> tuple[str, ...]:
         return tuple(LightweightOpenPose().state_dict())
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256,
-                            # Osokin pads the *normalised* image with 0, i.e. raw pixel 128
-                            pad_value=128.0, stride=8, size_multiple=8, default_height=256)
+PREPROCESS = PREPROCESS_SPECS["mobilenet"]
 
 
 def _fetch_default(path, url=None):

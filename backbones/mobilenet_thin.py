@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.layers import SeparableConv, TfSameConv
-from backbones.registry import KeyLayout, PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import KeyLayout, WeightSource, register_backbone
 
 NUM_STAGES = 6
 NUM_HEATMAPS = 19
@@ -98,8 +99,7 @@ class MobilenetThin(nn.Module):
         return heatmaps, pafs
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=0.0, scale=1.0, pad_value=0.0,
-                            stride=8, size_multiple=8, default_height=368)
+PREPROCESS = PREPROCESS_SPECS["mobilenet_thin"]
 
 GRAPH_SOURCE = WeightSource(
     "graph_opt.pb",

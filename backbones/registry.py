@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from stream.errors import ConfigError
+
+if TYPE_CHECKING:                  # the registry itself never imports torch (see backbones/__init__)
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -72,7 +72,7 @@ def _resized_frames(path: Path):
 
 
 def _demo_frames(count: int):
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=count) as source:
         for frame in source:

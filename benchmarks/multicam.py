@@ -65,7 +65,7 @@ def _frames(frames: int):
             yield image
         capture.release()
         return
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=frames) as demo:
         for frame in demo:

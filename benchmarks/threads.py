@@ -72,7 +72,7 @@ def _shared_frames(frames: int):
 
 
 def _demo_frames(frames: int):
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=frames) as demo:
         for frame in demo:

@@ -17,9 +17,11 @@ Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
 
 from __future__ import annotations
 
+import ctypes.util
 import hashlib
 import importlib.util
 import logging
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,11 +69,23 @@ def _uses_cuda(device: str) -> bool:
         return True
     if device != AUTO:
         return False
-    if not has_module("torch"):
-        return False
+    if not has_module("torch") or not nvidia_driver_present():
+        return False                    # no driver, no CUDA: torch need not be imported to know
     import torch
 
     return torch.cuda.is_available()
+
+
+@lru_cache(maxsize=1)
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver, the precondition of CUDA, found without
+    importing torch: on Linux the loaded kernel driver (/proc/driver/nvidia, /dev/nvidiactl;
+    WSL: /dev/dxg), on Windows the nvcuda library; never on macOS."""
+    if sys.platform.startswith("linux"):
+        return any(Path(path).exists() for path in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
+    if sys.platform == "win32":
+        return ctypes.util.find_library("nvcuda") is not None
+    return False
 
 
 def require_module(name: str, install: str) -> None:
@@ -121,13 +135,14 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
             raise WeightsError(f"ONNX weights file not found: {path}")
         return path
     import backbones
-    from backbones.export import export_onnx
 
-    backbones.get_spec(backbone)                         # ConfigError for an unknown name
+    backbones.preprocess_spec(backbone)                  # ConfigError for an unknown name
     source = _weights_source(backbone, weights, weights_url)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     path = (cache_dir or ONNX_CACHE_DIR) / f"{backbone}-{digest}.onnx"
     if not path.is_file():
+        from backbones.export import export_onnx        # torch: only when the export is missing
+
         log.info("exporting %s to ONNX once (%s); later runs reuse it", backbone, path)
         export_onnx(backbone, path, weights)
     return path

@@ -170,7 +170,7 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
     else:
         import backbones
 
-        preprocess = backbones.get_spec(backbone).preprocess
+        preprocess = backbones.preprocess_spec(backbone)       # no torch: see backbones/__init__
         if weights is not None and str(weights).lower().endswith(".xml"):
             path = Path(weights).expanduser()
             if not path.is_file():
