@@ -65,9 +65,14 @@ def goals(rows: list[dict], split: str) -> list[dict]:
         previous = next((r for r in rows if r.get("role") == "previous default"), None)
         if previous is not None and default.get("fps") and previous.get("fps"):
             ratio = default["fps"] / previous["fps"]
-            found.append({"goal": f"default FPS >= {MIN_FPS_RATIO:.0%} of the previous default's",
-                          "measured": f"{default['fps']:.1f} vs {previous['fps']:.1f} fps: {ratio:.2f}x",
-                          "met": ratio >= MIN_FPS_RATIO})
+            measured = f"{default['fps']:.1f} vs {previous['fps']:.1f} fps: {ratio:.2f}x"
+            if default.get("cpu_ms_per_frame") and previous.get("cpu_ms_per_frame"):
+                cpu_ratio = previous["cpu_ms_per_frame"] / default["cpu_ms_per_frame"]
+                measured += (f"; CPU per frame {default['cpu_ms_per_frame']:.1f} vs "
+                             f"{previous['cpu_ms_per_frame']:.1f} ms: {cpu_ratio:.2f}x the frames per CPU second")
+            found.append({"goal": f"default FPS >= {MIN_FPS_RATIO:.0%} of the previous default's "
+                                  f"(AP {ap_of(previous, split):.3f} before)",
+                          "measured": measured, "met": ratio >= MIN_FPS_RATIO})
     x8 = next((r for r in rows if r.get("role") == "x8 reference decoder"), None)
     if x8 is not None:
         ours = _find(rows, x8["resolved"], decoder="ours")
@@ -141,12 +146,12 @@ def markdown(summary: dict) -> str:
         f"{meta.get('load_before', '?')} -> {meta.get('load_after', '?')}), {meta.get('date', '')}.",
         "",
         "| configuration | engine | " + " | ".join(f"AP {s}" for s in splits)
-        + " | AP50 | AR | people | decode ms | FPS |",
-        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|",
+        + " | AP50 | AR | people | decode ms | FPS | CPU ms/frame |",
+        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|---:|",
     ]
     first = splits[0]
     for row in summary["rows"]:
-        label = row["label"] + (f" **({row['role']})**" if row.get("role") else "")
+        label = display_label(row)
         if row.get("error"):
             lines.append(f"| {label} | {row.get('engine', '')} | error: {row['error']} |")
             continue
@@ -155,14 +160,28 @@ def markdown(summary: dict) -> str:
         if row.get("fps_async"):
             fps += f" (async {row['fps_async']:.1f})"
         decode = f"{row['decode_ms']:.1f}" if row.get("decode_ms") is not None else "n/a"
+        cpu = f"{row['cpu_ms_per_frame']:.1f}" if row.get("cpu_ms_per_frame") else "n/a"
         lines.append(f"| {label} | {row.get('engine', '')} | {aps} | {row['ap'][first]['AP50']:.3f} | "
-                     f"{row['ap'][first]['AR']:.3f} | {row['people']} | {decode} | {fps} |")
+                     f"{row['ap'][first]['AR']:.3f} | {row['people']} | {decode} | {fps} | {cpu} |")
     lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
     for goal in summary["goals"]:
         lines.append(f"| {goal['goal']} | {goal['measured']} | {'met' if goal['met'] else '**not met**'} |")
     if meta.get("settings"):
         lines += ["", f"Config values set for every configuration: {meta['settings']}"]
     return "\n".join(lines) + "\n"
+
+
+def display_label(row: dict) -> str:
+    """A row's name in the table: the resolved configuration, its role in bold."""
+    role = row.get("role")
+    if role in ("default command", "previous default"):
+        resolved = row.get("resolved") or {}
+        text = (f"{resolved.get('backbone')} {resolved.get('engine')} {resolved.get('precision')} "
+                f"h{resolved.get('height')}")
+        if role == "previous default":
+            text += ", decoder thresholds before issue 14"
+        return f"**{role}**: {text}"
+    return row["label"] + (f" **({role})**" if role else "")
 
 
 def goals_text(summary: dict) -> str:
