@@ -1,7 +1,7 @@
 """Frame → network input, following a backbone's ``PreprocessSpec``.
 
 The frame is resized keeping its aspect ratio (net input height ``input_height``, or frame size ×
-``scale``, or by default the backbone's ``default_height`` for the frame's shorter side), padded at the bottom and right with ``spec.pad_value`` (raw pixel units) up to a
+``scale``), padded at the bottom and right with ``spec.pad_value`` (raw pixel units) up to a
 multiple of ``spec.size_multiple``, put in the spec's channel order, normalised as
 ``(pixel - spec.mean) * spec.scale`` and laid out as float32 [3, H_net, W_net].
 
@@ -22,16 +22,10 @@ def net_size(frame_height: int, frame_width: int, spec: Any, input_height: int |
              scale: float | None = None) -> tuple[int, int, float]:
     """(resized height, resized width, scale) before padding.
 
-    ``scale`` wins when given; else ``input_height`` fixes the height and the width follows the
-    aspect ratio.  With neither, ``spec.default_height`` goes to the shorter side: the height of
-    a landscape (or square) frame, the width of a portrait one, so a portrait frame is not seen
-    smaller than a landscape one (chosen by COCO AP, issue 14).
+    ``scale`` wins when given; else ``input_height`` (default ``spec.default_height``) fixes the
+    height and the width follows the aspect ratio.
     """
-    if scale is None and input_height is None and frame_height > frame_width:
-        width = int(spec.default_height)
-        scale = width / frame_width
-        height = max(1, round(frame_height * scale))
-    elif scale is None:
+    if scale is None:
         height = int(input_height or spec.default_height)
         scale = height / frame_height
         width = max(1, round(frame_width * scale))

@@ -46,15 +46,6 @@ def test_default_height_when_neither_is_given():
     assert scale == pytest.approx(368 / 240)
 
 
-def test_default_size_goes_to_the_shorter_side_of_a_portrait_frame():
-    portrait = np.zeros((320, 240, 3), np.uint8)
-    net_input, scale, _ = prepare(portrait, RAW)
-    assert net_input.shape[1:] == (496, 368)             # 491 rows padded to a multiple of 8
-    assert scale == pytest.approx(368 / 240)
-    net_input, scale, _ = prepare(portrait, RAW, input_height=200)      # a given height is kept
-    assert net_input.shape[1] == 200 and scale == pytest.approx(200 / 320)
-
-
 def test_a_point_maps_back_to_the_frame_through_scale():
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[300:304, 500:504] = 255                    # a bright 4x4 square centred at (501.5, 301.5)
