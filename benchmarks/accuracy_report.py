@@ -163,6 +163,7 @@ def markdown(summary: dict) -> str:
         cpu = f"{row['cpu_ms_per_frame']:.1f}" if row.get("cpu_ms_per_frame") else "n/a"
         lines.append(f"| {label} | {row.get('engine', '')} | {aps} | {row['ap'][first]['AP50']:.3f} | "
                      f"{row['ap'][first]['AR']:.3f} | {row['people']} | {decode} | {fps} | {cpu} |")
+    lines += ["", "## Headline", "", headline(summary)]
     lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
     for goal in summary["goals"]:
         lines.append(f"| {goal['goal']} | {goal['measured']} | {'met' if goal['met'] else '**not met**'} |")
@@ -182,6 +183,31 @@ def display_label(row: dict) -> str:
             text += ", decoder thresholds before issue 14"
         return f"**{role}**: {text}"
     return row["label"] + (f" **({role})**" if role else "")
+
+
+HEADLINE_ROLES = ("default command", "previous default", "x8 reference decoder", "Intel wrapper")
+
+
+def headline(summary: dict) -> str:
+    """The README's table: the default command, before issue 14, fp32, the x8 decoder, the omz
+    rows and Intel's wrapper, with AP on every split and FPS."""
+    splits, rows = summary["splits"], summary["rows"]
+    default = next((r for r in rows if r.get("role") == "default command"), None)
+    chosen = [r for r in rows if r.get("role") in HEADLINE_ROLES]
+    if default is not None:
+        fp32 = _find(rows, default["resolved"], precision="fp32")
+        chosen += [fp32] if fp32 is not None else []
+    chosen += [r for r in rows if r.get("setup", {}).get("backbone") == "omz"]
+    order = {id(r): i for i, r in enumerate(rows)}
+    lines = ["| configuration | " + " | ".join(f"AP {s}" for s in splits) + " | FPS |",
+             "|---|" + "---:|" * len(splits) + "---:|"]
+    for row in sorted(chosen, key=lambda r: order[id(r)]):
+        if "ap" not in row:
+            continue
+        fps = f"{row['fps']:.1f}" if row.get("fps") else "n/a"
+        lines.append(f"| {display_label(row)} | " + " | ".join(f"{row['ap'][s]['AP']:.3f}" for s in splits)
+                     + f" | {fps} |")
+    return "\n".join(lines)
 
 
 def goals_text(summary: dict) -> str:
