@@ -53,7 +53,7 @@ def goals(rows: list[dict], split: str) -> list[dict]:
     if default is not None:
         ap = ap_of(default, split)
         found.append({"goal": f"default command AP >= {GOAL_DEFAULT_AP} (aim {AIM_DEFAULT_AP})",
-                      "measured": f"{ap:.3f}", "met": ap >= GOAL_DEFAULT_AP})
+                      "measured": f"{ap:.4f}", "met": ap >= GOAL_DEFAULT_AP})
         resolved = default.get("resolved") or {}
         fp32 = _find(rows, resolved, precision="fp32")
         if fp32 is not None and resolved.get("precision") != "fp32":
