@@ -251,7 +251,7 @@ def _short_label(row: dict) -> str:
     setup = row.get("setup", {})
     resolved = row.get("resolved") or setup
     text = f"{setup.get('backbone')} {resolved.get('engine')} {resolved.get('precision')} h{resolved.get('height') or '?'}"
-    return text + (" (default)" if row.get("role") == "default command" else "")
+    return text + {"default command": " (default)", "previous default": " (before issue 14)"}.get(row.get("role"), "")
 
 
 def write_all(summary: dict, out: Path) -> list[Path]:
