@@ -70,7 +70,9 @@ class ModelConfig(_Section):
 
 class InferenceConfig(_Section):
     engine: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    calibration: str | None = None                      # int8: a video or image folder; None: the run's own frames
+    calibration_frames: int = Field(32, ge=1, le=1000)  # int8: frames NNCF calibrates on
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True

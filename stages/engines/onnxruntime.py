@@ -99,7 +99,7 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
     precision = resolve_precision(config, "onnxruntime")
     if precision != "fp32":
         raise ConfigError(f"inference.precision {precision!r}: the onnxruntime engine runs fp32 on "
-                          "the CPU; use --engine openvino or torch for bf16/fp16")
+                          "the CPU; use --engine openvino for bf16/int8, torch for bf16/fp16")
     import backbones
 
     preprocess = backbones.get_spec(backbone).preprocess
