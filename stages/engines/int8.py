@@ -1,8 +1,8 @@
 """``inference.precision: int8``: the OpenVINO engine on a model NNCF quantized for the run.
 
-``Int8Engine`` answers every call at once.  For each net-input size it needs an int8 model
-(``stages.engines.quantize``): cached from an earlier run, it is loaded at warm-up; otherwise it
-is quantized on the calibration data, either
+``Int8Engine`` answers every call at once.  It needs one int8 model (``stages.engines.quantize``;
+its input shape stays dynamic, so it serves every input size): cached from an earlier run, it is
+loaded at warm-up; otherwise it is quantized on the calibration data, either
 
 - before the first frame (``wait=True``: the run's sources are files or folders, which lose
   nothing by waiting; every frame then runs in int8), or
@@ -24,7 +24,7 @@ import numpy as np
 
 from stages.engines import OMZ, cpu_supports_bf16
 from stages.engines.openvino import OpenVinoEngine
-from stages.engines.quantize import Calibration, fit_to_input, quantized_model, read_calibration_images
+from stages.engines.quantize import Calibration, quantized_model, read_calibration_images
 from stream.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Size = tuple[int, int]
 BACKGROUND_NICENESS = 10         # the quantizing thread yields the cores to the pipeline (Linux)
 
 
@@ -40,6 +39,7 @@ class Int8Engine:
     """``engine(batch) -> (heatmaps, pafs)`` through an NNCF-quantized model (see module doc).
 
     model_path: the ONNX export (or IR) to quantize.  calibration: what to calibrate on.
+    input_height / scale: the run's net-input size rule, used to prepare calibration images.
     wait: quantize before answering (True) or in the background meanwhile (False).
     fallback_precision: the unquantized network's precision while it answers.
     """
@@ -48,131 +48,139 @@ class Int8Engine:
     precision = "int8"
 
     def __init__(self, model_path: Path, preprocess: Any, calibration: Calibration, *, stride: int = 8,
+                 input_height: int | None = None, scale: float | None = None,
                  threads: int | None = None, workers: int = 1, wait: bool = True,
                  fallback_precision: str | None = None, cache_dir: Path | None = None):
         self.model_path = Path(model_path)
         self.preprocess = preprocess
         self.stride = stride
+        self.input_height = input_height
+        self.scale = scale
         self.threads = threads
         self.workers = max(1, int(workers))
         self.calibration = calibration
         self.wait = wait
         self.cache_dir = cache_dir
         self.fallback_precision = fallback_precision or ("bf16" if cpu_supports_bf16() else "fp32")
-        self._fallback: OpenVinoEngine | None = None
-        self._quantized: dict[Size, OpenVinoEngine] = {}
-        self._jobs: dict[Size, threading.Thread] = {}
-        self._failures: dict[Size, BaseException] = {}
-        self._collected: dict[Size, list[np.ndarray]] = {}
-        self._lock = threading.Lock()
         self.fallback_calls = 0                  # calls answered by the unquantized network
+        self._quantized: OpenVinoEngine | None = None
+        self._fallback: OpenVinoEngine | None = None
+        self._job: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._collected: list[np.ndarray] = []
+        self._last_size: tuple[int, int] | None = None     # of the calls before the int8 model
+        self._lock = threading.Lock()
 
-    def _openvino(self, path: Path, precision: str) -> OpenVinoEngine:
-        return OpenVinoEngine(path, self.preprocess, stride=self.stride, precision=precision,
-                              threads=self.threads, workers=self.workers)
+    @property
+    def input_policy(self) -> str:
+        """The net-input size rule, as the cache key names it: ``h368`` or ``s0.5``."""
+        if self.scale is not None:
+            return f"s{self.scale:g}"
+        return f"h{int(self.input_height or self.preprocess.default_height)}"
 
-    # -- answering ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether the int8 model answers calls."""
+        return self._quantized is not None
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        size = (int(batch.shape[-2]), int(batch.shape[-1]))
-        engine = self._quantized.get(size)
+        engine = self._quantized
         if engine is None:
-            engine = self._prepare(size, batch)
+            self._last_size = (int(batch.shape[-2]), int(batch.shape[-1]))
+            engine = self._before_ready(batch)
         return engine(batch)
 
     def warmup(self, height: int, width: int, runs: int = 1) -> None:
-        """Get the int8 model for [1,3,height,width] ready (cached, or quantized when ``wait``;
-        else start quantizing from the calibration path), then run ``runs`` dummy batches."""
-        size = (int(height), int(width))
-        if self.calibration.path is not None or self._cached(size):
-            self._start(size)
+        """Get the int8 model ready when it can be (cached, or a calibration path: quantized now
+        when ``wait``, else started in the background), then run ``runs`` dummy batches."""
+        if self.calibration.path is not None or self.cached:
+            self._start()
             if self.wait:
-                self.wait_ready(size)
+                self.wait_ready()
         dummy = np.zeros((1, 3, height, width), dtype=np.float32)
         for _ in range(runs):
-            engine = self._quantized.get(size) or self._fallback_engine()
-            engine(dummy)
+            (self._quantized or self._fallback_engine())(dummy)
 
-    def ready(self, size: Size) -> bool:
-        """Whether the int8 model for net-input ``size`` (height, width) answers calls."""
-        return size in self._quantized
-
-    def wait_ready(self, size: Size, timeout_s: float | None = None) -> bool:
-        """Block until the int8 model for ``size`` is ready (or quantizing failed: re-raised)."""
-        job = self._jobs.get(size)
+    def wait_ready(self, timeout_s: float | None = None) -> bool:
+        """Block until the int8 model is ready (a failure to make it is raised here)."""
+        job = self._job
         if job is not None:
             job.join(timeout_s)
-        failure = self._failures.get(size)
-        if failure is not None:
-            raise failure
-        return self.ready(size)
+        if self._failure is not None:
+            raise self._failure
+        return self.ready
+
+    @property
+    def cached(self) -> bool:
+        from stages.engines.quantize import cache_path
+
+        return cache_path(self.model_path, self.input_policy, self.calibration, self.cache_dir).is_file()
 
     # -- getting the int8 model ready ----------------------------------------------------------
 
-    def _prepare(self, size: Size, batch: np.ndarray) -> Any:
-        """The engine for a call at ``size`` before its int8 model is ready."""
-        if size in self._failures:
-            raise self._failures[size]
+    def _before_ready(self, batch: np.ndarray) -> Any:
+        """The engine for a call that came before the int8 model was ready."""
+        if self._failure is not None:
+            raise self._failure
         if self.calibration.path is None:
-            self._collect(size, batch)
+            self._collect(batch)
         else:
-            self._start(size)
+            self._start()
         if self.wait:
-            self.wait_ready(size)
-        return self._quantized.get(size) or self._fallback_engine()
+            self.wait_ready()
+        return self._quantized or self._fallback_engine()
 
-    def _collect(self, size: Size, batch: np.ndarray) -> None:
+    def _collect(self, batch: np.ndarray) -> None:
         """Keep the run's own net inputs until there are enough to calibrate on."""
         with self._lock:
-            if size in self._jobs:
+            if self._job is not None:
                 return
-            frames = self._collected.setdefault(size, [])
-            frames.extend(np.array(net_input, dtype=np.float32) for net_input in batch)
-            if len(frames) < self.calibration.frames and not self._cached(size):
+            self._collected.extend(np.array(net_input, dtype=np.float32) for net_input in batch)
+            if len(self._collected) < self.calibration.frames and not self.cached:
                 return
-        self._start(size)
+        self._start()
 
-    def _cached(self, size: Size) -> bool:
-        from stages.engines.quantize import cache_path
-
-        return cache_path(self.model_path, (1, 3, *size), self.calibration, self.cache_dir).is_file()
-
-    def _start(self, size: Size) -> None:
-        """Start getting the int8 model for ``size`` (once); ``wait`` runs it in this thread."""
+    def _start(self) -> None:
+        """Start making the int8 model (once), in a thread of its own."""
         with self._lock:
-            if size in self._jobs or size in self._quantized:
+            if self._job is not None:
                 return
-            job = threading.Thread(target=self._make, args=(size,), name=f"int8-{size[0]}x{size[1]}",
-                                   daemon=True)
-            self._jobs[size] = job
-        job.start()
+            self._job = threading.Thread(target=self._make, name="int8-quantize", daemon=True)
+        self._job.start()
 
-    def _make(self, size: Size) -> None:
+    def _make(self) -> None:
         if not self.wait and hasattr(os, "setpriority"):
             try:                            # Linux: a thread id sets that thread's niceness only
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
             except OSError:
                 pass
         try:
-            path = quantized_model(self.model_path, (1, 3, *size), self.calibration,
-                                   lambda: self._calibration_inputs(size), self.cache_dir)
+            path = quantized_model(self.model_path, self.input_policy, self.calibration,
+                                   self._calibration_inputs, self.cache_dir)
             engine = self._openvino(path, "int8")
-            engine.warmup(*size)
+            if not self.wait and self._last_size is not None:
+                engine.warmup(*self._last_size)         # compiled before it takes over
         except BaseException as error:      # handed to the caller by wait_ready / the next call
-            log.error("int8: quantizing %s for %dx%d failed: %s", self.model_path.name, *size, error)
-            self._failures[size] = error
+            log.error("int8: quantizing %s failed: %s", self.model_path.name, error)
+            self._failure = error
             return
-        self._quantized[size] = engine
-        self._collected.pop(size, None)
+        self._quantized = engine
+        self._collected = []
         if not self.wait:
             log.info("int8: the quantized network answers from now on (%d call(s) ran unquantized "
                      "in %s meanwhile)", self.fallback_calls, self.fallback_precision)
 
-    def _calibration_inputs(self, size: Size) -> list[np.ndarray]:
+    def _calibration_inputs(self) -> list[np.ndarray]:
         if self.calibration.path is None:
-            return list(self._collected.get(size, []))
-        images = read_calibration_images(self.calibration)
-        return [fit_to_input(image, self.preprocess, *size) for image in images]
+            return list(self._collected)
+        from stages.preprocess import prepare
+
+        return [prepare(image, self.preprocess, self.input_height, self.scale)[0]
+                for image in read_calibration_images(self.calibration)]
+
+    def _openvino(self, path: Path, precision: str) -> OpenVinoEngine:
+        return OpenVinoEngine(path, self.preprocess, stride=self.stride, precision=precision,
+                              threads=self.threads, workers=self.workers)
 
     def _fallback_engine(self) -> OpenVinoEngine:
         with self._lock:
@@ -226,8 +234,9 @@ def build_int8_engine(config: "Config", path: Path, preprocess: Any, threads: in
         raise ConfigError("inference.precision 'int8': the omz IR is quantized by Intel already "
                           "(FP16-INT8); run it with --precision bf16 or fp32")
     calibration, wait = calibration_for(config)
-    engine = Int8Engine(path, preprocess, calibration, stride=int(preprocess.stride), threads=threads,
-                        workers=workers, wait=wait)
+    engine = Int8Engine(path, preprocess, calibration, stride=int(preprocess.stride),
+                        input_height=config.model.input_height, scale=config.model.scale,
+                        threads=threads, workers=workers, wait=wait)
     log.info("openvino engine: %s int8 (NNCF) from %s, calibrated on %s%s, %d worker(s) x %s "
              "thread(s)", config.model.backbone, path.name, calibration.label,
              "" if wait else " in the background", workers, threads)
