@@ -158,7 +158,7 @@ def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path):  # n
     batch = photo_input(media, 64)
     engine.warmup(64, 88)
     call_s = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not engine.ready and time.monotonic() < deadline:
         started = time.perf_counter()
         heatmaps, _ = engine(batch)
@@ -166,7 +166,7 @@ def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path):  # n
         assert heatmaps.shape == (1, 19, 8, 11)
     assert engine.ready, "the int8 model never took over"
     assert engine.fallback_calls >= 3 and len(call_s) >= 3         # answered while NNCF ran
-    assert max(call_s[1:]) < 2.0                                  # no call waited for it
+    assert max(call_s[1:]) < 5.0                                  # none waited for NNCF (~30 s)
     assert engine(batch)[0].shape == (1, 19, 8, 11)
     assert len(list(tmp_path.glob("*.xml"))) == 1
     assert not [thread for thread in threading.enumerate() if thread.name == "int8-quantize"]
