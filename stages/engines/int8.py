@@ -69,6 +69,7 @@ class Int8Engine:
         self._failure: BaseException | None = None
         self._collected: list[np.ndarray] = []
         self._last_size: tuple[int, int] | None = None     # of the calls before the int8 model
+        self._cached: bool | None = None
         self._lock = threading.Lock()
 
     @property
@@ -112,9 +113,14 @@ class Int8Engine:
 
     @property
     def cached(self) -> bool:
-        from stages.engines.quantize import cache_path
+        """Whether a readable int8 model for this network, size rule and data is cached (checked
+        once: a corrupt file counts as missing and is rebuilt)."""
+        if self._cached is None:
+            from stages.engines.quantize import cache_path, readable
 
-        return cache_path(self.model_path, self.input_policy, self.calibration, self.cache_dir).is_file()
+            self._cached = readable(cache_path(self.model_path, self.input_policy, self.calibration,
+                                               self.cache_dir))
+        return self._cached
 
     # -- getting the int8 model ready ----------------------------------------------------------
 

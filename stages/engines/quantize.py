@@ -132,17 +132,10 @@ def quantized_model(model_path: Path, input_policy: str, calibration: Calibratio
 
     inputs: called only when quantizing; returns the calibration net inputs [3,H,W] float32.
     """
-    import openvino as ov
-
     path = cache_path(model_path, input_policy, calibration, cache_dir)
-    if path.is_file():
-        try:
-            ov.Core().read_model(str(path))
-            log.info("int8: reusing %s (calibrated on %s)", path, calibration.label)
-            return path
-        except RuntimeError as error:
-            log.warning("int8: cached model %s is unreadable (%s): quantizing again", path,
-                        str(error).strip().splitlines()[0] if str(error).strip() else "?")
+    if readable(path, warn=True):
+        log.info("int8: reusing %s (calibrated on %s)", path, calibration.label)
+        return path
     net_inputs = inputs()
     if not net_inputs:
         raise WeightsError(f"int8: no calibration frames for {model_path.name} ({calibration.label})")
@@ -153,6 +146,22 @@ def quantized_model(model_path: Path, input_policy: str, calibration: Calibratio
              model_path.name, len(net_inputs), calibration.label, input_policy,
              time.perf_counter() - started, path)
     return path
+
+
+def readable(path: Path, warn: bool = False) -> bool:
+    """Whether ``path`` is an OpenVINO IR that reads (``warn``: log why a present one does not)."""
+    import openvino as ov
+
+    if not path.is_file():
+        return False
+    try:
+        ov.Core().read_model(str(path))
+        return True
+    except RuntimeError as error:
+        if warn:
+            log.warning("int8: cached model %s is unreadable (%s): quantizing again", path,
+                        str(error).strip().splitlines()[0] if str(error).strip() else "?")
+        return False
 
 
 def quantize(model_path: Path, net_inputs: list[np.ndarray]):
