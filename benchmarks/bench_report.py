@@ -13,7 +13,8 @@ ENGINE_COLOURS = {"torch-fp32": "#9e9e9e", "torch-bf16": "#e69f00", "torch-fp16"
                   "onnxruntime": "#56b4e9", "openvino-fp32": "#009e73", "openvino-bf16": "#0072b2",
                   "openvino-int8": "#cc79a7"}
 COLUMNS = ("FPS", "× engine alone", "latency p50 / p95 ms", "capture", "preprocess", "inference",
-           "postprocess", "render", "CPU % ours / others", "frames", "people vs fp32")
+           "postprocess", "render", "CPU % ours / others", "frames", "people vs fp32", "first frame s",
+           "peak RSS MB")
 NOTES = (
     "FPS: frames through the whole pipeline (read, preprocess, inference, decode, draw) / wall time, "
     "after one warm-up inference; no window, no video written (JSON lines are written).",
@@ -34,6 +35,10 @@ NOTES = (
     "6 keypoints: the share of the reference's found again, and how many it does not have; px = "
     "distance of matched keypoints (median / p95) in frame pixels.  The default engine is the "
     "fastest with >= 95 % of whole people found, <= 5 % extra and a median within 3 px.",
+    "First frame s: from the start of the case's fresh process (interpreter, imports, engine "
+    "load and warm-up, ONNX export already cached) to the first frame's outputs written. Peak RSS "
+    "MB: that process's peak resident memory (torch engines and the reference loops import torch; "
+    "OpenVINO and onnxruntime runs do not).",
 )
 
 
@@ -67,6 +72,10 @@ def _fmt_efficiency(row: dict) -> str:
     return f"{row['efficiency']:.2f} of {row['engine_alone_fps']:.1f}"
 
 
+def _fmt_number(value: float | None, form: str) -> str:
+    return "–" if value is None else form.format(value)
+
+
 def _table_row(row: dict, first: list[str]) -> str:
     if "error" in row:
         return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * (len(COLUMNS) - 1)
@@ -74,7 +83,8 @@ def _table_row(row: dict, first: list[str]) -> str:
     latency = row["latency_ms"]
     cells = first + [f"**{row['fps']:.1f}**", _fmt_efficiency(row),
                      f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
-                     _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32"))]
+                     _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32")),
+                     _fmt_number(row.get("first_frame_s"), "{:.2f}"), _fmt_number(row.get("peak_rss_mb"), "{:.0f}")]
     return "| " + " | ".join(cells) + " |"
 
 

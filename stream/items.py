@@ -76,7 +76,14 @@ class Inferred(Prepared):
 @dataclass(frozen=True, kw_only=True)
 class Posed(Inferred):
     """Decoded people in frame pixels: people float32 [P,18,3] (x, y, score); person_ids [P]
-    (-1 where tracking is off)."""
+    (-1 where tracking is off); person_scores [P] the decoder's confidence in each whole person
+    (the JSON ``"score"``), in the order of ``people`` (empty = not known)."""
 
     people: np.ndarray
     person_ids: tuple[int, ...] = field(default=())
+    person_scores: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        count = 0 if self.people is None else len(self.people)
+        if self.person_scores and len(self.person_scores) != count:
+            raise ValueError(f"Posed has {len(self.person_scores)} person_scores for {count} people")

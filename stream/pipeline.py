@@ -205,9 +205,10 @@ class Pipeline:
     def live_report(self) -> dict[str, Any]:
         """The stats report so far (any thread, e.g. the browser view's /stats.json)."""
         counts = {source.name: self._source_counts(source) for source in self.sources}
+        per_source = len(self.sources) > 1 or bool(self.config.output.serve)
         report = self.stats.report(dropped=sum(count["dropped"] for count in counts.values()),
                                    reconnects=sum(count["reconnects"] for count in counts.values()),
-                                   sources=counts if len(self.sources) > 1 else None)
+                                   sources=counts if per_source else None)
         inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
         if inference is not None and inference.forwards:
             report["batches"] = {"forwards": inference.forwards,
@@ -215,11 +216,13 @@ class Pipeline:
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
-        """One source's drops (its queues' and its reader's), reconnects and failure, if any."""
+        """One source's drops (its queues' and its reader's), reconnects, state and failure, if any."""
         queues = self.source_queues.get(source.name, [])
         failure = self.control.source_failures.get(source.name)
+        state = "down" if failure is not None else getattr(getattr(source, "state", None), "value", "live")
         return {"dropped": sum(queue.dropped for queue in queues) + int(getattr(source, "dropped", 0) or 0),
                 "reconnects": int(getattr(source, "reconnects", 0) or 0),
+                "state": state,
                 "error": None if failure is None else f"{type(failure).__name__}: {failure}"}
 
     def _finish_report(self) -> dict[str, Any]:
@@ -341,7 +344,7 @@ def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:
 def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
     """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
     brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
-    from stages.postprocess import decode, to_frame
+    from stages.postprocess import decode_people, to_frame
 
     make_tracker = make_smoother = None
     if config.tracking.enabled or config.smoothing.enabled:
@@ -354,7 +357,7 @@ def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
 
         smoother_params = SmootherParams(**section_params(config.smoothing))
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
-    return PostprocessStage(decode, to_frame, section_params(config.postprocess), stride,
+    return PostprocessStage(decode_people, to_frame, section_params(config.postprocess), stride,
                             make_tracker, make_smoother, publish_ids=config.tracking.enabled)
 
 

@@ -130,6 +130,9 @@ class InferenceStage(Stage):
 class PostprocessStage(Stage):
     """Inferred → Posed: decode, map to frame pixels, then optional tracking and smoothing.
 
+    decode_people(heatmaps, pafs, stride=, **decoder_params) -> (people [P,18,3], scores [P]);
+    tracking and smoothing keep the people's order, so each score stays with its person.
+
     make_tracker / make_smoother: factories of per-source ``Tracker`` / ``Smoother`` objects
     (None = off).  The smoother needs ids, so give it a tracker too; ``publish_ids=False`` then
     keeps the tracker's ids internal.  Published ids are -1 without a tracker or with
@@ -138,11 +141,12 @@ class PostprocessStage(Stage):
 
     name = "postprocess"
 
-    def __init__(self, decode: Callable[..., np.ndarray], to_frame: Callable[..., np.ndarray],
+    def __init__(self, decode_people: Callable[..., tuple[np.ndarray, np.ndarray]],
+                 to_frame: Callable[..., np.ndarray],
                  decoder_params: Mapping[str, Any], stride: int = 8,
                  make_tracker: Callable[[], Any] | None = None,
                  make_smoother: Callable[[], Any] | None = None, publish_ids: bool = True):
-        self.decode = decode
+        self.decode_people = decode_people
         self.to_frame = to_frame
         self.decoder_params = dict(decoder_params)
         self.stride = stride
@@ -153,7 +157,9 @@ class PostprocessStage(Stage):
         self._smoothers: dict[str, Any] = {}
 
     def process(self, item: Inferred) -> Posed:
-        people_net = self.decode(item.heatmaps, item.pafs, stride=self.stride, **self.decoder_params)
+        people_net, scores = self.decode_people(item.heatmaps, item.pafs, stride=self.stride,
+                                                **self.decoder_params)
+        person_scores = tuple(float(score) for score in scores)
         people = np.asarray(self.to_frame(people_net, item.scale, item.pad), dtype=np.float32)
         untracked: tuple[int, ...] = (-1,) * len(people)
         person_ids = untracked
@@ -164,7 +170,8 @@ class PostprocessStage(Stage):
             smoother = _per_source(self._smoothers, item.source, self.make_smoother)
             people = np.asarray(smoother.update(people, person_ids, item.time), dtype=np.float32)
         published = person_ids if self.publish_ids else untracked
-        return Posed(**_fields_of(item), people=people, person_ids=published)
+        return Posed(**_fields_of(item), people=people, person_ids=published,
+                     person_scores=person_scores)
 
 
 class RenderStage(Stage):

@@ -227,3 +227,29 @@ def test_a_given_engine_is_warmed_up_and_its_maps_become_the_people(video_200, t
             labelled = person[:, 2] > 0
             errors = [np.abs(candidate[labelled, :2] - person[labelled, :2]).max() for candidate in found]
             assert min(errors) < 2.0
+
+
+@pytest.mark.parametrize("tracking", [False, True])
+def test_each_person_in_the_json_keeps_the_decoders_score(video_200, tmp_path, tracking):
+    """Tracking and smoothing must not separate a person from their score."""
+    import backbones
+    from stages.postprocess import decode_people
+    from stages.postprocess.synthetic import make_scene
+
+    scene = make_scene(11, 5, net_size=(120, 160))
+    expected_people, expected_scores = decode_people(scene.heatmaps, scene.pafs)
+    assert len(set(np.round(expected_scores, 4))) == len(expected_scores) >= 3
+    engine = SceneEngine(scene, backbones.get_spec("mobilenet_thin").preprocess)
+    config = config_for(video_200, tmp_path, **{"model.input_height": 120, "run.max_frames": 3,
+                                                "tracking.enabled": tracking, "smoothing.enabled": True})
+    with Pipeline(config, engine=engine) as pipeline:
+        pipeline.run()
+    for line in read_json_lines(tmp_path / "out.jsonl"):
+        assert len(line["people"]) == len(expected_people)
+        for person in line["people"]:
+            found = np.array(person["pose_keypoints_2d"]).reshape(18, 3)
+            same_parts = [np.array_equal(found[:, 2] > 0, candidate[:, 2] > 0) for candidate in expected_people]
+            errors = [np.abs(found[:, :2] - candidate[:, :2]).max() if same else np.inf
+                      for same, candidate in zip(same_parts, expected_people)]
+            assert min(errors) < 1.0
+            assert person["score"] == pytest.approx(float(expected_scores[int(np.argmin(errors))]), abs=1e-4)

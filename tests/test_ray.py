@@ -144,6 +144,7 @@ def test_four_cameras_on_ray_give_the_json_of_four_local_runs(cluster, clips, tm
                 local_points = np.array(local_person["pose_keypoints_2d"]).reshape(18, 3)
                 assert np.array_equal(ray_points[:, 2] > 0, local_points[:, 2] > 0)
                 np.testing.assert_allclose(ray_points, local_points, atol=0.05)   # batching rounds differently
+                assert ray_person["score"] == pytest.approx(local_person["score"], abs=0.01)
                 people_seen += 1
     if real:
         assert people_seen >= 2 * len(sources) * 10 * 0.9      # two dancers in (nearly) every frame

@@ -179,13 +179,13 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
     else:
         import backbones
 
-        preprocess = backbones.get_spec(backbone).preprocess
+        preprocess = backbones.preprocess_spec(backbone)       # no torch: see backbones/__init__
         if weights is not None and str(weights).lower().endswith(".xml"):
             path = Path(weights).expanduser()
             if not path.is_file():
                 raise WeightsError(f"OpenVINO IR not found: {path}")
         else:
-            path = onnx_model_path(backbone, weights)
+            path = onnx_model_path(backbone, weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
     if precision == "int8":
         from stages.engines.int8 import build_int8_engine

@@ -8,7 +8,8 @@
    then per limb the one-to-one bipartite matching of largest total score (Hungarian; OpenPose's
    greedy best-first matching is ``matching="greedy"``);
 3. ``group_people`` (grouping.py): limbs grown into people with a peak-to-person lookup, people
-   with too few parts or too low a mean score dropped.
+   with too few parts or too low a mean score dropped; ``decode_people`` also returns each
+   person's score (``scoring.person_scores``: the decoder's confidence in the whole person).
 
 Numpy or torch: steps 1 and 2 only use operations numpy arrays and torch tensors share, plus the
 handful of helpers in arrays.py, so a tensor on the model's device is searched and sampled where it
@@ -38,10 +39,12 @@ Map cell (gx, gy) is net-input pixel (stride*gx + (stride-1)/2, stride*gy + (str
 ``evaluation.py`` scores decoded people against them (tests and ``benchmarks/decoder.py``).
 """
 
-from stages.postprocess.decoder import decode, to_frame
-from stages.postprocess.grouping import group_people
+from stages.postprocess.decoder import decode, decode_people, to_frame
+from stages.postprocess.grouping import group_people, group_scored_people
 from stages.postprocess.limbs import score_limbs
 from stages.postprocess.params import DecoderParams
 from stages.postprocess.peaks import find_peaks
+from stages.postprocess.scoring import person_scores
 
-__all__ = ["DecoderParams", "decode", "find_peaks", "group_people", "score_limbs", "to_frame"]
+__all__ = ["DecoderParams", "decode", "decode_people", "find_peaks", "group_people",
+           "group_scored_people", "person_scores", "score_limbs", "to_frame"]

@@ -1,4 +1,5 @@
-"""``decode``: heatmaps and PAFs of one image -> people in net-input pixels; ``to_frame``."""
+"""``decode`` / ``decode_people``: heatmaps and PAFs of one image -> people in net-input pixels
+(and their scores); ``to_frame``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from stages.postprocess import arrays
-from stages.postprocess.grouping import group_people
+from stages.postprocess.grouping import group_scored_people
 from stages.postprocess.limbs import score_limbs
 from stages.postprocess.params import DecoderParams
 from stages.postprocess.peaks import find_peaks
@@ -30,6 +31,14 @@ def decode(heatmaps: Any, pafs: Any, stride: int = 8, *, params: DecoderParams |
     (stride*gx + (stride-1)/2, stride*gy + (stride-1)/2); a missing keypoint is (0,0,0).
     NaN/inf in the maps or wrong shapes raise ValueError.
     """
+    return decode_people(heatmaps, pafs, stride, params=params, **overrides)[0]
+
+
+def decode_people(heatmaps: Any, pafs: Any, stride: int = 8, *,
+                  params: DecoderParams | None = None,
+                  **overrides: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``decode``'s people (P,18,3) plus each person's score: float32 (P,) in [0, 1], the
+    decoder's confidence in the whole person (``scoring.person_scores``; higher = more sure)."""
     params = _resolve_params(params, overrides)
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
@@ -38,10 +47,10 @@ def decode(heatmaps: Any, pafs: Any, stride: int = 8, *, params: DecoderParams |
 
     peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], params.peak_threshold, params.refine)
     connections = score_limbs(pafs, peaks, params)
-    members = group_people(connections, peaks, params)
+    members, scores = group_scored_people(connections, peaks, params)
     logger.debug("decoded %d peaks, %d connections, %d people",
                  len(peaks), len(connections), len(members))
-    return people_from_peaks(members, peaks, stride)
+    return people_from_peaks(members, peaks, stride), scores
 
 
 def people_from_peaks(members: np.ndarray, peaks: np.ndarray, stride: int) -> np.ndarray:

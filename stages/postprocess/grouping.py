@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from stages.postprocess.params import DecoderParams
+from stages.postprocess.scoring import person_scores
 from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS, Limb
 
 
@@ -27,10 +28,21 @@ def group_people(connections: np.ndarray, peaks: np.ndarray,
     shoulder-ear limbs only join parts to people).  People with fewer than ``params.min_parts``
     parts, or a summed peak + limb score per part below ``params.min_mean_score``, are dropped.
     """
+    return group_scored_people(connections, peaks, params, limbs, num_parts, starting_limbs)[0]
+
+
+def group_scored_people(connections: np.ndarray, peaks: np.ndarray,
+                        params: DecoderParams = DecoderParams(), limbs: Sequence[Limb] = LIMBS,
+                        num_parts: int = NUM_KEYPOINTS,
+                        starting_limbs: int = NUM_DRAWN_LIMBS) -> tuple[np.ndarray, np.ndarray]:
+    """``group_people``'s members plus each person's score: float32 (P,) in [0, 1] from
+    ``scoring.person_scores`` (peak and limb scores, parts found)."""
     peak_scores = peaks[:, 3].tolist()
     owner = [-1] * len(peaks)                     # peak id -> person index
     members: list[list[int] | None] = []          # person -> peak id per part (-1 = missing)
-    totals: list[float] = []                      # person -> summed peak and limb scores
+    peak_totals: list[float] = []                 # person -> summed peak scores
+    limb_totals: list[float] = []                 # person -> summed limb scores
+    limb_counts: list[int] = []                   # person -> limbs that joined its parts
 
     for limb_id, peak_a, peak_b, score in connections.tolist():
         limb = limbs[int(limb_id)]
@@ -38,41 +50,54 @@ def group_people(connections: np.ndarray, peaks: np.ndarray,
         person_a, person_b = owner[peak_a], owner[peak_b]
         if person_a >= 0 and person_b >= 0:
             if person_a != person_b and _disjoint(members[person_a], members[person_b]):
-                _merge(members, totals, owner, person_a, person_b)
-                totals[person_a] += score
+                for totals in (peak_totals, limb_totals, limb_counts):
+                    totals[person_a] += totals[person_b]
+                _merge(members, owner, person_a, person_b)
+                limb_totals[person_a] += score
+                limb_counts[person_a] += 1
         elif person_a >= 0 or person_b >= 0:
             person, peak, part = ((person_a, peak_b, limb.part_b) if person_a >= 0
                                   else (person_b, peak_a, limb.part_a))
             if members[person][part] < 0:
                 members[person][part] = peak
                 owner[peak] = person
-                totals[person] += peak_scores[peak] + score
+                peak_totals[person] += peak_scores[peak]
+                limb_totals[person] += score
+                limb_counts[person] += 1
         elif limb_id < starting_limbs:
             row = [-1] * num_parts
             row[limb.part_a], row[limb.part_b] = peak_a, peak_b
             owner[peak_a] = owner[peak_b] = len(members)
             members.append(row)
-            totals.append(peak_scores[peak_a] + peak_scores[peak_b] + score)
+            peak_totals.append(peak_scores[peak_a] + peak_scores[peak_b])
+            limb_totals.append(score)
+            limb_counts.append(1)
 
     kept = []
-    for row, total in zip(members, totals):
+    for person, row in enumerate(members):
         if row is None:
             continue
         count = sum(peak >= 0 for peak in row)
-        if count >= params.min_parts and total / count >= params.min_mean_score:
-            kept.append(row)
-    return np.array(kept, dtype=np.int64).reshape(len(kept), num_parts)
+        mean_score = (peak_totals[person] + limb_totals[person]) / count
+        if count >= params.min_parts and mean_score >= params.min_mean_score:
+            kept.append(person)
+    rows = np.array([members[person] for person in kept], dtype=np.int64).reshape(len(kept),
+                                                                                   num_parts)
+    scores = person_scores(np.array([peak_totals[p] for p in kept]),
+                           np.array([limb_totals[p] for p in kept]),
+                           (rows >= 0).sum(axis=1), np.array([limb_counts[p] for p in kept]),
+                           num_parts)
+    return rows, scores
 
 
 def _disjoint(first: list[int], second: list[int]) -> bool:
     return all(a < 0 or b < 0 for a, b in zip(first, second))
 
 
-def _merge(members: list, totals: list[float], owner: list[int], keep: int, drop: int) -> None:
+def _merge(members: list, owner: list[int], keep: int, drop: int) -> None:
     """Move every part of person ``drop`` into person ``keep`` (working state of group_people)."""
     for part, peak in enumerate(members[drop]):
         if peak >= 0:
             members[keep][part] = peak
             owner[peak] = keep
-    totals[keep] += totals[drop]
     members[drop] = None

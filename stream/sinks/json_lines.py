@@ -1,9 +1,10 @@
 """JSON lines output: one object per frame, written and flushed as soon as the frame is done.
 
-Each line is ``{"frame": int, "time": float, "people": [{"person_id": int,
+Each line is ``{"frame": int, "time": float, "people": [{"person_id": int, "score": float,
 "pose_keypoints_2d": [x0, y0, c0, ... x17, y17, c17]}]}`` in original-frame pixels, CMU-18 order,
-with 0,0,0 for a missing keypoint and person_id -1 where tracking is off; image sources add
-``"file"``, and several sources add ``"source"`` (``include_source=True``).
+with 0,0,0 for a missing keypoint and person_id -1 where tracking is off; ``score`` is the
+decoder's confidence in the whole person (``Posed.person_scores``); image sources add ``"file"``,
+and several sources add ``"source"`` (``include_source=True``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ def pose_record(item: Posed, include_source: bool = False) -> dict:
     """The contract's JSON object for one frame."""
     people = np.asarray(item.people, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
     ids = tuple(item.person_ids)
+    scores = tuple(item.person_scores)
     record = {
         "frame": int(item.index),
         "time": round(float(item.time), TIME_DECIMALS),
         "people": [
             {"person_id": int(ids[i]) if i < len(ids) else -1,
+             "score": person_score(scores[i] if i < len(scores) else 0.0),
              "pose_keypoints_2d": keypoints_flat(person)}
             for i, person in enumerate(people)
         ],
@@ -46,6 +49,12 @@ def pose_record(item: Posed, include_source: bool = False) -> dict:
     if include_source:
         record["source"] = item.source
     return record
+
+
+def person_score(score: float) -> float:
+    """A person's score for the JSON: rounded, 0.0 where unknown or not finite."""
+    score = float(score)
+    return round(score, SCORE_DECIMALS) if math.isfinite(score) else 0.0
 
 
 def keypoints_flat(person: np.ndarray) -> list[float]:
