@@ -205,7 +205,7 @@ def calibration_for(config: "Config") -> tuple[Calibration, bool]:
     or folder; else the run's first frames.  Waiting happens only when every source is a file or
     folder (live sources and the demo stream keep running while the model is quantized).
     """
-    from stream.sources import DEMO_URI
+    from stream.demo import DEMO_URI
 
     frames = config.inference.calibration_frames
     sources = list(config.sources) or [config.source]
@@ -225,7 +225,7 @@ def calibration_for(config: "Config") -> tuple[Calibration, bool]:
 def _local_path(uri: str | None) -> Path | None:
     """The file or folder a source URI names, or None (webcam, stream URL, demo, default)."""
     from stream.live import is_live_uri
-    from stream.sources import DEMO_URI
+    from stream.demo import DEMO_URI
 
     if not uri or uri.lower() == DEMO_URI or is_live_uri(uri):
         return None
