@@ -45,6 +45,7 @@ ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
     "openvino-int8": {"inference.engine": "openvino", "inference.precision": "int8"},
 }
 ENGINE_ALONE_S = 3.0          # engine-alone loop per case: half before the pipeline, half after
+MIN_ALONE_CALLS = 3           # per worker thread, for networks slower than the loop's time
 
 
 def pipeline_config(case: dict, json_path: str) -> Any:
@@ -114,8 +115,8 @@ def first_net_input(clip: Path, spec: Any, height: int) -> np.ndarray:
 
 def engine_alone_fps(engine: Any, net_input: np.ndarray, seconds: float) -> float:
     """Inferences per second of ``engine`` alone on ``net_input``: ``engine.workers`` threads
-    calling it back to back for ``seconds`` (the pipeline's own streams and threads), after one
-    call each to settle."""
+    calling it back to back for ``seconds`` and at least ``MIN_ALONE_CALLS`` times each (the
+    pipeline's own streams and threads), after one call each to settle."""
     import threading
 
     workers = max(1, int(getattr(engine, "workers", 1)))
@@ -126,7 +127,7 @@ def engine_alone_fps(engine: Any, net_input: np.ndarray, seconds: float) -> floa
     def loop(slot: int) -> None:
         engine(net_input)
         start.wait()
-        while time.perf_counter() < deadline[0]:
+        while time.perf_counter() < deadline[0] or counts[slot] < MIN_ALONE_CALLS:
             engine(net_input)
             counts[slot] += 1
 
