@@ -191,3 +191,15 @@ def test_calibration_follows_the_source(tmp_path, media):
     calibration, wait = calibration_for(config(**{"source.uri": "rtsp://cam/x",
                                                   "inference.calibration": str(video)}))
     assert calibration.path == video.resolve() and not wait       # live: in the background
+
+
+def test_cli_int8_on_torch_is_one_line_exit_2(tmp_path):
+    from tests.helpers_spine import run_cli
+
+    out = tmp_path / "poses.jsonl"
+    done = run_cli("--source", "demo", "--engine", "torch", "--precision", "int8", "--weights", "random",
+                   "--no-display", "--max-frames", "1", "--json", str(out))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("posestream: error")]
+    assert len(errors) == 1 and "inference.precision 'int8'" in errors[0] and "Traceback" not in done.stderr
+    assert not out.exists()
