@@ -125,9 +125,12 @@ class Int8Engine:
     # -- getting the int8 model ready ----------------------------------------------------------
 
     def _before_ready(self, batch: np.ndarray) -> Any:
-        """The engine for a call that came before the int8 model was ready."""
+        """The engine for a call that came before the int8 model was ready.  After a failed
+        quantization a waiting run stops with the error; a live one goes on unquantized."""
         if self._failure is not None:
-            raise self._failure
+            if self.wait:
+                raise self._failure
+            return self._fallback_engine()
         if self.calibration.path is None:
             self._collect(batch)
         else:
@@ -166,8 +169,9 @@ class Int8Engine:
             engine = self._openvino(path, "int8")
             if not self.wait and self._last_size is not None:
                 engine.warmup(*self._last_size)         # compiled before it takes over
-        except BaseException as error:      # handed to the caller by wait_ready / the next call
-            log.error("int8: quantizing %s failed: %s", self.model_path.name, error)
+        except BaseException as error:      # raised by wait_ready; live runs keep the fallback
+            log.error("int8: quantizing %s failed: %s%s", self.model_path.name, error,
+                      "" if self.wait else f"; the {self.fallback_precision} network goes on")
             self._failure = error
             return
         self._quantized = engine
