@@ -52,6 +52,7 @@ def _row(case: dict, result: dict) -> dict:
         "fps": result["fps"], "frames": result["frames"], "wall_s": result["wall_s"],
         "latency_ms": result["latency_ms"], "cpu_percent": result.get("cpu_percent"),
         "others_cpu_percent": result.get("others_cpu_percent"),
+        "first_frame_s": result.get("first_frame_s"), "peak_rss_mb": result.get("peak_rss_mb"),
         "stages": {name: {"p50_ms": values["p50_ms"], "p95_ms": values["p95_ms"]}
                    for name, values in result["stages"].items() if name in STAGES},
         "engine_detail": result.get("engine"),
