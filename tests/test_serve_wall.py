@@ -260,3 +260,16 @@ def test_the_token_comes_from_the_config_or_the_environment(monkeypatch):
         assert urllib.request.urlopen(sink.url + "stats.json?token=t0k", timeout=5).status == 200
     finally:
         sink.close()
+
+
+def test_serving_beyond_loopback_without_a_token_warns(monkeypatch, caplog):
+    """(Bound to 127.0.0.1 all the same: the host is only taken for one reachable from elsewhere.)"""
+    import stream.sinks.http as http_sink
+
+    monkeypatch.setattr(http_sink, "is_loopback", lambda host: False)
+    caplog.set_level(logging.WARNING, logger="stream.sinks.http")
+    for token, warned in ((None, True), ("t0k", False)):
+        caplog.clear()
+        sink = HttpSink(port=0, token=token).open()
+        sink.close()
+        assert ("without an access token" in caplog.text) is warned
