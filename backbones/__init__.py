@@ -66,7 +66,7 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, in registration order."""
+    """Registered backbone names, sorted."""
     _register_networks()
     return registry.list_backbones()
 

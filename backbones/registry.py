@@ -122,5 +122,6 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, in registration order."""
-    return list(_REGISTRY)
+    """Registered backbone names, sorted (the registration order depends on which network module
+    was imported first, e.g. backbones.tf_convert imports mobilenet_thin on its own)."""
+    return sorted(_REGISTRY)

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram, to_coco17
+from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram
+from stages.coco import to_coco17
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 GOALS = {"mobilenet_vs_lightweight_loop": 4.0, "cmu_vs_cmu_loop": 8.0, "threaded_vs_sequential": 1.3,

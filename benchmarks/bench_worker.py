@@ -49,7 +49,8 @@ MIN_ALONE_CALLS = 3           # per worker thread, for networks slower than the 
 
 
 def pipeline_config(case: dict, json_path: str) -> Any:
-    """The run's Config: the project's own defaults plus what the case sets."""
+    """The run's Config: the project's own defaults plus what the case sets (an engine variant
+    name, and ``config``: dotted config values applied last)."""
     from stream.config import load_config
 
     values = {
@@ -59,7 +60,8 @@ def pipeline_config(case: dict, json_path: str) -> Any:
         "run.max_frames": case.get("max_frames"), "run.max_seconds": case.get("max_seconds"),
         "run.progress": False, "run.log_level": "WARNING", "output.display": False,
         "output.json": json_path, "render.show": "skeleton",
-        **ENGINE_VARIANTS[case["engine"]],
+        **ENGINE_VARIANTS.get(case["engine"], {}),
+        **case.get("config", {}),         # any other config values (e.g. the accuracy benchmark's)
     }
     for key in ("threads", "workers"):
         if case.get(key):
