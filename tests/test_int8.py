@@ -203,3 +203,17 @@ def test_cli_int8_on_torch_is_one_line_exit_2(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("posestream: error")]
     assert len(errors) == 1 and "inference.precision 'int8'" in errors[0] and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_accuracy_benchmark_calibrates_int8_apart_from_the_scored_images(tmp_path):
+    from benchmarks.accuracy import calibrated_apart
+    from benchmarks.accuracy_runs import Setup
+
+    clip = tmp_path / "clip.mp4"
+    int8 = calibrated_apart(Setup("mobilenet_thin", "openvino", "int8", 368), clip)
+    assert dict(int8.settings)["inference.calibration"] == str(clip)
+    assert int8.config_values()["inference.calibration"] == str(clip)
+    chosen = Setup("mobilenet_thin", "openvino", "int8", 368, settings=(("inference.calibration", "x"),))
+    assert calibrated_apart(chosen, clip) == chosen
+    fp32 = Setup("mobilenet_thin", "openvino", "fp32", 368)
+    assert calibrated_apart(fp32, clip) == fp32
