@@ -63,7 +63,7 @@ def prepare(image: np.ndarray, spec: Any, input_height: int | None = None,
                                 cv2.BORDER_CONSTANT, value=(pad_value, pad_value, pad_value))
     if str(spec.channel_order).upper() == "RGB":
         padded = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
-    # Convert, then transpose: 2.4× faster than converting through the transposed view
+    # Convert, then transpose: 2.4x faster than converting through the transposed view
     # (1.0 vs 2.4 ms at 368x496), same values.
     net_input = np.ascontiguousarray(padded.astype(np.float32).transpose(2, 0, 1))
     mean = np.asarray(spec.mean, dtype=np.float32).reshape(-1, 1, 1)
