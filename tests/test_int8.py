@@ -217,3 +217,12 @@ def test_accuracy_benchmark_calibrates_int8_apart_from_the_scored_images(tmp_pat
     assert calibrated_apart(chosen, clip) == chosen
     fp32 = Setup("mobilenet_thin", "openvino", "fp32", 368)
     assert calibrated_apart(fp32, clip) == fp32
+
+
+def test_int8_without_nncf_names_the_extra(monkeypatch):
+    import stages.engines.int8 as int8
+    from stages.inference import make_engine
+
+    monkeypatch.setattr(int8, "has_module", lambda name: name != "nncf")
+    with pytest.raises(ConfigError, match=r"nncf package is not installed \(pip install -e \"\.\[int8\]\"\)"):
+        make_engine(config(**{"inference.engine": "openvino", "inference.precision": "int8"}))

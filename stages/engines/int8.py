@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import OMZ, cpu_supports_bf16
+from stages.engines import OMZ, cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
 from stages.engines.quantize import Calibration, quantized_model, read_calibration_images
 from stream.errors import ConfigError
@@ -240,6 +240,9 @@ def _local_path(uri: str | None) -> Path | None:
 def build_int8_engine(config: "Config", path: Path, preprocess: Any, threads: int | None,
                       workers: int) -> Int8Engine:
     """The int8 engine for ``config`` (called by the openvino engine's builder)."""
+    if not has_module("nncf"):
+        raise ConfigError("inference.precision 'int8': the nncf package is not installed "
+                          "(pip install -e \".[int8]\")")
     if config.model.backbone == OMZ:
         raise ConfigError("inference.precision 'int8': the omz IR is quantized by Intel already "
                           "(FP16-INT8); run it with --precision bf16 or fp32")
