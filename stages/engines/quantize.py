@@ -69,8 +69,10 @@ class Calibration:
             label = f"{len(images)} image(s) of folder {resolved.name}"
         else:
             identity = _file_identity(resolved)
-            kind = "image" if resolved.suffix.lower() in IMAGE_EXTENSIONS else "video"
-            label = f"the first {frames} frame(s) of {kind} {resolved.name}"
+            if resolved.suffix.lower() in IMAGE_EXTENSIONS:
+                label = f"image {resolved.name}"
+            else:
+                label = f"the first {frames} frame(s) of video {resolved.name}"
         return cls(resolved, frames, label, identity)
 
     @classmethod
@@ -185,6 +187,7 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray]):
     from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
                                                        AdvancedSmoothQuantParameters)
 
+    logging.getLogger("nncf").setLevel(logging.WARNING)   # not a line per unquantized layer
     model = ov.Core().read_model(str(model_path))
     samples = [np.ascontiguousarray(net_input[None], dtype=np.float32) for net_input in net_inputs]
     smoothing = AdvancedSmoothQuantParameters(convolution=SMOOTH_QUANT_ALPHA, matmul=-1)
