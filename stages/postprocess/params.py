@@ -34,6 +34,12 @@ class DecoderParams:
         matching with the largest total score, Hungarian algorithm) or ``greedy`` (best score
         first, as OpenPose's demo does; it can let one long candidate spanning two people's
         collinear limbs take both of their ends).
+    split_close_peaks: look for a second peak of the same part hidden next to a grid peak
+        (two people's keypoints closer than the stride grid separates; close_peaks.py).
+    close_peak_excess: a peak's 5x5 neighbourhood must exceed one round peak by more than this
+        fraction of its height to be fitted with two peaks (0.2).
+    close_peak_min_distance: least distance, in net-input pixels, between two peaks of one
+        part that a split may create (6).
     """
 
     peak_threshold: float = 0.1
@@ -45,6 +51,9 @@ class DecoderParams:
     min_mean_score: float = 0.4
     refine: str = "gaussian"
     matching: str = "optimal"
+    split_close_peaks: bool = True
+    close_peak_excess: float = 0.2
+    close_peak_min_distance: float = 6.0
 
     def __post_init__(self) -> None:
         _check_number(self, "peak_threshold", 0.0, 1.0)
@@ -54,6 +63,11 @@ class DecoderParams:
         _check_number(self, "long_limb_fraction", 1e-6, 100.0)
         _check_int(self, "min_parts", 1, 18)
         _check_number(self, "min_mean_score", 0.0, 100.0)
+        if not isinstance(self.split_close_peaks, bool):
+            raise ValueError(f"DecoderParams.split_close_peaks must be true or false, "
+                             f"got {self.split_close_peaks!r}")
+        _check_number(self, "close_peak_excess", 0.01, 10.0)
+        _check_number(self, "close_peak_min_distance", 1.0, 64.0)
         if self.refine not in REFINE_METHODS:
             raise ValueError(f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, "
                              f"got {self.refine!r}")
