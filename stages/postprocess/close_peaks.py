@@ -12,7 +12,7 @@ one round peak get a closer look:
    width are fitted to the patch: each cell belongs to the peak that explains it best, and each
    peak is a weighted least-squares fit of its cells' log values (linear in the unknowns when the
    width is known), a few rounds;
-3. the second peak is kept when the two-peak fit leaves at most ``MIN_FIT_GAIN`` (5 %) of the
+3. the second peak is kept when the two-peak fit leaves at most ``MIN_FIT_GAIN`` (3 %) of the
    one-peak model's squared error (a real network's single peaks are not exactly Gaussian: on
    real maps a looser bound splits elongated hip and shoulder peaks), it lies at least
    ``min_distance`` cells from the first and from every other peak of its part, is higher than
@@ -32,7 +32,7 @@ from stages.postprocess import arrays
 
 RADIUS = 2                    # patch half-size in cells: 5x5 around each peak
 FIT_ROUNDS = 5                # assignment + refit rounds of the two-peak fit
-MIN_FIT_GAIN = 0.05           # two-peak fit's squared error / one-peak model's, at most
+MIN_FIT_GAIN = 0.03           # two-peak fit's squared error / one-peak model's, at most
 MIN_OWN_CELLS = 2             # cells the second peak must explain better than anything else
 _NEIGHBOUR_REACH = RADIUS + 3  # other peaks of the part this close (cells) shape a patch
 _LOG_FLOOR = 1e-6

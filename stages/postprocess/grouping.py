@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from stages.postprocess.fragments import KEEP, fragment_targets
 from stages.postprocess.params import DecoderParams
 from stages.postprocess.scoring import person_scores
 from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS, Limb
@@ -73,21 +74,37 @@ def group_scored_people(connections: np.ndarray, peaks: np.ndarray,
             limb_totals.append(score)
             limb_counts.append(1)
 
-    kept = []
-    for person, row in enumerate(members):
-        if row is None:
-            continue
-        count = sum(peak >= 0 for peak in row)
-        mean_score = (peak_totals[person] + limb_totals[person]) / count
-        if count >= params.min_parts and mean_score >= params.min_mean_score:
-            kept.append(person)
-    rows = np.array([members[person] for person in kept], dtype=np.int64).reshape(len(kept),
-                                                                                   num_parts)
-    scores = person_scores(np.array([peak_totals[p] for p in kept]),
-                           np.array([limb_totals[p] for p in kept]),
-                           (rows >= 0).sum(axis=1), np.array([limb_counts[p] for p in kept]),
-                           num_parts)
+    alive = [person for person, row in enumerate(members) if row is not None]
+    rows = np.array([members[person] for person in alive], dtype=np.int64).reshape(-1, num_parts)
+    totals = np.array([[peak_totals[p], limb_totals[p], limb_counts[p]] for p in alive],
+                      dtype=np.float64).reshape(-1, 3)     # peak score, limb score, limb count
+    rows, totals = _resolve_fragments(rows, totals, peaks, params, limbs)
+
+    counts = (rows >= 0).sum(axis=1)
+    mean_scores = (totals[:, 0] + totals[:, 1]) / np.maximum(counts, 1)
+    kept = (counts >= params.min_parts) & (mean_scores >= params.min_mean_score)
+    rows, totals = rows[kept], totals[kept]
+    scores = person_scores(totals[:, 0], totals[:, 1], counts[kept], totals[:, 2], num_parts)
     return rows, scores
+
+
+def _resolve_fragments(rows: np.ndarray, totals: np.ndarray, peaks: np.ndarray,
+                       params: DecoderParams,
+                       limbs: Sequence[Limb]) -> tuple[np.ndarray, np.ndarray]:
+    """Join or drop the neckless fragments as ``fragments.fragment_targets`` decides."""
+    targets = fragment_targets(rows, peaks, params.fragment_max_parts,
+                               params.fragment_join_distance, params.fragment_duplicate_distance,
+                               limbs)
+    if np.all(targets == KEEP):
+        return rows, totals
+    rows, totals = rows.copy(), totals.copy()
+    for fragment, body in enumerate(targets.tolist()):
+        if body >= 0:
+            present = rows[fragment] >= 0
+            rows[body, present] = rows[fragment, present]
+            totals[body] += totals[fragment]
+    kept = targets == KEEP
+    return rows[kept], totals[kept]
 
 
 def _disjoint(first: list[int], second: list[int]) -> bool:

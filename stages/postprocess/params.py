@@ -40,6 +40,13 @@ class DecoderParams:
         fraction of its height to be fitted with two peaks (0.2).
     close_peak_min_distance: least distance, in net-input pixels, between two peaks of one
         part that a split may create (6).
+    fragment_max_parts: people without a neck and at most this many keypoints are fragments:
+        joined to a body that lacks their parts when a limb's length fits, dropped when they
+        duplicate a body's parts (fragments.py); 0 or 1 = off (4).
+    fragment_join_distance: how long, as a fraction of a body's size (the larger side of its
+        keypoints' box), a fragment's joining limb may be (1.0).
+    fragment_duplicate_distance: a fragment that cannot join is dropped when one of its parts
+        lies within this fraction of a body's size of the body's own keypoint of that part (0.5).
     """
 
     peak_threshold: float = 0.1
@@ -54,6 +61,9 @@ class DecoderParams:
     split_close_peaks: bool = True
     close_peak_excess: float = 0.2
     close_peak_min_distance: float = 6.0
+    fragment_max_parts: int = 4
+    fragment_join_distance: float = 1.0
+    fragment_duplicate_distance: float = 0.5
 
     def __post_init__(self) -> None:
         _check_number(self, "peak_threshold", 0.0, 1.0)
@@ -68,6 +78,9 @@ class DecoderParams:
                              f"got {self.split_close_peaks!r}")
         _check_number(self, "close_peak_excess", 0.01, 10.0)
         _check_number(self, "close_peak_min_distance", 1.0, 64.0)
+        _check_int(self, "fragment_max_parts", 0, 17)
+        _check_number(self, "fragment_join_distance", 0.0, 10.0)
+        _check_number(self, "fragment_duplicate_distance", 0.0, 10.0)
         if self.refine not in REFINE_METHODS:
             raise ValueError(f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, "
                              f"got {self.refine!r}")
