@@ -2,7 +2,9 @@
 
 Both decode the same synthetic ground-truth maps of a 368x496 net input (46x62 cells) with 1, 5
 and 15 people, first as exact training labels (with our variants: greedy matching, other
-sub-pixel fits, torch tensors), then blurred, weaker and noisy like a network's output.  The
+sub-pixel fits, torch tensors), then blurred, weaker and noisy like a network's output, then
+crowds (``synthetic.CROWD``: 20 people 30-120 px tall, same-type keypoints of different people
+down to 10 px apart; with and without our close-peak split), labels and network-like.  The
 table gives time per frame, people complete (every labelled keypoint within 10 px), mean
 keypoint error and false people, and is written to benchmarks/results/decoder.md and .json.
 One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
@@ -33,9 +35,10 @@ import numpy as np  # noqa: E402
 from benchmarks.reference_decoder import reference_decode  # noqa: E402
 from stages.postprocess import DecoderParams, decode  # noqa: E402
 from stages.postprocess.evaluation import score_scene, summarize  # noqa: E402
-from stages.postprocess.synthetic import NET_SIZE, degrade_maps, make_scene  # noqa: E402
+from stages.postprocess.synthetic import CROWD, NET_SIZE, degrade_maps, make_crowd, make_scene  # noqa: E402
 
 PEOPLE_COUNTS = (1, 5, 15)
+CROWDED = "crowd"             # the people column of the crowded rows
 LABELS, NETWORK_LIKE = "labels", "network-like"
 MAP_KINDS = (LABELS, NETWORK_LIKE)   # exact training labels; blurred, weaker, noisy copies
 REFERENCE = "reference (x8 bicubic)"
@@ -54,9 +57,11 @@ def _torch_decoder():
     return run
 
 
-def decoders(with_torch: bool, variants: bool) -> dict:
+def decoders(with_torch: bool, variants: bool, crowd: bool = False) -> dict:
     """Name -> callable(heatmaps, pafs) -> people (P,18,3) net pixels."""
     found = {"ours": lambda h, p: decode(h, p)}
+    if crowd:
+        found["ours, no close-peak split"] = lambda h, p: decode(h, p, split_close_peaks=False)
     if variants:
         found.update({
             "ours, greedy matching": lambda h, p: decode(h, p, matching="greedy"),
@@ -81,21 +86,29 @@ def measure(decoder, scenes, maps, repeats: int) -> dict:
     return {"ms_per_frame": 1000.0 * best_s / len(scenes), **summary}
 
 
+def scenes_of(people, scene_count: int) -> list:
+    """``scene_count`` seeded scenes of ``people`` people, or crowds for ``CROWDED``."""
+    if people == CROWDED:
+        return [make_crowd(7000 + seed, NET_SIZE) for seed in range(scene_count)]
+    return [make_scene(1000 * people + seed, people, NET_SIZE) for seed in range(scene_count)]
+
+
 def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
     cv2.setNumThreads(1)
     rows = []
-    for kind in MAP_KINDS:
-        for people in PEOPLE_COUNTS:
-            scenes = [make_scene(1000 * people + seed, people, NET_SIZE)
-                      for seed in range(scene_count)]
-            maps = [(s.heatmaps, s.pafs) if kind == LABELS else degrade_maps(s.heatmaps, s.pafs, i)
-                    for i, s in enumerate(scenes)]
-            chosen = decoders(with_torch, variants=kind == LABELS)
-            measured = {name: measure(fn, scenes, maps, repeats) for name, fn in chosen.items()}
-            reference_ms = measured[REFERENCE]["ms_per_frame"]
-            for name, result in measured.items():
-                rows.append({"maps": kind, "people": people, "decoder": name,
-                             "speedup": reference_ms / result["ms_per_frame"], **result})
+    cases = [(kind, people) for kind in MAP_KINDS for people in PEOPLE_COUNTS]
+    cases += [(kind, CROWDED) for kind in MAP_KINDS]
+    for kind, people in cases:
+        scenes = scenes_of(people, scene_count)
+        maps = [(s.heatmaps, s.pafs) if kind == LABELS else degrade_maps(s.heatmaps, s.pafs, i)
+                for i, s in enumerate(scenes)]
+        chosen = decoders(with_torch, variants=kind == LABELS and people != CROWDED,
+                          crowd=people == CROWDED)
+        measured = {name: measure(fn, scenes, maps, repeats) for name, fn in chosen.items()}
+        reference_ms = measured[REFERENCE]["ms_per_frame"]
+        for name, result in measured.items():
+            rows.append({"maps": kind, "people": people, "decoder": name,
+                         "speedup": reference_ms / result["ms_per_frame"], **result})
     return rows
 
 
@@ -124,9 +137,11 @@ def main(argv=None) -> int:
 
     rows = run(args.scenes, args.repeats, not args.no_torch)
     table = markdown(rows)
+    low, high = CROWD["height_range_px"]
     header = (f"Decoder benchmark: {args.scenes} synthetic scenes per row, net input "
-              f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}), "
-              f"one thread, "
+              f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}); "
+              f"crowd = {CROWD['num_people']} people {low:g}-{high:g} px tall, same-type "
+              f"keypoints down to {CROWD['min_separation_px']:g} px apart; one thread, "
               f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
               f"numpy {np.__version__}, opencv {cv2.__version__}.")
     print(header + "\n\n" + table)

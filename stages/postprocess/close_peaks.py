@@ -88,10 +88,10 @@ def typical_curvature(patches: np.ndarray, inside: np.ndarray) -> float | None:
     """Median second difference of the log values across the patch centres (both axes, concave
     ones only; cells per cell squared), or None when no peak has one."""
     centre = RADIUS
-    logs = np.log(np.maximum(patches, _LOG_FLOOR))
-    row, col = logs[:, centre, :], logs[:, :, centre]
-    curve_x = row[:, centre - 1] - 2 * row[:, centre] + row[:, centre + 1]
-    curve_y = col[:, centre - 1] - 2 * col[:, centre] + col[:, centre + 1]
+    cross = np.log(np.maximum(patches[:, centre - 1:centre + 2, centre - 1:centre + 2],
+                              _LOG_FLOOR))                                       # (K,3,3)
+    curve_x = cross[:, 1, 0] - 2 * cross[:, 1, 1] + cross[:, 1, 2]
+    curve_y = cross[:, 0, 1] - 2 * cross[:, 1, 1] + cross[:, 2, 1]
     known_x = inside[:, centre, centre - 1] & inside[:, centre, centre + 1]
     known_y = inside[:, centre - 1, centre] & inside[:, centre + 1, centre]
     curves = np.concatenate([curve_x[known_x], curve_y[known_y]])
@@ -106,23 +106,28 @@ def gaussians(log_height: np.ndarray, x: np.ndarray, y: np.ndarray, curve: float
     return np.exp(log_height[:, None, None] + curve / 2 * squared)
 
 
-def fit_known_width(values: np.ndarray, weights: np.ndarray,
+def fit_known_width(log_targets: np.ndarray, weights: np.ndarray,
                     curve: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted least-squares round peak of known curvature per patch: (log height, x, y).
 
-    log v = log a + c/2 |p - p0|^2 is linear in (log a + c/2 |p0|^2, x0, y0) once
-    c/2 |p|^2 is moved to the left, so each patch is a 3x3 linear solve.
+    log v = log a + c/2 |p - p0|^2 is linear in (log a + c/2 |p0|^2, x0, y0) once c/2 |p|^2 is
+    moved to the left: ``log_targets`` (n,25) = log v - c/2 |p|^2 (``known_width_targets``), so
+    each patch is a 3x3 linear solve.  weights (n,5,5).
     """
-    count = len(values)
-    targets = (np.log(np.maximum(values, _LOG_FLOOR))
-               - curve / 2 * (_GRID_X ** 2 + _GRID_Y ** 2)).reshape(count, -1)
     design = np.stack([np.ones(_GRID_X.size), -curve * _GRID_X.ravel(), -curve * _GRID_Y.ravel()],
                       axis=1)                                                      # (25,3)
-    flat_weights = weights.reshape(count, -1)
-    normal = np.einsum("nk,ki,kj->nij", flat_weights, design, design) + 1e-9 * np.eye(3)
-    right = np.einsum("nk,ki,nk->ni", flat_weights, design, targets)
+    outer = (design[:, :, None] * design[:, None, :]).reshape(_GRID_X.size, 9)     # (25,9)
+    flat_weights = weights.reshape(len(weights), -1)
+    normal = (flat_weights @ outer).reshape(-1, 3, 3) + 1e-9 * np.eye(3)
+    right = (flat_weights * log_targets) @ design
     constant, x, y = np.linalg.solve(normal, right[..., None])[..., 0].T
     return constant - curve / 2 * (x ** 2 + y ** 2), x, y
+
+
+def known_width_targets(patches: np.ndarray, curve: float) -> np.ndarray:
+    """(n,25) log values minus c/2 |p|^2: the left side of ``fit_known_width``'s equations."""
+    return (np.log(np.maximum(patches, _LOG_FLOOR))
+            - curve / 2 * (_GRID_X ** 2 + _GRID_Y ** 2)).reshape(len(patches), -1)
 
 
 def fit_two_peaks(patches: np.ndarray, inside: np.ndarray, others: np.ndarray, single: np.ndarray,
@@ -139,12 +144,13 @@ def fit_two_peaks(patches: np.ndarray, inside: np.ndarray, others: np.ndarray, s
                                 _LOG_FLOOR)),
               _GRID_X.ravel()[second_cell], _GRID_Y.ravel()[second_cell])
     weights = np.maximum(patches, 0.0) ** 2          # log values of faint cells are mostly noise
+    targets = known_width_targets(patches, curve)
     for _ in range(FIT_ROUNDS):
         model_first, model_second = gaussians(*first, curve), gaussians(*second, curve)
         owns_first = inside & (model_first >= model_second) & (model_first >= others)
         owns_second = inside & (model_second > model_first) & (model_second >= others)
-        first = fit_known_width(patches, weights * owns_first, curve)
-        second = fit_known_width(patches, weights * owns_second, curve)
+        first = fit_known_width(targets, weights * owns_first, curve)
+        second = fit_known_width(targets, weights * owns_second, curve)
     model_first, model_second = gaussians(*first, curve), gaussians(*second, curve)
     owns_second = inside & (model_second > model_first) & (model_second >= others)
     two = np.maximum(np.maximum(model_first, model_second), others)
@@ -155,28 +161,33 @@ def fit_two_peaks(patches: np.ndarray, inside: np.ndarray, others: np.ndarray, s
 
 def _patches(heatmaps: Any, parts: np.ndarray, rows: np.ndarray,
              cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K,5,5) float64 values around each peak cell and the mask of cells inside the map."""
+    """(K,5,5) float64 values around each peak cell (0 outside the map) and the mask of cells
+    inside the map."""
     height, width = heatmaps.shape[-2:]
-    zeros = np.zeros((len(parts), 2 * RADIUS + 1, 2 * RADIUS + 1), dtype=np.int64)
-    patch_rows = rows[:, None, None] + _OFFSETS[None, :, None] + zeros
-    patch_cols = cols[:, None, None] + _OFFSETS[None, None, :] + zeros
-    inside = (patch_rows >= 0) & (patch_rows < height) & (patch_cols >= 0) & (patch_cols < width)
-    index = [arrays.like(values, heatmaps) for values in (
-        parts[:, None, None] + zeros, patch_rows.clip(0, height - 1),
-        patch_cols.clip(0, width - 1))]
-    patches = arrays.to_numpy(heatmaps[index[0], index[1], index[2]]).astype(np.float64)
-    return np.where(inside, patches, 0.0), inside
+    patch_rows = rows[:, None, None] + _OFFSETS[None, :, None]                  # (K,5,1)
+    patch_cols = cols[:, None, None] + _OFFSETS[None, None, :]                  # (K,1,5)
+    inside = ((patch_rows >= 0) & (patch_rows < height)) & ((patch_cols >= 0) & (patch_cols < width))
+    flat = (parts[:, None, None] * (height * width) + patch_rows.clip(0, height - 1) * width
+            + patch_cols.clip(0, width - 1))                                     # (K,5,5)
+    values = heatmaps.reshape(-1)[arrays.like(flat, heatmaps)]
+    return np.where(inside, arrays.to_numpy(values).astype(np.float64), 0.0), inside
 
 
 def _neighbour_model(peaks: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                      log_height: np.ndarray, curve: float) -> np.ndarray:
     """(K,5,5): in each peak's patch, the max of the round peaks of the *other* peaks of its
     part that lie within reach (what they alone would put there)."""
-    near = ((peaks[:, None, 0] == peaks[None, :, 0])
-            & (np.abs(peaks[:, None, 1] - peaks[None, :, 1]) <= _NEIGHBOUR_REACH)
-            & (np.abs(peaks[:, None, 2] - peaks[None, :, 2]) <= _NEIGHBOUR_REACH))
-    np.fill_diagonal(near, False)
-    owner, other = np.nonzero(near)
+    pairs = []
+    bounds = np.flatnonzero(np.diff(peaks[:, 0])) + 1        # peaks are grouped by part
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(peaks)]):
+        if stop - start < 2:
+            continue
+        block = peaks[start:stop, 1:3]
+        near = np.all(np.abs(block[:, None] - block[None]) <= _NEIGHBOUR_REACH, axis=2)
+        np.fill_diagonal(near, False)
+        owner, other = np.nonzero(near)
+        pairs.append(np.stack([owner, other]) + start)
+    owner, other = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
     model = np.zeros((len(peaks), 2 * RADIUS + 1, 2 * RADIUS + 1))
     if len(owner):
         values = gaussians(log_height[other], peaks[other, 1] - cols[owner],
