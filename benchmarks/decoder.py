@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 from benchmarks.reference_decoder import reference_decode  # noqa: E402
 from stages.postprocess import DecoderParams, decode  # noqa: E402
 from stages.postprocess.evaluation import score_scene, summarize  # noqa: E402
-from stages.postprocess.synthetic import CROWD, NET_SIZE, degrade_maps, make_crowd, make_scene  # noqa: E402
+from stages.postprocess.synthetic import (  # noqa: E402
+    CROWD, NET_SIZE, degrade_maps, make_crowd, make_scene)
 
 PEOPLE_COUNTS = (1, 5, 15)
 CROWDED = "crowd"             # the people column of the crowded rows

@@ -76,8 +76,9 @@ def split_close_peaks(heatmaps: Any, peaks: np.ndarray, threshold: float, excess
         (log_height[flagged], offset_x[flagged], offset_y[flagged]),
         surplus[flagged].argmax(axis=1), curve)
     separation = np.hypot(second[1] - first[1], second[2] - first[2])
-    plausible = ((gain <= MIN_FIT_GAIN) & (separation >= min_distance) & (own_cells >= MIN_OWN_CELLS)
-                 & (np.exp(second[0]) > threshold) & (np.abs(first[1]) <= 1) & (np.abs(first[2]) <= 1)
+    plausible = ((gain <= MIN_FIT_GAIN) & (separation >= min_distance)
+                 & (own_cells >= MIN_OWN_CELLS) & (np.exp(second[0]) > threshold)
+                 & (np.abs(first[1]) <= 1) & (np.abs(first[2]) <= 1)
                  & (np.abs(second[1]) <= RADIUS) & (np.abs(second[2]) <= RADIUS))
     return _with_second_peaks(peaks, flagged[plausible], cols, rows,
                               [values[plausible] for values in first],
@@ -166,7 +167,7 @@ def _patches(heatmaps: Any, parts: np.ndarray, rows: np.ndarray,
     height, width = heatmaps.shape[-2:]
     patch_rows = rows[:, None, None] + _OFFSETS[None, :, None]                  # (K,5,1)
     patch_cols = cols[:, None, None] + _OFFSETS[None, None, :]                  # (K,1,5)
-    inside = ((patch_rows >= 0) & (patch_rows < height)) & ((patch_cols >= 0) & (patch_cols < width))
+    inside = (patch_rows >= 0) & (patch_rows < height) & (patch_cols >= 0) & (patch_cols < width)
     flat = (parts[:, None, None] * (height * width) + patch_rows.clip(0, height - 1) * width
             + patch_cols.clip(0, width - 1))                                     # (K,5,5)
     values = heatmaps.reshape(-1)[arrays.like(flat, heatmaps)]
