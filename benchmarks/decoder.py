@@ -136,7 +136,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for decoder.md/.json")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     rows = run(args.scenes, args.repeats, not args.no_torch)
+    load_after = os.getloadavg()[0]
     table = markdown(rows)
     low, high = CROWD["height_range_px"]
     header = (f"Decoder benchmark: {args.scenes} synthetic scenes per row, net input "
@@ -144,7 +146,9 @@ def main(argv=None) -> int:
               f"crowd = {CROWD['num_people']} people {low:g}-{high:g} px tall, same-type "
               f"keypoints down to {CROWD['min_separation_px']:g} px apart; one thread, "
               f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
-              f"numpy {np.__version__}, opencv {cv2.__version__}.")
+              f"numpy {np.__version__}, opencv {cv2.__version__}; load average "
+              f"{load_before:.1f} at the start, {load_after:.1f} at the end "
+              f"({os.cpu_count()} CPUs).")
     print(header + "\n\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "decoder.md").write_text(f"{header}\n\n{table}\n")
