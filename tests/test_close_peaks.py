@@ -92,6 +92,7 @@ def test_min_distance_and_excess_limit_the_split():
     assert len(peaks_px(heatmaps, min_distance=8 / STRIDE)) == 2
     assert len(peaks_px(heatmaps, min_distance=12 / STRIDE)) == 1
     assert len(peaks_px(heatmaps, excess=5.0)) == 1
+    assert len(peaks_px(heatmaps, fit_error=0.0)) == 1
 
 
 def test_parts_stay_grouped_and_a_torch_tensor_gives_the_same_peaks():

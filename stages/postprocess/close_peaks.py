@@ -12,7 +12,7 @@ one round peak get a closer look:
    width are fitted to the patch: each cell belongs to the peak that explains it best, and each
    peak is a weighted least-squares fit of its cells' log values (linear in the unknowns when the
    width is known), a few rounds;
-3. the second peak is kept when the two-peak fit leaves at most ``MIN_FIT_GAIN`` (3 %) of the
+3. the second peak is kept when the two-peak fit leaves at most ``fit_error`` (3 %) of the
    one-peak model's squared error (a real network's single peaks are not exactly Gaussian: on
    real maps a looser bound splits elongated hip and shoulder peaks), it lies at least
    ``min_distance`` cells from the first and from every other peak of its part, is higher than
@@ -32,7 +32,6 @@ from stages.postprocess import arrays
 
 RADIUS = 2                    # patch half-size in cells: 5x5 around each peak
 FIT_ROUNDS = 5                # assignment + refit rounds of the two-peak fit
-MIN_FIT_GAIN = 0.03           # two-peak fit's squared error / one-peak model's, at most
 MIN_OWN_CELLS = 2             # cells the second peak must explain better than anything else
 _NEIGHBOUR_REACH = RADIUS + 3  # other peaks of the part this close (cells) shape a patch
 _LOG_FLOOR = 1e-6
@@ -42,13 +41,14 @@ _GRID_Y = _GRID_X.T.copy()                                                # (5,5
 
 
 def split_close_peaks(heatmaps: Any, peaks: np.ndarray, threshold: float, excess: float = 0.2,
-                      min_distance: float = 0.75) -> np.ndarray:
+                      min_distance: float = 0.75, fit_error: float = 0.03) -> np.ndarray:
     """``peaks`` (K,4) from ``find_peaks`` plus the hidden second peaks found next to them.
 
     heatmaps (C,h,w) numpy or torch (the maps ``peaks`` came from); threshold: the peak
     threshold; excess: fraction of a peak's height by which its neighbourhood must exceed one
     round peak to be fitted with two; min_distance: least distance in cells between two peaks
-    of a part.  Returns float32 (K',4), K' >= K, grouped by part (new peaks after the old ones of
+    of a part; fit_error: largest squared error of the two-peak fit, as a fraction of the
+    one-peak model's, that accepts the second peak.  Returns float32 (K',4), K' >= K, grouped by part (new peaks after the old ones of
     their part); a split peak's position is refitted, its score kept.
     """
     if len(peaks) == 0:
@@ -76,7 +76,7 @@ def split_close_peaks(heatmaps: Any, peaks: np.ndarray, threshold: float, excess
         (log_height[flagged], offset_x[flagged], offset_y[flagged]),
         surplus[flagged].argmax(axis=1), curve)
     separation = np.hypot(second[1] - first[1], second[2] - first[2])
-    plausible = ((gain <= MIN_FIT_GAIN) & (separation >= min_distance)
+    plausible = ((gain <= fit_error) & (separation >= min_distance)
                  & (own_cells >= MIN_OWN_CELLS) & (np.exp(second[0]) > threshold)
                  & (np.abs(first[1]) <= 1) & (np.abs(first[2]) <= 1)
                  & (np.abs(second[1]) <= RADIUS) & (np.abs(second[2]) <= RADIUS))

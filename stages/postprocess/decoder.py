@@ -49,7 +49,8 @@ def decode_people(heatmaps: Any, pafs: Any, stride: int = 8, *,
     peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], params.peak_threshold, params.refine)
     if params.split_close_peaks:
         peaks = split_close_peaks(heatmaps, peaks, params.peak_threshold, params.close_peak_excess,
-                                  params.close_peak_min_distance / stride)
+                                  params.close_peak_min_distance / stride,
+                                  params.close_peak_fit_error)
     connections = score_limbs(pafs, peaks, params)
     members, scores = group_scored_people(connections, peaks, params)
     logger.debug("decoded %d peaks, %d connections, %d people",

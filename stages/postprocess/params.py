@@ -40,6 +40,9 @@ class DecoderParams:
         fraction of its height to be fitted with two peaks (0.2).
     close_peak_min_distance: least distance, in net-input pixels, between two peaks of one
         part that a split may create (6).
+    close_peak_fit_error: a split is kept when the two-peak fit's squared error is at most this
+        fraction of one peak's (0.03; real single peaks are not exact Gaussians, so a looser
+        bound splits elongated hip and shoulder peaks).
     fragment_max_parts: people without a neck and at most this many keypoints are fragments:
         joined to a body that lacks their parts when a limb's length fits, dropped when they
         duplicate a body's parts (fragments.py); 0 or 1 = off (4).
@@ -61,6 +64,7 @@ class DecoderParams:
     split_close_peaks: bool = True
     close_peak_excess: float = 0.2
     close_peak_min_distance: float = 6.0
+    close_peak_fit_error: float = 0.03
     fragment_max_parts: int = 4
     fragment_join_distance: float = 1.0
     fragment_duplicate_distance: float = 0.5
@@ -78,6 +82,7 @@ class DecoderParams:
                              f"got {self.split_close_peaks!r}")
         _check_number(self, "close_peak_excess", 0.01, 10.0)
         _check_number(self, "close_peak_min_distance", 1.0, 64.0)
+        _check_number(self, "close_peak_fit_error", 0.0, 1.0)
         _check_int(self, "fragment_max_parts", 0, 17)
         _check_number(self, "fragment_join_distance", 0.0, 10.0)
         _check_number(self, "fragment_duplicate_distance", 0.0, 10.0)
