@@ -5,8 +5,9 @@ and 15 people, first as exact training labels (with our variants: greedy matchin
 sub-pixel fits, torch tensors), then blurred, weaker and noisy like a network's output, then
 crowds (``synthetic.CROWD``: 20 people 30-120 px tall, same-type keypoints of different people
 down to 10 px apart; with and without our close-peak split), labels and network-like.  The
-table gives time per frame, people complete (every labelled keypoint within 10 px), mean
-keypoint error and false people, and is written to benchmarks/results/decoder.md and .json.
+table gives time per frame (the decoders take turns on each scene; each scene counts its fastest
+of ``--repeats`` runs), people complete (every labelled keypoint within 10 px), mean keypoint
+error and false people, and is written to benchmarks/results/decoder.md and .json.
 One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
 
     python -m benchmarks.decoder [--scenes 20] [--repeats 3]
@@ -75,16 +76,27 @@ def decoders(with_torch: bool, variants: bool, crowd: bool = False) -> dict:
     return found
 
 
-def measure(decoder, scenes, maps, repeats: int) -> dict:
-    """Best-of-``repeats`` mean time per frame and the accuracy summary over ``scenes``."""
-    best_s = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        results = [decoder(heatmaps, pafs) for heatmaps, pafs in maps]
-        best_s = min(best_s, time.perf_counter() - start)
-    summary = summarize(score_scene(people, scene.keypoints)
-                        for people, scene in zip(results, scenes))
-    return {"ms_per_frame": 1000.0 * best_s / len(scenes), **summary}
+def measure(chosen: dict, scenes, maps, repeats: int) -> dict:
+    """Per decoder: mean over scenes of the best-of-``repeats`` time per frame, and the accuracy
+    summary.  The decoders take turns on each scene (a different one first in each repeat) and
+    each scene keeps its fastest run, so a burst of load from other processes hits every decoder
+    alike and is mostly filtered out."""
+    best_s = {name: [float("inf")] * len(maps) for name in chosen}
+    results: dict[str, list] = {name: [] for name in chosen}
+    names = list(chosen)
+    for repeat in range(repeats):
+        turn = names[repeat % len(names):] + names[:repeat % len(names)]   # who goes first varies
+        for index, (heatmaps, pafs) in enumerate(maps):
+            for name in turn:
+                start = time.perf_counter()
+                people = chosen[name](heatmaps, pafs)
+                best_s[name][index] = min(best_s[name][index], time.perf_counter() - start)
+                if repeat == 0:
+                    results[name].append(people)
+    return {name: {"ms_per_frame": 1000.0 * sum(best_s[name]) / len(maps),
+                   **summarize(score_scene(people, scene.keypoints)
+                               for people, scene in zip(results[name], scenes))}
+            for name in chosen}
 
 
 def scenes_of(people, scene_count: int) -> list:
@@ -105,7 +117,7 @@ def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
                 for i, s in enumerate(scenes)]
         chosen = decoders(with_torch, variants=kind == LABELS and people != CROWDED,
                           crowd=people == CROWDED)
-        measured = {name: measure(fn, scenes, maps, repeats) for name, fn in chosen.items()}
+        measured = measure(chosen, scenes, maps, repeats)
         reference_ms = measured[REFERENCE]["ms_per_frame"]
         for name, result in measured.items():
             rows.append({"maps": kind, "people": people, "decoder": name,
