@@ -4,6 +4,8 @@ Each connection (a limb between two peaks) either starts a person, adds its free
 that owns the other end, merges two people that own one end each (when they share no part), or is
 dropped.  A peak-to-person lookup makes each step O(1) (a merge O(parts)), so grouping costs
 O(connections) = O(limbs x people) instead of OpenPose's scan of every person per connection.
+Then neckless fragments are joined to their body or dropped (fragments.py), weak and small people
+are dropped, and each person gets its score (scoring.py).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def group_people(connections: np.ndarray, peaks: np.ndarray,
 
     connections (C,4) from ``score_limbs`` (limb, peak a, peak b, score), in limb order; peaks
     (K,4) from ``find_peaks``.  Only the first ``starting_limbs`` limbs may start a new person (the
-    shoulder-ear limbs only join parts to people).  People with fewer than ``params.min_parts``
-    parts, or a summed peak + limb score per part below ``params.min_mean_score``, are dropped.
+    shoulder-ear limbs only join parts to people).  Small neckless fragments are then joined to
+    the body beside them or dropped (``fragments.fragment_targets``).  People with fewer than
+    ``params.min_parts`` parts, or a summed peak + limb score per part below
+    ``params.min_mean_score``, are dropped.
     """
     return group_scored_people(connections, peaks, params, limbs, num_parts, starting_limbs)[0]
 
