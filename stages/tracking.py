@@ -1,10 +1,18 @@
 """Person tracking: give each decoded person an id that stays the same across frames.
 
-Each frame's people are matched to the current tracks by an OKS-like keypoint similarity with
-the Hungarian algorithm; a pair is accepted only when its similarity reaches
-``TrackerParams.oks_threshold``.  Unmatched people start new tracks with new ids (ids are never
-reused); a track that goes unmatched for more than ``max_age`` updates is dropped.  Each track
-carries a constant-velocity estimate so two people whose paths cross keep their ids.
+Each frame's people are matched to the current tracks with the Hungarian algorithm.  A pair is
+allowed when its OKS-like keypoint similarity (mean over the keypoints both show) reaches
+``TrackerParams.oks_threshold``; among allowed pairs the assignment prefers the person who
+explains the most of the track (similarity summed over the track's keypoints), so a whole body
+wins its track over a head or an arm that fits a few keypoints just as well.  Each track carries
+a constant-velocity estimate, so people whose paths cross keep their ids, and a person missed for
+up to ``max_age`` updates gets their id back when they reappear near where motion predicts.
+
+Pieces of a tracked person that the decoder reports as people of their own (see
+:mod:`stages.track_parts`: *fragments*, few keypoints and no neck, touching a track; *parts*,
+people no bigger than a person tracked in the same frame and mostly inside their box) never take a track nor start
+one: their id is -1, as is a person without any visible keypoint.  Other unmatched people start new tracks with new ids; ids are never reused;
+a track unmatched for more than ``max_age`` updates is dropped.
 
 Arrays: ``people`` float [P, 18, 3] in frame pixels (x, y, score), CMU-18 order, a missing
 keypoint is (0, 0, 0) (any keypoint with score <= 0 counts as missing).
@@ -16,26 +24,17 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from stages.skeleton import NUM_KEYPOINTS
+from stages.track_parts import (
+    box_iou, find_fragments, find_parts, headless_few, keypoint_counts, pose_boxes,
+)
+from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
+    CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
+    similarity_and_explained,
+)
 
 logger = logging.getLogger(__name__)
-
-# COCO keypoint OKS sigmas (pycocotools) mapped to CMU-18 order; COCO has no neck, so the neck
-# takes the shoulders' value (it lies between them and is about as well localised).
-_COCO_SIGMAS = {
-    "nose": 0.026, "eye": 0.025, "ear": 0.035, "shoulder": 0.079, "elbow": 0.072,
-    "wrist": 0.062, "hip": 0.107, "knee": 0.087, "ankle": 0.089,
-}
-CMU_OKS_SIGMAS: tuple[float, ...] = tuple(_COCO_SIGMAS[part] for part in (
-    "nose", "shoulder",                      # nose, neck (from the shoulders)
-    "shoulder", "elbow", "wrist",            # right arm
-    "shoulder", "elbow", "wrist",            # left arm
-    "hip", "knee", "ankle",                  # right leg
-    "hip", "knee", "ankle",                  # left leg
-    "eye", "eye", "ear", "ear",              # r_eye, l_eye, r_ear, l_ear
-))
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,23 @@ class TrackerParams:
     predict_motion: move each track by its estimated velocity before matching (keeps the ids of
         people whose paths cross).
     velocity_smoothing: weight (0..1) of the newest displacement in a track's velocity estimate.
-    lost_discount: fraction (0..1) by which a track's similarity is discounted per update it has
+    lost_discount: fraction (0..1) by which a track's preference is discounted per update it has
         gone unmatched, when choosing pairs (not when checking the threshold): of two tracks that
         fit a person equally, the one seen more recently wins.
+    fragment_max_keypoints: a person with at most this many keypoints (0-17) and no neck, inside
+        or touching a track's box, is a fragment of that person (id -1); 0 turns this off.
+    fragment_margin: how far (a fraction of the tracked person's scale, 0-10) a box is grown for
+        "touching".
+    part_min_inside: a person unmatched this frame with no more keypoints than a person matched
+        to a track, and at least this fraction (0 < f <= 1) of their keypoints inside that track's box
+        (grown by ``fragment_margin``), is a part of that person (id -1, starts no track).
+    extent_memory_s: a track's box covers the keypoints seen in the last ``extent_memory_s``
+        seconds (>= 0; moved by the track's velocity), not only the last frame's: a body seen
+        without its head still owns the space where the head was.
+    fallback_iou: tracks seen in the previous update and people left unpaired by keypoint
+        similarity are paired when the track's box and the person's box overlap by at least this
+        intersection over union (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
+        limbs for a frame, so the poses differ while the person stays where they were.
     """
 
     oks_threshold: float = 0.3
@@ -65,6 +78,11 @@ class TrackerParams:
     predict_motion: bool = True
     velocity_smoothing: float = 0.5
     lost_discount: float = 0.02
+    fragment_max_keypoints: int = 5
+    fragment_margin: float = 0.2
+    part_min_inside: float = 0.8
+    extent_memory_s: float = 0.5
+    fallback_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_threshold <= 1.0:
@@ -82,71 +100,25 @@ class TrackerParams:
             raise ValueError(f"velocity_smoothing must be in (0, 1], got {self.velocity_smoothing}")
         if not 0.0 <= self.lost_discount < 1.0:
             raise ValueError(f"lost_discount must be in [0, 1), got {self.lost_discount}")
-
-
-def check_people(people: np.ndarray) -> np.ndarray:
-    """``people`` as a float64 [P, 18, 3] array; ValueError on another shape."""
-    people = np.asarray(people, dtype=np.float64)
-    if people.ndim != 3 or people.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"people must have shape [P, {NUM_KEYPOINTS}, 3], got {people.shape}")
-    return people
-
-
-def pose_scales(people: np.ndarray, min_scale_px: float) -> np.ndarray:
-    """Scale of each person [P]: sqrt of their visible keypoints' bounding-box area, floored."""
-    visible = people[..., 2] > 0
-    big, small = np.inf, -np.inf
-    x_min = np.where(visible, people[..., 0], big).min(axis=1, initial=big)
-    x_max = np.where(visible, people[..., 0], small).max(axis=1, initial=small)
-    y_min = np.where(visible, people[..., 1], big).min(axis=1, initial=big)
-    y_max = np.where(visible, people[..., 1], small).max(axis=1, initial=small)
-    area = np.clip(x_max - x_min, 0, None) * np.clip(y_max - y_min, 0, None)
-    area = np.where(visible.any(axis=1), area, 0.0)
-    return np.maximum(np.sqrt(area), min_scale_px)
-
-
-def keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
-                        min_scale_px: float = 16.0, min_shared: int = 1) -> np.ndarray:
-    """OKS-like similarity [A, B] in 0..1 between two sets of poses [A,18,3] and [B,18,3].
-
-    Per keypoint visible in both: exp(-d² / (2 s² (2σ)²)) with s the larger of the two poses'
-    scales (see :func:`pose_scales`); the similarity is the mean over the shared keypoints, and 0
-    when fewer than ``min_shared`` keypoints are shared.
-    """
-    if len(poses_a) == 0 or len(poses_b) == 0:
-        return np.zeros((len(poses_a), len(poses_b)))
-    visible_a = poses_a[:, None, :, 2] > 0                          # [A,1,K]
-    visible_b = poses_b[None, :, :, 2] > 0                          # [1,B,K]
-    shared = visible_a & visible_b                                  # [A,B,K]
-    dist_sq = ((poses_a[:, None, :, :2] - poses_b[None, :, :, :2]) ** 2).sum(axis=-1)
-    scale = np.maximum(pose_scales(poses_a, min_scale_px)[:, None],
-                       pose_scales(poses_b, min_scale_px)[None, :])  # [A,B]
-    tolerance_sq = 2.0 * (scale[..., None] ** 2) * (2.0 * np.asarray(sigmas)) ** 2
-    per_keypoint = np.where(shared, np.exp(-dist_sq / tolerance_sq), 0.0)
-    shared_count = shared.sum(axis=-1)
-    similarity = per_keypoint.sum(axis=-1) / np.maximum(shared_count, 1)
-    return np.where(shared_count >= min_shared, similarity, 0.0)
-
-
-def match_pairs(similarity: np.ndarray, threshold: float,
-                preference: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Hungarian matching of rows to columns; pairs below ``threshold`` are dropped.
-
-    The assignment maximises the total of ``preference`` (default: ``similarity``) over the
-    pairs whose similarity reaches the threshold.
-    """
-    if similarity.size == 0:
-        return []
-    preference = similarity if preference is None else preference
-    usable = np.where(similarity >= threshold, preference, 0.0)
-    rows, cols = linear_sum_assignment(usable, maximize=True)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
+        if not 0 <= self.fragment_max_keypoints < NUM_KEYPOINTS:
+            raise ValueError(f"fragment_max_keypoints must be in [0, {NUM_KEYPOINTS - 1}], "
+                             f"got {self.fragment_max_keypoints}")
+        if not 0.0 <= self.fragment_margin <= 10.0:
+            raise ValueError(f"fragment_margin must be in [0, 10], got {self.fragment_margin}")
+        if not 0.0 < self.part_min_inside <= 1.0:
+            raise ValueError(f"part_min_inside must be in (0, 1], got {self.part_min_inside}")
+        if not 0.0 <= self.fallback_iou <= 1.0:
+            raise ValueError(f"fallback_iou must be in [0, 1], got {self.fallback_iou}")
+        if not self.extent_memory_s >= 0.0:
+            raise ValueError(f"extent_memory_s must be >= 0, got {self.extent_memory_s}")
 
 
 class _Track:
-    """One tracked person: last observed pose, velocity (px/s), when last seen, misses."""
+    """One tracked person: last observed pose, velocity (px/s), when last seen, misses, and
+    each keypoint's last seen position and time (for the track's box)."""
 
-    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses")
+    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses",
+                 "recent_xy", "recent_s")
 
     def __init__(self, track_id: int, pose: np.ndarray, time_s: float) -> None:
         self.track_id = track_id
@@ -155,6 +127,8 @@ class _Track:
         self.has_velocity = False
         self.time_s = time_s
         self.misses = 0
+        self.recent_xy = pose[:, :2].copy()
+        self.recent_s = np.where(pose[:, 2] > 0, time_s, -np.inf)
 
     def predicted(self, time_s: float) -> np.ndarray:
         """The last pose moved by the velocity to ``time_s`` (missing keypoints stay missing)."""
@@ -163,23 +137,57 @@ class _Track:
         moved[..., :2] += np.where(self.pose[..., 2:] > 0, shift, 0.0)
         return moved
 
+    def extent(self, time_s: float, memory_s: float, move: bool = True) -> np.ndarray:
+        """Box [4] of the keypoints seen within ``memory_s`` of the last sighting, each moved by
+        the velocity to ``time_s`` (unless ``move`` is False)."""
+        fresh = self.recent_s >= self.time_s - memory_s
+        elapsed_s = np.maximum(time_s - self.recent_s[fresh], 0.0)
+        moved = self.recent_xy[fresh] + (self.velocity * elapsed_s[:, None] if move else 0.0)
+        return np.concatenate([moved.min(axis=0), moved.max(axis=0)])
+
     def observe(self, pose: np.ndarray, time_s: float, smoothing: float) -> None:
-        """Continue the track with ``pose``; update the velocity from the shared keypoints."""
+        """Continue the track with ``pose``; blend the velocity (weight ``smoothing``; 0 = keep
+        it: the pose was paired by its box, its keypoints are not to be trusted) with the step
+        measured by :func:`_step_px`."""
         elapsed_s = time_s - self.time_s
-        shared = (pose[:, 2] > 0) & (self.pose[:, 2] > 0)
-        if elapsed_s > 0 and shared.any():
-            step = (pose[shared, :2] - self.pose[shared, :2]).mean(axis=0) / elapsed_s
-            weight = smoothing if self.has_velocity else 1.0
-            self.velocity = weight * step + (1.0 - weight) * self.velocity
-            self.has_velocity = True
+        if elapsed_s > 0 and smoothing > 0:
+            step = _step_px(self.pose, pose, self.velocity * elapsed_s)
+            if step is not None:
+                weight = smoothing if self.has_velocity else 1.0
+                self.velocity = weight * step / elapsed_s + (1.0 - weight) * self.velocity
+                self.has_velocity = True
+        visible = pose[:, 2] > 0
+        self.recent_xy[visible] = pose[visible, :2]
+        self.recent_s[visible] = time_s
         self.pose, self.time_s, self.misses = pose, time_s, 0
+
+
+# A keypoint whose displacement is this far (a fraction of the person's scale) from the predicted
+# one is taken for the decoder's mistake (on the wrong limb) when the body's step is measured.
+_STEP_INLIER_SCALE = 0.2
+_MIN_STEP_INLIERS = 3
+
+
+def _step_px(before: np.ndarray, after: np.ndarray, expected_px: np.ndarray) -> np.ndarray | None:
+    """The body's displacement [2] from pose ``before`` to ``after`` (px): the median over the
+    keypoints both show whose displacement is near ``expected_px`` (when at least three are),
+    else over all of them, so a few keypoints put on the wrong limb cannot fling the track;
+    None when no keypoint is shared."""
+    shared = (before[:, 2] > 0) & (after[:, 2] > 0)
+    if not shared.any():
+        return None
+    moves = after[shared, :2] - before[shared, :2]
+    tolerance_px = _STEP_INLIER_SCALE * pose_scales(before[None], 1.0)[0]
+    inliers = np.hypot(*(moves - expected_px).T) <= tolerance_px
+    return np.median(moves[inliers] if inliers.sum() >= _MIN_STEP_INLIERS else moves, axis=0)
 
 
 class Tracker:
     """Assigns stable person ids across frames (see the module docstring).
 
-    ``update(people, time_s)`` returns one id per person, in the order given.  The tracker owns
-    all its state; ``reset()`` forgets every track but keeps counting ids, so ids are never reused.
+    ``update(people, time_s)`` returns one id per person, in the order given (-1 for a piece of
+    a tracked person).  The tracker owns all its state; ``reset()`` forgets every track but keeps
+    counting ids, so ids are never reused.
     """
 
     def __init__(self, params: TrackerParams = TrackerParams()) -> None:
@@ -201,46 +209,115 @@ class Tracker:
         """Match ``people`` [P,18,3] (frame px) seen at ``time_s`` to the tracks; return their ids."""
         people = check_people(people)
         params = self.params
-        if self._tracks and params.predict_motion:
-            expected = np.stack([track.predicted(time_s) for track in self._tracks])
-        elif self._tracks:
-            expected = np.stack([track.pose for track in self._tracks])
-        else:
-            expected = np.zeros((0, NUM_KEYPOINTS, 3))
-        similarity = keypoint_similarity(expected, people, self._sigmas, params.min_scale_px,
-                                         params.min_shared_keypoints)
-        misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
-        preference = similarity * (1.0 - params.lost_discount) ** misses[:, None]
-        pairs = match_pairs(similarity, params.oks_threshold, preference)
+        fragments = self._fragments(people, time_s)
+        candidates = np.flatnonzero(~fragments)
+        pairs = self._match(people, candidates, time_s)
 
         ids = [-1] * len(people)
-        matched_tracks = set()
-        for track_index, person_index in pairs:
+        for track_index, person_index, by_keypoints in pairs:
             track = self._tracks[track_index]
-            track.observe(people[person_index].copy(), time_s, params.velocity_smoothing)
+            track.observe(people[person_index].copy(), time_s,
+                          params.velocity_smoothing if by_keypoints else 0.0)
             ids[person_index] = track.track_id
-            matched_tracks.add(track_index)
+        matched = [self._tracks[track_index] for track_index, _, _ in pairs]
+        dropped = self._age_unmatched({id(track) for track in matched})
 
+        # Unmatched people, largest first, start tracks unless they are part of someone present.
+        counts = keypoint_counts(people)
+        present, parts = matched, 0
+        for person_index in sorted((index for index in candidates if ids[index] < 0),
+                                   key=lambda index: -counts[index]):
+            if counts[person_index] == 0:
+                continue
+            if self._is_part(people[person_index], present, time_s):
+                parts += 1
+                continue
+            ids[person_index] = self._start_track(people[person_index].copy(), time_s)
+            present.append(self._tracks[-1])
+        logger.debug("tracking at %.3fs: %d people (%d fragments, %d parts), %d matched, "
+                     "%d tracks dropped, %d held", time_s, len(people), int(fragments.sum()),
+                     parts, len(pairs), dropped, len(self._tracks))
+        return tuple(ids)
+
+    def _is_part(self, pose: np.ndarray, present: list[_Track], time_s: float) -> bool:
+        """``pose`` [18,3] is a part of one of the ``present`` tracks' people (those seen now)."""
+        if not present:
+            return False
+        params = self.params
+        boxes = self._extents(present, time_s)
+        counts = keypoint_counts(np.stack([track.pose for track in present]))
+        return bool(find_parts(pose[None], boxes, counts, params.part_min_inside,
+                               params.fragment_margin, params.min_scale_px)[0])
+
+    def _fragments(self, people: np.ndarray, time_s: float) -> np.ndarray:
+        """[P]: few-keypoint headless people touching a track's box or the box of a person of
+        this frame who is not such a piece."""
+        params = self.params
+        looks_like = headless_few(people, params.fragment_max_keypoints)
+        if not looks_like.any():
+            return looks_like
+        tracked_boxes = np.concatenate([self._extents(self._tracks, time_s),
+                                        pose_boxes(people[~looks_like])])
+        return find_fragments(people, tracked_boxes, params.fragment_max_keypoints,
+                              params.fragment_margin, params.min_scale_px)
+
+    def _match(self, people: np.ndarray, candidates: np.ndarray,
+               time_s: float) -> list[tuple[int, int, bool]]:
+        """(track index, person index, paired by keypoints rather than by box) between the tracks
+        and ``people[candidates]``."""
+        if not self._tracks or len(candidates) == 0:
+            return []
+        params = self.params
+        if params.predict_motion:
+            expected = np.stack([track.predicted(time_s) for track in self._tracks])
+        else:
+            expected = np.stack([track.pose for track in self._tracks])
+        chosen = people[candidates]
+        similarity, explained = similarity_and_explained(
+            expected, chosen, self._sigmas, params.min_scale_px, params.min_shared_keypoints)
+        misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
+        preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
+        by_keypoints = match_pairs(similarity, params.oks_threshold, preference)
+        by_box = self._match_boxes(chosen, by_keypoints, time_s) if params.fallback_iou > 0 else []
+        return [(track_index, int(candidates[chosen_index]), keypoints)
+                for keypoints, pairs in ((True, by_keypoints), (False, by_box))
+                for track_index, chosen_index in pairs]
+
+    def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
+                     time_s: float) -> list[tuple[int, int]]:
+        """Second round: tracks seen last update and people left unpaired by keypoints, paired
+        by box overlap (a track already lost must get its person back by keypoints)."""
+        tracks_left = sorted({index for index, track in enumerate(self._tracks) if track.misses == 0}
+                             - {track for track, _ in pairs})
+        people_left = sorted(set(range(len(chosen))) - {person for _, person in pairs})
+        if not tracks_left or not people_left:
+            return []
+        boxes = self._extents([self._tracks[index] for index in tracks_left], time_s)
+        overlap = box_iou(boxes, pose_boxes(chosen[people_left]))
+        return [(tracks_left[row], people_left[column])
+                for row, column in match_pairs(overlap, self.params.fallback_iou)]
+
+    def _extents(self, tracks: list[_Track], time_s: float) -> np.ndarray:
+        """Boxes [T, 4] where ``tracks`` are expected at ``time_s`` (see ``_Track.extent``)."""
+        boxes = [track.extent(time_s, self.params.extent_memory_s, self.params.predict_motion)
+                 for track in tracks]
+        return np.reshape(boxes, (-1, 4))
+
+    def _age_unmatched(self, matched: set[int]) -> int:
+        """Count a miss for each unmatched track; drop those past ``max_age``; return how many."""
         kept = []
-        for track_index, track in enumerate(self._tracks):
-            if track_index not in matched_tracks:
+        for track in self._tracks:
+            if id(track) not in matched:
                 track.misses += 1
-            if track.misses <= params.max_age:
+            if track.misses <= self.params.max_age:
                 kept.append(track)
         dropped = len(self._tracks) - len(kept)
         self._tracks = kept
-
-        for person_index, person_id in enumerate(ids):
-            if person_id < 0:
-                ids[person_index] = self._start_track(people[person_index].copy(), time_s)
-        logger.debug("tracking at %.3fs: %d people, %d matched, %d tracks dropped, %d held",
-                     time_s, len(people), len(pairs), dropped, len(self._tracks))
-        return tuple(ids)
+        return dropped
 
     def _start_track(self, pose: np.ndarray, time_s: float) -> int:
-        """A new id; a track is kept only for a pose with a visible keypoint (others never match)."""
+        """A new track for ``pose`` (which has a visible keypoint); returns its new id."""
         track_id = self._next_id
         self._next_id += 1
-        if (pose[:, 2] > 0).any():
-            self._tracks.append(_Track(track_id, pose, time_s))
+        self._tracks.append(_Track(track_id, pose, time_s))
         return track_id

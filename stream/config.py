@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import os
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -24,6 +25,7 @@ from stages.skeleton import keypoint_index, limb_index
 from stream.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SERVE_TOKEN_ENV = "POSESTREAM_SERVE_TOKEN"   # output.serve_token where the config leaves it unset
 
 
 class _Section(BaseModel):
@@ -105,6 +107,7 @@ class OutputConfig(_Section):
     json_: str | None = Field(None, alias="json")
     stats: str | None = None
     serve: str | None = None
+    serve_token: str | None = Field(None, min_length=1)   # else $POSESTREAM_SERVE_TOKEN
     display: bool | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -246,10 +249,22 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         key, value = _parse_override(text)
         _set_dotted(data, key, value)
         origin[key] = f"--set {text}"
+    _token_from_environment(data, origin)
     try:
         return Config.model_validate(data)
     except ValidationError as error:
         raise _as_config_error(error, origin, file_label) from None
+
+
+def _token_from_environment(data: dict[str, Any], origin: dict[str, str]) -> None:
+    """``output.serve_token`` from ``$POSESTREAM_SERVE_TOKEN`` (when set and not empty) where no
+    other layer set it."""
+    token = os.environ.get(SERVE_TOKEN_ENV)
+    output = data.get("output")
+    if not token or (isinstance(output, dict) and output.get("serve_token") is not None):
+        return
+    _set_dotted(data, "output.serve_token", token)
+    origin["output.serve_token"] = f"environment variable {SERVE_TOKEN_ENV}"
 
 
 def _resolve(path: str | Path) -> Path:

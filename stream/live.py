@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ import numpy as np
 from stream.errors import SourceError
 from stream.items import Frame
 from stream.reconnect import Reconnecting
-from stream.sources import Source
+from stream.sources import Source, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,11 @@ def is_live_uri(uri: int | str) -> bool:
 
 
 def describe_uri(uri: int | str) -> str:
-    """How a live source is named in messages and logs: ``webcam 0`` or the URL, password hidden."""
+    """How a live source is named in messages and logs: ``webcam 0`` or the URL with any
+    ``user:password@`` shown as ``***@``."""
     if isinstance(uri, int):
         return f"webcam {uri}"
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return redact_uri(uri)
 
 
 def ffmpeg_capture_options(url: str, timeout_s: float) -> str:

@@ -3,7 +3,7 @@
 ``build_sinks`` gives each source name a ``MultiSink`` of that source's outputs.  A path with a
 ``{source}`` placeholder gives every source its own file; a JSON path without one is shared, each
 line then carrying ``"source"`` when there are several sources.  The window is one per source,
-the browser page one for all.
+the browser page (a tile per source, metrics, live poses) one for all.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
     shared_json = None
     if output.json and "{source}" not in output.json:
         shared_json = JsonLinesSink(output.json, include_source=several)
-    shared_http = _http_sink(output.serve, live_stats) if output.serve else None
+    names = [source.name for source in sources]
+    shared_http = _http_sink(output, names, live_stats) if output.serve else None
     show_window = output.display if output.display is not None else has_display()
     routes = {}
     for source in sources:
@@ -61,9 +62,9 @@ def _video_sink(path: str, source: Any) -> Any:
     return VideoSink(path, fps=source.fps, frame_times=bool(getattr(source, "is_live", False)))
 
 
-def _http_sink(address: str, live_stats: Callable[[], dict]) -> Any:
-    """The browser view (one for all sources: the page shows whichever frame came last)."""
+def _http_sink(output: Any, names: list[str], live_stats: Callable[[], dict]) -> Any:
+    """The browser view, metrics and live poses: one for all sources (a tile per source)."""
     from stream.sinks.http import HttpSink, parse_serve_address
 
-    host, port = parse_serve_address(address)
-    return HttpSink(host, port, stats_provider=live_stats)
+    host, port = parse_serve_address(output.serve)
+    return HttpSink(host, port, stats_provider=live_stats, sources=names, token=output.serve_token)

@@ -205,9 +205,10 @@ class Pipeline:
     def live_report(self) -> dict[str, Any]:
         """The stats report so far (any thread, e.g. the browser view's /stats.json)."""
         counts = {source.name: self._source_counts(source) for source in self.sources}
+        per_source = len(self.sources) > 1 or bool(self.config.output.serve)
         report = self.stats.report(dropped=sum(count["dropped"] for count in counts.values()),
                                    reconnects=sum(count["reconnects"] for count in counts.values()),
-                                   sources=counts if len(self.sources) > 1 else None)
+                                   sources=counts if per_source else None)
         inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
         if inference is not None and inference.forwards:
             report["batches"] = {"forwards": inference.forwards,
@@ -215,11 +216,13 @@ class Pipeline:
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
-        """One source's drops (its queues' and its reader's), reconnects and failure, if any."""
+        """One source's drops (its queues' and its reader's), reconnects, state and failure, if any."""
         queues = self.source_queues.get(source.name, [])
         failure = self.control.source_failures.get(source.name)
+        state = "down" if failure is not None else getattr(source.state, "value", "live")
         return {"dropped": sum(queue.dropped for queue in queues) + int(getattr(source, "dropped", 0) or 0),
                 "reconnects": int(getattr(source, "reconnects", 0) or 0),
+                "state": state,
                 "error": None if failure is None else f"{type(failure).__name__}: {failure}"}
 
     def _finish_report(self) -> dict[str, Any]:

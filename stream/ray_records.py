@@ -120,22 +120,23 @@ class CameraRecord:
     def counts(self) -> dict[str, Any]:
         """This camera's entry for ``StatsRecorder.report(sources=…)``."""
         error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
-        return {"dropped": self.total("dropped"), "reconnects": self.total("reconnects"), "error": error}
+        return {"dropped": self.total("dropped"), "reconnects": self.total("reconnects"), "error": error,
+                "state": "down" if self.done or self.error is not None else "live"}
 
     def actor_up(self) -> None:
         self._down_since = None
 
 
 def build_report(stats: StatsRecorder, records: Iterable[CameraRecord], ray_section: Mapping[str, Any],
-                 batches: Mapping[str, Any] | None = None) -> dict:
-    """The local stats object over all cameras (``sources`` with several), the pool's ``batches``
-    (forwards and mean frames per forward, as a local run reports its inference stage's), and
-    the ``ray`` section."""
+                 batches: Mapping[str, Any] | None = None, per_source: bool = False) -> dict:
+    """The local stats object over all cameras (``sources`` with several or ``per_source``), the
+    pool's ``batches`` (forwards and mean frames per forward, as a local run reports its inference
+    stage's), and the ``ray`` section."""
     records = list(records)
     counts = {record.name: record.counts() for record in records}
     report = stats.report(dropped=sum(count["dropped"] for count in counts.values()),
                           reconnects=sum(count["reconnects"] for count in counts.values()),
-                          sources=counts if len(records) > 1 else None)
+                          sources=counts if len(records) > 1 or per_source else None)
     if batches and batches.get("forwards"):
         report["batches"] = dict(batches)
     report["ray"] = {

@@ -336,7 +336,8 @@ class RayRun:
                        "inference_restarts": self.pool_restarts,
                        "forward_mean_ms": totals.get("forward_mean_ms", 0.0)}
         batches = {"forwards": totals["forwards"], "mean_frames": totals["mean_frames"]} if totals else None
-        return build_report(self.stats, self.cameras.values(), ray_section, batches)
+        return build_report(self.stats, self.cameras.values(), ray_section, batches,
+                            per_source=bool(self.config.output.serve))
 
     # -- shutdown -------------------------------------------------------------------------------
 

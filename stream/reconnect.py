@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from stream.errors import SourceError
 from stream.items import Frame
-from stream.sources import Source
+from stream.sources import Source, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class Reconnecting(Source):
         self._lock = threading.Lock()
         self._next_index = 0
         self._first_capture_time: float | None = None
+        self._recovering = False
+
+    @property
+    def state(self) -> SourceState:
+        """``reconnecting`` from the moment a loss is noticed until a new connection gives a frame
+        (a stream that opens but stays stalled is not live)."""
+        state = super().state
+        return SourceState.RECONNECTING if state is SourceState.LIVE and self._recovering else state
 
     @property
     def dropped(self) -> int:
@@ -100,6 +108,7 @@ class Reconnecting(Source):
         while not self._stop.is_set():
             try:
                 for frame in self._inner:
+                    self._recovering = False
                     yield self._restamp(frame)
                 reason = "the stream ended"
             except SourceError as exc:
@@ -157,6 +166,7 @@ class Reconnecting(Source):
             raise SourceError(f"{self.label}: {_without_label(reason, self.label)} "
                               "(source.reconnect is false)")
         log.warning("%s lost: %s; reconnecting", self.name, reason)
+        self._recovering = True                 # until the new connection's first frame
         lost_at = time.monotonic()
         attempt = 0
         while True:

@@ -20,7 +20,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import cv2
@@ -39,6 +41,27 @@ DEMO_URI = "demo"
 DEMO_SIZE = (640, 480)               # width, height of the demo frames
 DEMO_FPS = 30.0                      # nominal rate: frame time = index / DEMO_FPS
 WEBCAM_PROBE_TIMEOUT_S = 3.0         # longest wait for webcam 0 when no source is given
+
+
+class SourceState(str, Enum):
+    """Where a source stands: ``live`` (open, giving frames), ``reconnecting`` (a live stream was
+    lost and is being reopened), ``down`` (not open, ended, closed or failed for good)."""
+
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    DOWN = "down"
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced by ``***@`` (for logs, messages, pages)."""
+    text = str(uri)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", text)
+    if "@" not in parts.netloc:
+        return text
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class Source(ABC):
@@ -70,6 +93,11 @@ class Source(ABC):
         if self._opened and not self._closed:
             self._closed = True
             self._close()
+
+    @property
+    def state(self) -> SourceState:
+        """``live`` from a successful ``open()`` until ``close()``, else ``down``."""
+        return SourceState.LIVE if self._opened and not self._closed else SourceState.DOWN
 
     def __iter__(self) -> Iterator[Frame]:
         self.open()
@@ -348,7 +376,7 @@ def open_source(cfg, name: str = "cam0") -> Source:
     if re.fullmatch(r"\d+", uri) or uri.lower().startswith(LIVE_SCHEMES):
         return _open_live(cfg, name)
     if "://" in uri and not uri.lower().startswith("file://"):
-        raise SourceError(f"unsupported source {uri!r}: use a file, folder, webcam index, "
+        raise SourceError(f"unsupported source {redact_uri(uri)!r}: use a file, folder, webcam index, "
                           f"rtsp:// or http(s):// URL, or demo")
     path = Path(uri[len("file://"):] if uri.lower().startswith("file://") else uri).expanduser()
     if not path.exists():
@@ -364,7 +392,7 @@ def _open_live(cfg, name: str) -> Source:
     try:
         from stream.live import open_live_source
     except ImportError:
-        raise SourceError(f"live sources are not available in this build: {cfg.uri}") from None
+        raise SourceError(f"live sources are not available in this build: {redact_uri(cfg.uri)}") from None
     return open_live_source(cfg, name)
 
 

@@ -9,10 +9,14 @@ and computes the summary of the contract::
 Latency is the time from a frame's ``capture_time`` (time.monotonic() when it was read) to the
 moment the last stage has finished with it.
 
-With several sources the report also holds ``"sources"``: per source name ``{"frames", "wall_s",
-"fps", "dropped", "reconnects", "latency_ms", "error"}``, where ``wall_s`` runs from the start to
-that source's last finished frame (its own fps, even when it ended early) and ``error`` is why
-it failed, or null.
+With several sources (or when serving the live page) the report also holds ``"sources"``: per
+source name ``{"frames", "wall_s", "fps", "fps_recent", "dropped", "reconnects", "latency_ms",
+"latency_histogram", "people", "state", "up", "error"}``, where ``wall_s`` runs from the start to
+that source's last finished frame (its own fps, even when it ended early), ``fps_recent`` is the
+rate over its last frames (0 when none came for ``RECENT_WINDOW_S``), ``people`` the number of
+people in its last frame, ``state`` live / reconnecting / down (``up``: 1 when live, else 0),
+``latency_histogram`` ``{"le_s": [bounds], "counts": [cumulative counts], "count", "sum_s"}``
+and ``error`` why it failed, or null.  Each stage also reports its ``count`` of timed calls.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import random
 import threading
 import time
 from array import array
+from bisect import bisect_left
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,6 +39,9 @@ log = logging.getLogger(__name__)
 
 STAGE_NAMES = ("capture", "preprocess", "inference", "postprocess", "render")
 MAX_SAMPLES = 100_000   # per series; beyond it a uniform reservoir keeps percentiles honest
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # histogram bounds
+RECENT_FRAMES = 30      # fps_recent is measured over (at most) this many last frames ...
+RECENT_WINDOW_S = 3.0   # ... that finished within this many seconds
 
 
 class _Series:
@@ -65,19 +74,55 @@ class _Series:
         return round(1000.0 * self.total_s / self.count, 3) if self.count else 0.0
 
 
+class _Histogram:
+    """Counts per bucket (value <= bound; the last bucket is +Inf) and the sum, as Prometheus has."""
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.bucket_counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self.bucket_counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def report(self) -> dict[str, Any]:
+        cumulative, running = [], 0
+        for count in self.bucket_counts[:-1]:
+            running += count
+            cumulative.append(running)
+        return {"le_s": list(self.bounds), "counts": cumulative,
+                "count": sum(self.bucket_counts), "sum_s": round(self.total, 6)}
+
+
 class _SourceCounts:
-    """One source's finished frames, latency and the time of its last finished frame."""
+    """One source's finished frames, latency, people in its last frame and when its recent frames
+    finished."""
 
     def __init__(self, max_samples: int, seed: int):
         self.frames = 0
         self.last_done = 0.0
+        self.people = 0
         self.latency = _Series(max_samples, seed=1000 + seed)
+        self.latency_histogram = _Histogram(LATENCY_BUCKETS_S)
+        self.recent_done: deque[float] = deque(maxlen=RECENT_FRAMES)
 
-    def add(self, done_at: float, latency_s: float | None) -> None:
+    def add(self, done_at: float, latency_s: float | None, people: int | None) -> None:
         self.frames += 1
         self.last_done = done_at
+        self.recent_done.append(done_at)
+        if people is not None:
+            self.people = people
         if latency_s is not None:
             self.latency.add(latency_s)
+            self.latency_histogram.add(latency_s)
+
+    def recent_fps(self, now: float) -> float:
+        """Frames per second over the recent frames; 0 when the last one is older than the window."""
+        times = [done for done in self.recent_done if now - done <= RECENT_WINDOW_S]
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return round((len(times) - 1) / (times[-1] - times[0]), 3)
 
 
 class StatsRecorder:
@@ -126,7 +171,7 @@ class StatsRecorder:
                 counts = self._sources.get(source)
                 if counts is None:
                     counts = self._sources[source] = _SourceCounts(self._max_samples, seed=len(self._sources))
-                counts.add(now, latency_s)
+                counts.add(now, latency_s, _people_count(item))
         if self._on_done is not None:
             self._on_done(item)
 
@@ -140,8 +185,9 @@ class StatsRecorder:
                sources: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """The contract's stats object.
 
-        sources: source name → ``{"dropped", "reconnects", "error"}`` (error: a message or None);
-        given, the report gets a ``"sources"`` section with every named source.
+        sources: source name → ``{"dropped", "reconnects", "error", "state"}`` (error: a message or
+        None; state: "live" (the default), "reconnecting" or "down"); given, the report gets a ``"sources"``
+        section with every named source.
         """
         with self._lock:
             wall_s = self.wall_s()
@@ -149,7 +195,8 @@ class StatsRecorder:
             stages = {}
             for name, series in self._stages.items():
                 p50, p95 = series.percentiles_ms(50, 95)
-                stages[name] = {"mean_ms": series.mean_ms(), "p50_ms": p50, "p95_ms": p95}
+                stages[name] = {"mean_ms": series.mean_ms(), "p50_ms": p50, "p95_ms": p95,
+                                "count": series.count}
             report: dict[str, Any] = {
                 "frames": self.frames,
                 "wall_s": round(wall_s, 4),
@@ -166,21 +213,31 @@ class StatsRecorder:
 
     def _source_report(self, name: str, counts: Mapping[str, Any]) -> dict[str, Any]:
         """One source's section (lock held)."""
-        done = self._sources.get(name)
-        frames = done.frames if done is not None else 0
-        wall_s = 0.0
-        if done is not None and self.started_at is not None:
-            wall_s = max(0.0, done.last_done - self.started_at)
-        latency_p50, latency_p95 = done.latency.percentiles_ms(50, 95) if done is not None else (0.0, 0.0)
+        done = self._sources.get(name) or _SourceCounts(1, seed=0)
+        frames = done.frames
+        wall_s = max(0.0, done.last_done - self.started_at) if frames and self.started_at is not None else 0.0
+        latency_p50, latency_p95 = done.latency.percentiles_ms(50, 95)
+        state = counts.get("state", "live")
         return {
             "frames": frames,
             "wall_s": round(wall_s, 4),
             "fps": round(frames / wall_s, 3) if wall_s > 0 else 0.0,
+            "fps_recent": done.recent_fps(time.monotonic()),
             "dropped": int(counts.get("dropped", 0)),
             "reconnects": int(counts.get("reconnects", 0)),
             "latency_ms": {"p50": latency_p50, "p95": latency_p95},
+            "latency_histogram": done.latency_histogram.report(),
+            "people": done.people,
+            "state": state,
+            "up": int(state == "live"),
             "error": counts.get("error"),
         }
+
+
+def _people_count(item: Any) -> int | None:
+    """How many people a finished item holds (None for items without ``people``)."""
+    people = getattr(item, "people", None)
+    return None if people is None else len(people)
 
 
 def format_summary(report: dict[str, Any]) -> str:

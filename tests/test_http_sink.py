@@ -106,7 +106,7 @@ def test_binds_loopback_by_default_and_serves_page_and_stats(sink):
     with urllib.request.urlopen(sink.url, timeout=5) as response:
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html")
-    assert 'src="stream.mjpg"' in page and "stats.json" in page
+    assert "stats.json" in page and '"stream/"' in page
     first = json.loads(urllib.request.urlopen(sink.url + "stats.json", timeout=5).read())
     second = json.loads(urllib.request.urlopen(sink.url + "stats.json", timeout=5).read())
     assert first["latency_ms"] == {"p50": 40.0, "p95": 55.0}

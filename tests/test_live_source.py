@@ -48,8 +48,9 @@ def test_describe_uri_hides_passwords():
     assert describe_uri(3) == "webcam 3"
     assert describe_uri("rtsp://cam/x") == "rtsp://cam/x"
     shown = describe_uri("rtsp://admin:s3cret@10.0.0.5:554/stream1")
-    assert "s3cret" not in shown
-    assert shown == "rtsp://admin:***@10.0.0.5:554/stream1"
+    assert "s3cret" not in shown and "admin" not in shown
+    assert shown == "rtsp://***@10.0.0.5:554/stream1"
+    assert describe_uri("rtsp://viewer@cam/x") == "rtsp://***@cam/x"
 
 
 def test_ffmpeg_options_rtsp_over_tcp_with_microsecond_timeout():
@@ -191,6 +192,47 @@ def test_close_from_another_thread_cuts_the_backoff_short():
     source.close()
     assert ended.wait(2.0), "iteration did not end after close()"
     assert time.monotonic() - started < 1.0
+
+
+class SilentSource(ScriptedSource):
+    """A connection that opens but sends nothing: it reports a stall after ``silent_s``."""
+
+    def _frames(self) -> Iterator[Frame]:
+        time.sleep(self.silent_s)
+        raise SourceError("scripted://cam: stalled")
+
+
+def test_state_is_reconnecting_from_a_loss_until_a_new_connection_gives_a_frame():
+    made: list[ScriptedSource] = []
+
+    def connect() -> ScriptedSource:
+        if len(made) == 1:                       # the 2nd connection opens but stays silent
+            made.append(SilentSource("inner", 0))
+            made[-1].silent_s = 0.6
+        else:
+            made.append(ScriptedSource("inner", 1 if not made else 1000))
+        return made[-1]
+
+    source = reconnecting(connect)
+    assert source.state.value == "down", "not open yet"
+    source.open()
+    frames = iter(source)
+    next(frames)
+    assert source.state.value == "live"
+    seen = []
+    taker = threading.Thread(target=lambda: seen.append(next(frames)), daemon=True)
+    taker.start()                                # loses connection 1, opens the silent one
+    deadline = time.monotonic() + 5
+    states = set()
+    while not seen and time.monotonic() < deadline:
+        if len(made) == 2 and made[1]._opened:
+            states.add(source.state.value)
+        time.sleep(0.01)
+    taker.join(5)
+    assert states == {"reconnecting"}, "open but silent is not live"
+    assert seen and len(made) == 3 and source.state.value == "live", "live again with a frame"
+    source.close()
+    assert source.state.value == "down"
 
 
 class SlowReaderSource(ScriptedSource):

@@ -294,7 +294,8 @@ def test_smoothing_without_tracking_smooths_and_writes_ids_of_minus_one():
         person = still.copy()
         person[:, :2] += rng.normal(0, 2.0, (18, 2))
         inputs.append(person[:, :2])
-        stage.decode = lambda heatmaps, pafs, stride, _person=person, **params: _person[np.newaxis]
+        stage.decode_people = (lambda heatmaps, pafs, stride, _person=person, **params:
+                               (_person[np.newaxis], np.ones(1)))
         posed = stage.process(inferred(index, index / 25.0))
         assert posed.person_ids == (-1,)
         outputs.append(posed.people[0, :, :2])

@@ -29,12 +29,37 @@ def test_report_has_the_contract_shape_and_right_numbers():
     assert abs(inference["mean_ms"] - 50.5) < 1e-6
     assert abs(inference["p50_ms"] - float(np.percentile(durations_s, 50)) * 1000) < 1e-3
     assert abs(inference["p95_ms"] - float(np.percentile(durations_s, 95)) * 1000) < 1e-3
-    assert report["stages"]["capture"] == {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0}
+    assert report["stages"]["capture"] == {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "count": 0}
+    assert inference["count"] == 100
     assert report["frames"] == 10 and report["dropped"] == 3 and report["reconnects"] == 1
     assert report["latency_ms"]["p50"] >= 50.0
     assert report["wall_s"] >= 0.05
     assert abs(report["fps"] - 10 / report["wall_s"]) < 0.01 * report["fps"]
     assert "10 frames" in format_summary(report)
+
+
+def test_source_sections_hold_state_people_recent_fps_and_a_latency_histogram():
+    stats = StatsRecorder()
+    stats.start()
+    now = time.monotonic()
+    latencies_s = [0.004, 0.03, 0.03, 0.2, 20.0]
+    for latency_s in latencies_s:
+        stats.record_done(SimpleNamespace(capture_time=now - latency_s, source="left", people=np.zeros((2, 18, 3))))
+    stats.record_done(SimpleNamespace(capture_time=now, source="left", people=np.zeros((1, 18, 3))))
+    report = stats.report(sources={"left": {"dropped": 1, "reconnects": 2, "error": None, "state": "reconnecting"},
+                                   "right": {"dropped": 0, "reconnects": 0, "error": "gone", "state": "down"},
+                                   "new": {}})
+    left, right, new = (report["sources"][name] for name in ("left", "right", "new"))
+    assert left["people"] == 1, "people in the last frame, not a total"
+    assert (left["state"], left["up"], right["state"], right["up"]) == ("reconnecting", 0, "down", 0)
+    assert (new["state"], new["up"], new["frames"], new["fps_recent"]) == ("live", 1, 0, 0.0)
+    assert left["fps_recent"] > 0
+    histogram = left["latency_histogram"]
+    assert histogram["count"] == 6 and len(histogram["counts"]) == len(histogram["le_s"])
+    expected = [sum(1 for value in [*latencies_s, 0.0] if value <= bound + 0.002) for bound in histogram["le_s"]]
+    assert histogram["counts"] == expected, "cumulative counts per bound"
+    assert histogram["counts"][-1] == 5, "the 20 s frame is only in +Inf"
+    assert abs(histogram["sum_s"] - sum(latencies_s)) < 0.01
 
 
 def test_reservoir_keeps_percentiles_close_and_the_mean_exact():

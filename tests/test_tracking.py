@@ -9,47 +9,7 @@ from stages.skeleton import NUM_KEYPOINTS
 from stages.tracking import (
     CMU_OKS_SIGMAS, Tracker, TrackerParams, keypoint_similarity, match_pairs, pose_scales,
 )
-
-FPS = 30.0
-HEIGHT_PX = 200.0
-
-# A standing person in CMU-18 order, in person heights, origin at the middle of the hips.
-_TEMPLATE = np.array([
-    (0.0, -0.42), (0.0, -0.33),                                   # nose, neck
-    (-0.10, -0.33), (-0.13, -0.18), (-0.14, -0.04),                # right arm
-    (0.10, -0.33), (0.13, -0.18), (0.14, -0.04),                   # left arm
-    (-0.06, 0.0), (-0.07, 0.22), (-0.07, 0.44),                    # right leg
-    (0.06, 0.0), (0.07, 0.22), (0.07, 0.44),                       # left leg
-    (-0.02, -0.44), (0.02, -0.44), (-0.04, -0.43), (0.04, -0.43),  # eyes, ears
-])
-
-
-def skeleton(center_px, rng=None, noise_px=0.0, dropout=0.0, height_px=HEIGHT_PX) -> np.ndarray:
-    """One synthetic person [18, 3] centred at ``center_px``, with pixel noise and dropped keypoints."""
-    pose = np.empty((NUM_KEYPOINTS, 3))
-    pose[:, :2] = np.asarray(center_px) + _TEMPLATE * height_px
-    pose[:, 2] = 0.8
-    if rng is not None:
-        pose[:, :2] += rng.normal(0.0, noise_px, (NUM_KEYPOINTS, 2))
-        dropped = rng.random(NUM_KEYPOINTS) < dropout
-        pose[dropped] = 0.0
-    return pose
-
-
-def run_sequence(tracker, frames, rng=None):
-    """Feed ``frames`` (lists of (true_name, pose)) shuffled; return {true_name: [id per frame seen]}."""
-    seen: dict[str, list[int]] = {}
-    for frame_index, frame in enumerate(frames):
-        order = rng.permutation(len(frame)) if rng is not None else np.arange(len(frame))
-        names = [frame[i][0] for i in order]
-        people = np.array([frame[i][1] for i in order]).reshape(-1, NUM_KEYPOINTS, 3)
-        ids = tracker.update(people, frame_index / FPS)
-        assert len(ids) == len(people)
-        assert len(set(ids)) == len(ids), f"duplicate ids {ids} in frame {frame_index}"
-        for name, person_id in zip(names, ids):
-            seen.setdefault(name, []).append(person_id)
-    return seen
-
+from tests.helpers_tracking import _TEMPLATE, FPS, HEIGHT_PX, run_sequence, skeleton
 
 def test_moving_people_keep_their_ids_with_noise_dropouts_and_shuffling():
     rng = np.random.default_rng(1)
@@ -161,7 +121,7 @@ def test_ids_are_never_reused_and_state_stays_bounded_with_many_short_lived_trac
                            for _ in range(count)]).reshape(-1, NUM_KEYPOINTS, 3)
         ids = tracker.update(people, frame_index / FPS)
         for person_id in ids:
-            if person_id not in first_seen_order:
+            if person_id >= 0 and person_id not in first_seen_order:   # -1: inside someone else
                 first_seen_order.append(person_id)
         most_tracks = max(most_tracks, tracker.num_tracks)
     assert first_seen_order == sorted(first_seen_order)       # ids only ever grow
@@ -192,8 +152,9 @@ def test_empty_frames_and_people_without_keypoints():
     tracker = Tracker()
     assert tracker.update(np.zeros((0, NUM_KEYPOINTS, 3)), 0.0) == ()
     ids = tracker.update(np.zeros((2, NUM_KEYPOINTS, 3)), 0.1)
-    assert len(set(ids)) == 2 and min(ids) >= 0
-    assert tracker.num_tracks == 0   # nothing to match them against later
+    assert ids == (-1, -1)           # nobody is there: no track, no id used up
+    assert tracker.num_tracks == 0
+    assert tracker.update(skeleton((200.0, 300.0))[None], 0.2) == (0,)
 
 
 def test_update_leaves_input_unchanged_and_checks_shape():
@@ -251,7 +212,9 @@ def test_pose_scales_and_match_pairs():
     ("oks_threshold", 0.0), ("oks_threshold", 1.5), ("min_scale_px", float("nan")), ("max_age", -1), ("sigmas", (0.1,) * 17),
     ("sigmas", (0.0,) * 18), ("min_scale_px", 0.0), ("min_shared_keypoints", 0),
     ("velocity_smoothing", 0.0), ("velocity_smoothing", 1.5), ("lost_discount", -0.1),
-    ("lost_discount", 1.0),
+    ("lost_discount", 1.0), ("fragment_max_keypoints", -1), ("fragment_max_keypoints", 18),
+    ("fragment_margin", -0.1), ("part_min_inside", 0.0), ("part_min_inside", 1.5),
+    ("extent_memory_s", -1.0), ("fallback_iou", 1.5),
 ])
 def test_params_out_of_range_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):

@@ -1,114 +1,63 @@
-"""The ``--serve`` sink: a small browser page with the live annotated stream and the live stats.
+"""The ``--serve`` sink: a camera wall, per-source MJPEG, stats, Prometheus metrics and live poses.
 
-Routes: ``/`` the HTML page, ``/stream.mjpg`` the annotated frames as multipart MJPEG,
-``/stats.json`` the current run stats (the ``--stats`` shape), refreshed by the page each second.
+Routes (every one behind the access token when one is set):
 
-``write()`` only swaps a reference to the newest frame, so the pipeline never waits on a client.
-Each frame is JPEG-encoded at most once, by the first client thread that wants it; every client
-gets the newest frame when it is ready for one, so a slow client skips frames and a stuck one
-(its socket send blocks) is dropped after ``client_timeout_s`` without touching the others.
-Standard library only (``http.server.ThreadingHTTPServer``).
+- ``/`` the page (``stream/sinks/wall_page.py``): a tile per source with its stream and status;
+- ``/stream/NAME.mjpg`` that source's annotated frames as multipart MJPEG, ``/stream/NAME.jpg``
+  its newest frame (``?after=SEQ``: wait up to a second for a newer one, else 204);
+- ``/stream.mjpg`` the newest frame of any source;
+- ``/stats.json`` the current stats (the ``--stats`` shape with ``sources`` and a ``serve``
+  section: clients per route, ``/poses`` events lost);
+- ``/metrics`` the same snapshot as Prometheus text (``stream/metrics.py``);
+- ``/poses`` Server-Sent Events, one ``data: <JSON line>`` per frame of every source
+  (``stream/sinks/pose_events.py``).
+
+``write()`` only swaps references and queues a line per ``/poses`` client, so the pipeline never
+waits on a client; a stuck client (its socket send blocks) is dropped after ``client_timeout_s``.
+Access token: ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (so the page's images work);
+the page passes it on.  Serving beyond loopback without a token logs a warning.
+Standard library HTTP (``http.server.ThreadingHTTPServer``).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-import cv2
 import numpy as np
 
 from stream.errors import ConfigError
 from stream.items import Posed
+from stream.metrics import CONTENT_TYPE_LATEST, metrics_registry, metrics_text
 from stream.sinks.base import Sink
+from stream.sinks.mjpeg import BOUNDARY, LatestJpeg, mjpeg_part
+from stream.sinks.pose_events import DEFAULT_MAX_QUEUED, PoseEvents, sse_message
+from stream.sinks.wall_page import render_page
+
+__all__ = ["BOUNDARY", "HttpSink", "LatestJpeg", "parse_serve_address"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
-BOUNDARY = "posestream-frame"
+DEFAULT_SOURCE = "cam0"      # frames written without a source name
 CLIENT_WAIT_S = 0.5          # a streaming client re-checks for shutdown this often
+FRAME_WAIT_S = 1.0           # /stream/NAME.jpg?after=SEQ waits this long for a newer frame
+KEEPALIVE_S = 10.0           # an idle /poses stream gets a comment line this often
 POLL_INTERVAL_S = 0.1        # serve_forever's shutdown poll
-
-
-PAGE_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}} live</title>
-<style>
-  body { margin: 0; background: #111; color: #ddd; font: 14px/1.4 system-ui, sans-serif; }
-  main { display: flex; flex-wrap: wrap; gap: 16px; padding: 16px; align-items: flex-start; }
-  #stream { max-width: 100%; background: #000; min-width: 320px; min-height: 240px; }
-  table { border-collapse: collapse; }
-  th, td { text-align: left; padding: 2px 10px 2px 0; font-variant-numeric: tabular-nums; }
-  th { color: #999; font-weight: normal; }
-  #status { color: #999; margin-top: 8px; }
-</style>
-</head>
-<body>
-<main>
-  <img id="stream" src="stream.mjpg" alt="live annotated stream">
-  <section>
-    <h1>{{title}}</h1>
-    <table id="stats">
-      <tbody>
-        <tr><th>frames</th><td id="frames">-</td></tr>
-        <tr><th>fps</th><td id="fps">-</td></tr>
-        <tr><th>latency p50 / p95 (ms)</th><td id="latency">-</td></tr>
-        <tr><th>dropped</th><td id="dropped">-</td></tr>
-        <tr><th>reconnects</th><td id="reconnects">-</td></tr>
-        <tr><th>wall (s)</th><td id="wall">-</td></tr>
-      </tbody>
-      <tbody id="stages"></tbody>
-    </table>
-    <div id="status">waiting for stats</div>
-  </section>
-</main>
-<script>
-"use strict";
-let updates = 0;
-const fixed = (value, digits) => (typeof value === "number" ? value.toFixed(digits) : "-");
-function show(stats) {
-  const latency = stats.latency_ms || {};
-  document.getElementById("frames").textContent = stats.frames ?? "-";
-  document.getElementById("fps").textContent = fixed(stats.fps, 1);
-  document.getElementById("latency").textContent =
-    fixed(latency.p50, 0) + " / " + fixed(latency.p95, 0);
-  document.getElementById("dropped").textContent = stats.dropped ?? "-";
-  document.getElementById("reconnects").textContent = stats.reconnects ?? "-";
-  document.getElementById("wall").textContent = fixed(stats.wall_s, 1);
-  const stages = document.getElementById("stages");
-  stages.replaceChildren();
-  for (const [stage, timing] of Object.entries(stats.stages || {})) {
-    const row = stages.insertRow();
-    const name = document.createElement("th");
-    name.textContent = stage + " p50 / p95 (ms)";
-    row.appendChild(name);
-    row.insertCell().textContent = fixed(timing.p50_ms, 1) + " / " + fixed(timing.p95_ms, 1);
-  }
-}
-async function refresh() {
-  try {
-    const response = await fetch("stats.json", {cache: "no-store"});
-    show(await response.json());
-    updates += 1;
-    document.getElementById("status").textContent = "stats updated " + updates + " times";
-  } catch (error) {
-    document.getElementById("status").textContent = "stats unavailable: " + error;
-  }
-}
-refresh();
-setInterval(refresh, 1000);
-</script>
-</body>
-</html>
-"""
+STREAM_SEND_BUFFER_BYTES = 256 * 1024   # kernel send buffer of an endless stream: a stuck client
+                                        # holds at most this much there, and blocks (and is dropped) sooner
+STREAM_ROUTE = re.compile(r"/stream/(?P<name>[^/]+)\.(?P<kind>mjpg|jpg)")
+TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
+ROUTES = ("/", "/index.html", "/stats.json", "/metrics", "/poses", "/stream.mjpg")
 
 
 def parse_serve_address(text: str | int) -> tuple[str, int]:
@@ -126,79 +75,47 @@ def parse_serve_address(text: str | int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class LatestJpeg:
-    """The newest frame, handed to any number of client threads as JPEG, encoded once per frame."""
-
-    def __init__(self, jpeg_quality: int = 80):
-        self.jpeg_quality = jpeg_quality
-        self._cond = threading.Condition()
-        self._encode_lock = threading.Lock()
-        self._image: np.ndarray | None = None
-        self._seq = 0
-        self._jpeg: bytes | None = None
-        self._jpeg_seq = 0
-        self._closed = False
-        self.encoded = 0
-
-    def publish(self, image: np.ndarray) -> None:
-        """Make ``image`` the newest frame (never blocks on clients or encoding)."""
-        with self._cond:
-            self._image = image
-            self._seq += 1
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def wait_newer(self, seen_seq: int, timeout_s: float) -> tuple[int, bytes] | None:
-        """(seq, jpeg) of a frame newer than ``seen_seq``, or None on timeout or once closed."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._closed or self._seq > seen_seq, timeout_s):
-                return None
-            if self._closed:
-                return None
-            seq, image = self._seq, self._image
-            if self._jpeg_seq == seq:
-                return seq, self._jpeg
-        with self._encode_lock:
-            with self._cond:
-                if self._jpeg_seq >= seq:
-                    return self._jpeg_seq, self._jpeg
-            ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            if not ok:
-                raise ValueError(f"cannot encode a frame of shape {image.shape} as JPEG")
-            jpeg = buffer.tobytes()
-            with self._cond:
-                self._jpeg, self._jpeg_seq = jpeg, seq
-                self.encoded += 1
-        return seq, jpeg
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; any other host is reachable from elsewhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpSink(Sink):
     """Serves the browser view of a running pipeline on ``http://host:port/``.
 
-    stats_provider: returns the current stats dict for ``/stats.json`` (None: ``{}``).
-    client_timeout_s: a client that takes no data for this long is disconnected.
-    Port 0 picks a free port; ``url`` tells which after ``open()``.
+    stats_provider: returns the current stats dict (None: ``{}``).  sources: the source names
+    (tiles shown before their first frame; others appear as they write).  token: required by
+    every route when set.  client_timeout_s: a client that takes no data for this long is
+    disconnected.  max_queued_events: ``/poses`` lines held per client before it loses the
+    oldest.  Port 0 picks a free port; ``url`` tells which after ``open()``.
     """
 
     name = "http"
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = 8080,
-                 stats_provider: Callable[[], dict] | None = None, *, jpeg_quality: int = 80,
-                 client_timeout_s: float = 10.0, title: str = "posestream"):
+                 stats_provider: Callable[[], dict] | None = None, *, sources: Iterable[str] = (),
+                 token: str | None = None, jpeg_quality: int = 80, client_timeout_s: float = 10.0,
+                 title: str = "posestream", max_queued_events: int = DEFAULT_MAX_QUEUED):
         self.host = host
         self.port = port
         self.stats_provider = stats_provider
+        self.token = token or None
         self.client_timeout_s = client_timeout_s
         self.title = title
-        self.frames = LatestJpeg(jpeg_quality)
+        self.jpeg_quality = jpeg_quality
+        self.frames = LatestJpeg(jpeg_quality)              # the newest frame of any source
+        self.source_frames = {name: LatestJpeg(jpeg_quality) for name in sources}
+        self.events = PoseEvents(max_queued_events)
         self.frames_written = 0
+        self.registry = metrics_registry(self.snapshot)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._clients: set[socket.socket] = set()
+        self._clients: dict[socket.socket, str] = {}
         self._clients_lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -230,12 +147,24 @@ class HttpSink(Sink):
             name="http-sink", daemon=True,
         )
         self._thread.start()
-        log.info("serving the live view on %s", self.url)
+        log.info("serving the live view on %s%s", self.url, " (access token required)" if self.token else "")
+        if self.token is None and not is_loopback(self.host):
+            log.warning("--serve %s: reachable beyond this machine without an access token; anyone who "
+                        "can reach it sees the cameras.  Set output.serve_token or $POSESTREAM_SERVE_TOKEN.",
+                        self.host)
         return self
 
-    def write(self, item: Posed, annotated: np.ndarray) -> None:
-        """Make ``annotated`` the frame clients get next (keeps a reference: do not modify it)."""
+    def write(self, item: Posed | None, annotated: np.ndarray) -> None:
+        """Make ``annotated`` its source's newest frame and queue the item's ``/poses`` line
+        (keeps a reference: do not modify the image)."""
+        name = getattr(item, "source", None) or DEFAULT_SOURCE
+        frames = self.source_frames.get(name)
+        if frames is None:
+            frames = self.source_frames.setdefault(name, LatestJpeg(self.jpeg_quality))
+        frames.publish(annotated)
         self.frames.publish(annotated)
+        if item is not None:
+            self.events.publish(item)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -243,13 +172,15 @@ class HttpSink(Sink):
         if self._closed.is_set():
             return
         self._closed.set()
-        self.frames.close()
+        for frames in [self.frames, *list(self.source_frames.values())]:
+            frames.close()
+        self.events.close()
         if self._server is None:
             return
         self._server.shutdown()
         self._server.server_close()
         with self._clients_lock:
-            clients, self._clients = list(self._clients), set()
+            clients, self._clients = list(self._clients), {}
         for connection in clients:
             try:
                 connection.shutdown(socket.SHUT_RDWR)
@@ -257,25 +188,40 @@ class HttpSink(Sink):
                 pass
         self._thread.join(timeout=2.0)
 
-    def client_count(self) -> int:
-        """How many clients are connected right now (any route)."""
+    def client_count(self, route: str | None = None) -> int:
+        """How many clients are connected right now (on ``route``, or any)."""
         with self._clients_lock:
-            return len(self._clients)
+            return sum(1 for seen in self._clients.values() if route is None or seen == route)
 
-    def stats_json(self) -> bytes:
-        stats = self.stats_provider() if self.stats_provider is not None else {}
-        return json.dumps(stats).encode()
+    def snapshot(self) -> dict:
+        """The stats report plus this sink's own counts: what /stats.json and /metrics show."""
+        report = dict(self.stats_provider() or {}) if self.stats_provider is not None else {}
+        with self._clients_lock:
+            routes = list(self._clients.values())
+        report["serve"] = {
+            "clients": {route: routes.count(route) for route in sorted(set(routes))},
+            "pose_events_sent": self.events.published,
+            "pose_events_lost": self.events.lost,
+        }
+        return report
 
     def page_html(self) -> bytes:
-        return PAGE_HTML.replace("{{title}}", _html_escape(self.title)).encode()
+        return render_page(self.title, list(self.source_frames), self.token)
 
-    def _track(self, connection: socket.socket, connected: bool) -> None:
+    def authorized(self, headers, query: dict[str, list[str]]) -> bool:
+        """Whether a request carries the token (always, where none is set)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        candidates = query.get("token", []) + ([given.strip()] if scheme.lower() == "bearer" else [])
+        return any(hmac.compare_digest(candidate.encode(), self.token.encode()) for candidate in candidates)
+
+    def _track(self, connection: socket.socket, route: str | None) -> None:
         with self._clients_lock:
-            (self._clients.add if connected else self._clients.discard)(connection)
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+            if route is None:
+                self._clients.pop(connection, None)
+            else:
+                self._clients[connection] = route
 
 
 class _Server(ThreadingHTTPServer):
@@ -294,64 +240,128 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.sink.client_timeout_s   # socket timeout: stuck clients fail
         super().setup()
-        self.server.sink._track(self.connection, True)
+        self.server.sink._track(self.connection, "connecting")
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.sink._track(self.connection, False)
+            self.server.sink._track(self.connection, None)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), TOKEN_IN_QUERY.sub(r"\1***", format % args))
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        route = urlsplit(self.path).path
+        sink = self.server.sink
+        parts = urlsplit(self.path)
+        route, query = parts.path, parse_qs(parts.query)
         try:
+            if not sink.authorized(self.headers, query):
+                self._refuse()
+                return
+            stream = STREAM_ROUTE.fullmatch(route)
+            sink._track(self.connection, "/stream/" if stream else route if route in ROUTES else "other")
             if route in ("/", "/index.html"):
-                self._send_body(self.server.sink.page_html(), "text/html; charset=utf-8")
+                self._send_body(sink.page_html(), "text/html; charset=utf-8")
             elif route == "/stats.json":
-                self._send_stats()
+                self._send_snapshot(lambda: json.dumps(sink.snapshot()).encode(), "application/json")
+            elif route == "/metrics":
+                self._send_snapshot(lambda: metrics_text(sink.registry), CONTENT_TYPE_LATEST)
+            elif route == "/poses":
+                self._send_events()
             elif route == "/stream.mjpg":
-                self._send_stream()
+                self._send_stream(sink.frames)
+            elif stream and unquote(stream["name"]) in sink.source_frames:
+                frames = sink.source_frames[unquote(stream["name"])]
+                if stream["kind"] == "mjpg":
+                    self._send_stream(frames)
+                else:
+                    self._send_frame(frames, _int_or_zero(query.get("after", ["0"])[0]))
             else:
-                self.send_error(404, "not found: try / , /stream.mjpg or /stats.json")
+                self.send_error(404, "not found: try / , /stream/NAME.mjpg, /stream.mjpg, /stats.json, "
+                                     "/metrics or /poses")
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError) as exc:
             log.debug("client %s gone: %s", self.address_string(), exc)
 
-    def _send_stats(self) -> None:
+    def _refuse(self) -> None:
+        body = b"access token required: Authorization: Bearer TOKEN, or ?token=TOKEN\n"
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Bearer realm="posestream"')
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_snapshot(self, build: Callable[[], bytes], content_type: str) -> None:
         try:
-            body = self.server.sink.stats_json()
+            body = build()
         except Exception:  # a failing stats provider must not take the page down
             log.warning("stats provider failed", exc_info=True)
             self.send_error(500, "stats unavailable")
             return
-        self._send_body(body, "application/json")
+        self._send_body(body, content_type)
 
-    def _send_body(self, body: bytes, content_type: str) -> None:
+    def _send_body(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_stream(self) -> None:
-        sink = self.server.sink
+    def _start_stream(self, content_type: str) -> None:
         self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER_BYTES)
         self.send_response(200)
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
+
+    def _send_stream(self, frames: LatestJpeg) -> None:
+        sink = self.server.sink
+        self._start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         log.info("stream client %s connected", self.address_string())
         seen_seq = 0
         while not sink.closed:
-            newest = sink.frames.wait_newer(seen_seq, CLIENT_WAIT_S)
+            newest = frames.wait_newer(seen_seq, CLIENT_WAIT_S)
             if newest is None:
                 continue
             seen_seq, jpeg = newest
-            part_header = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                           f"Content-Length: {len(jpeg)}\r\n\r\n").encode()
-            self.wfile.write(part_header + jpeg + b"\r\n")
+            self.wfile.write(mjpeg_part(jpeg))
         log.info("stream client %s done", self.address_string())
+
+    def _send_frame(self, frames: LatestJpeg, after: int) -> None:
+        newest = frames.wait_newer(after, FRAME_WAIT_S)
+        if newest is None:
+            self.send_response(204)
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            return
+        seq, jpeg = newest
+        self._send_body(jpeg, "image/jpeg", {"X-Frame-Seq": str(seq)})
+
+    def _send_events(self) -> None:
+        events = self.server.sink.events
+        client = events.subscribe()
+        try:
+            self._start_stream("text/event-stream")
+            self.wfile.write(b": posestream poses\n\n")
+            log.info("poses client %s connected", self.address_string())
+            last_write = time.monotonic()
+            while (lines := events.take(client, CLIENT_WAIT_S)) is not None:
+                if lines:
+                    self.wfile.write(b"".join(sse_message(line) for line in lines))
+                    last_write = time.monotonic()
+                elif time.monotonic() - last_write > KEEPALIVE_S:
+                    self.wfile.write(b": keepalive\n\n")
+                    last_write = time.monotonic()
+        finally:
+            events.unsubscribe(client)
+            log.info("poses client %s done (%d events lost)", self.address_string(), client.lost)
+
+
+def _int_or_zero(text: str) -> int:
+    return int(text) if text.isdigit() else 0

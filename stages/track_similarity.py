@@ -1,0 +1,109 @@
+"""Keypoint similarity between poses, and the assignment of people to tracks.
+
+Pure functions over arrays, used by :mod:`stages.tracking`.  Arrays: poses / people float
+[N, 18, 3] in frame pixels (x, y, score), CMU-18 order; a keypoint with score <= 0 is missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from stages.skeleton import NUM_KEYPOINTS
+
+# COCO keypoint OKS sigmas (pycocotools) mapped to CMU-18 order; COCO has no neck, so the neck
+# takes the shoulders' value (it lies between them and is about as well localised).
+_COCO_SIGMAS = {
+    "nose": 0.026, "eye": 0.025, "ear": 0.035, "shoulder": 0.079, "elbow": 0.072,
+    "wrist": 0.062, "hip": 0.107, "knee": 0.087, "ankle": 0.089,
+}
+CMU_OKS_SIGMAS: tuple[float, ...] = tuple(_COCO_SIGMAS[part] for part in (
+    "nose", "shoulder",                      # nose, neck (from the shoulders)
+    "shoulder", "elbow", "wrist",            # right arm
+    "shoulder", "elbow", "wrist",            # left arm
+    "hip", "knee", "ankle",                  # right leg
+    "hip", "knee", "ankle",                  # left leg
+    "eye", "eye", "ear", "ear",              # r_eye, l_eye, r_ear, l_ear
+))
+
+
+def check_people(people: np.ndarray) -> np.ndarray:
+    """``people`` as a float64 [P, 18, 3] array; ValueError on another shape."""
+    people = np.asarray(people, dtype=np.float64)
+    if people.ndim != 3 or people.shape[1:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"people must have shape [P, {NUM_KEYPOINTS}, 3], got {people.shape}")
+    return people
+
+
+def pose_scales(people: np.ndarray, min_scale_px: float) -> np.ndarray:
+    """Scale of each person [P]: sqrt of their visible keypoints' bounding-box area, floored."""
+    visible = people[..., 2] > 0
+    big, small = np.inf, -np.inf
+    x_min = np.where(visible, people[..., 0], big).min(axis=1, initial=big)
+    x_max = np.where(visible, people[..., 0], small).max(axis=1, initial=small)
+    y_min = np.where(visible, people[..., 1], big).min(axis=1, initial=big)
+    y_max = np.where(visible, people[..., 1], small).max(axis=1, initial=small)
+    area = np.clip(x_max - x_min, 0, None) * np.clip(y_max - y_min, 0, None)
+    area = np.where(visible.any(axis=1), area, 0.0)
+    return np.maximum(np.sqrt(area), min_scale_px)
+
+
+def _per_keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
+                             min_scale_px: float) -> np.ndarray:
+    """[A, B, 18]: exp(-d² / (2 s² (2σ)²)) per keypoint visible in both poses, else 0."""
+    shared = (poses_a[:, None, :, 2] > 0) & (poses_b[None, :, :, 2] > 0)      # [A,B,K]
+    dist_sq = ((poses_a[:, None, :, :2] - poses_b[None, :, :, :2]) ** 2).sum(axis=-1)
+    scale = np.maximum(pose_scales(poses_a, min_scale_px)[:, None],
+                       pose_scales(poses_b, min_scale_px)[None, :])            # [A,B]
+    tolerance_sq = 2.0 * (scale[..., None] ** 2) * (2.0 * np.asarray(sigmas)) ** 2
+    return np.where(shared, np.exp(-dist_sq / tolerance_sq), 0.0)
+
+
+def keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
+                        min_scale_px: float = 16.0, min_shared: int = 1) -> np.ndarray:
+    """OKS-like similarity [A, B] in 0..1 between two sets of poses [A,18,3] and [B,18,3].
+
+    Per keypoint visible in both: exp(-d² / (2 s² (2σ)²)) with s the larger of the two poses'
+    scales (see :func:`pose_scales`); the similarity is the mean over the shared keypoints, and 0
+    when fewer than ``min_shared`` keypoints are shared.
+    """
+    return similarity_and_explained(poses_a, poses_b, sigmas, min_scale_px, min_shared)[0]
+
+
+def explained_fraction(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
+                       min_scale_px: float = 16.0) -> np.ndarray:
+    """How much of each track each person explains [T, P] in 0..1: the per-keypoint similarity
+    of :func:`keypoint_similarity` summed over the keypoints both show, divided by the number of
+    keypoints the track shows.  A piece of a body (an arm, a head) fits its few keypoints as
+    well as the body does but explains a small part of the track, so the whole body wins."""
+    return similarity_and_explained(tracks, people, sigmas, min_scale_px)[1]
+
+
+def similarity_and_explained(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
+                             min_scale_px: float = 16.0,
+                             min_shared: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`keypoint_similarity` and :func:`explained_fraction` [T, P] in one pass."""
+    if len(tracks) == 0 or len(people) == 0:
+        empty = np.zeros((len(tracks), len(people)))
+        return empty, empty.copy()
+    per_keypoint = _per_keypoint_similarity(tracks, people, sigmas, min_scale_px)
+    total = per_keypoint.sum(axis=-1)
+    shared_count = ((tracks[:, None, :, 2] > 0) & (people[None, :, :, 2] > 0)).sum(axis=-1)
+    similarity = np.where(shared_count >= min_shared, total / np.maximum(shared_count, 1), 0.0)
+    track_keypoints = (tracks[..., 2] > 0).sum(axis=-1)
+    return similarity, total / np.maximum(track_keypoints, 1)[:, None]
+
+
+def match_pairs(similarity: np.ndarray, threshold: float,
+                preference: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Hungarian matching of rows to columns; pairs below ``threshold`` are dropped.
+
+    The assignment maximises the total of ``preference`` (default: ``similarity``) over the
+    pairs whose similarity reaches the threshold.
+    """
+    if similarity.size == 0:
+        return []
+    preference = similarity if preference is None else preference
+    usable = np.where(similarity >= threshold, preference, 0.0)
+    rows, cols = linear_sum_assignment(usable, maximize=True)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
