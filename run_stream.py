@@ -4,7 +4,9 @@
     python run_stream.py [--config configs/NAME.yaml] [flags]
 
 Every flag is a shortcut for a config key (see README.md and configs/default.yaml);
-``--set dotted.key=value`` sets any key.  User errors exit with code 2 and one line on stderr;
+``--set dotted.key=value`` sets any key.  The single-dash command lines of the project this one
+reimplements also work as written (``-backbone CMU -image x.jpg -scale 0.5 -show``, see
+stream/seed_flags.py).  User errors exit with code 2 and one line on stderr;
 SIGINT/SIGTERM stop the run within 2 s with every output flushed and closed (exit 0).
 """
 
@@ -19,6 +21,7 @@ import threading
 from typing import Any, Sequence
 
 from stream.errors import ConfigError, PoseStreamError, one_line
+from stream.seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
 
 log = logging.getLogger("posestream")
 
@@ -67,12 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
              "repeat for several sources (default: webcam 0 if it opens, else demo)")
     add("--image", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--video", dest="sources", action="append", metavar="PATH", help="alias of --source")
-    add("--backbone", metavar="NAME", help="cmu, mobilenet, mobilenet_thin (default) or omz")
+    add("--backbone", "-backbone", metavar="NAME", type=str.lower,
+        help="cmu, mobilenet, mobilenet_thin (default) or omz (any case)")
     add("--device", metavar="DEV", help="auto (default), cpu or cuda")
     add("--weights", metavar="PATH", help="weights file, or 'random' (tests/benchmarks only); "
                                           "default weights/<backbone>.pth")
     add("--input-height", type=int, metavar="H", help="net input height (width keeps the aspect ratio)")
-    add("--scale", type=float, metavar="F", help="net input = frame size x F (instead of --input-height)")
+    add("--scale", "-scale", type=float, metavar="F",
+        help="net input = frame size x F (instead of --input-height)")
     add("--show", metavar="VIEW", help="skeleton (default), heatmap:PART, paf:LIMB or none")
     add("--display", action=argparse.BooleanOptionalAction, default=None,
         help="show a window (default: only when a display exists)")
@@ -99,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-level", metavar="LEVEL", type=str.upper, help="DEBUG, INFO (default), WARNING, ERROR")
     add("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="set any config key, e.g. --set pipeline.queue_size=2 (value parsed as YAML)")
+    add_seed_flags(parser)
     return parser
 
 
@@ -113,10 +119,12 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
         values["model.scale"] = None
     if args.scale is not None:
         values["model.input_height"] = None
-    if args.sources and len(args.sources) == 1:     # replaces any sources list of the config file
-        values["source.uri"], values["sources"] = args.sources[0], []
-    elif args.sources:
-        values["sources"] = [{"uri": uri} for uri in args.sources]
+    values.update(seed_values(args))
+    sources = (args.sources or []) + seed_sources(args)
+    if len(sources) == 1:                           # replaces any sources list of the config file
+        values["source.uri"], values["sources"] = sources[0], []
+    elif sources:
+        values["sources"] = [{"uri": uri} for uri in sources]
     return values
 
 
@@ -158,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         from stream.config import load_config
 
-        config = load_config(args.config, args.overrides, flag_values(args))
+        config = seed_default_output(args, load_config(args.config, args.overrides, flag_values(args)))
         configure_logging(config.run.log_level)
         install_stop_handlers(stop_event)
         run(config, stop_event)

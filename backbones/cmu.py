@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from backbones import cmu_keys
 from backbones.layers import conv
-from backbones.registry import PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import WeightSource, register_backbone
 
 NUM_STAGES = 6
 FEATURE_CHANNELS = 128
@@ -113,17 +114,30 @@ class CmuPoseNet(nn.Module):
         return heatmaps, pafs
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256, pad_value=128.0,
-                            stride=8, size_multiple=8, default_height=368)
+PREPROCESS = PREPROCESS_SPECS["cmu"]
+
+
+def _fetch_default(path, url=None):
+    from backbones.fetch import fetch_published
+    return fetch_published("cmu", path, url=url)
 
 
 @register_backbone(
     "cmu",
     preprocess=PREPROCESS,
     sources=(
+        # Hzzone's README links a Dropbox folder; lllyasviel/Annotators on Hugging Face mirrors
+        # the same file, at a direct URL.  Its size and sha256 are those that public projects
+        # downloading it from there pin (e.g. ControlNet annotator model lists); this project
+        # could not download the file itself to confirm them (no internet where it was built).
         WeightSource("body_pose_model.pth",
                      "Hzzone/pytorch-openpose, 'Model Download' in its README "
-                     "(https://github.com/Hzzone/pytorch-openpose)"),
+                     "(https://github.com/Hzzone/pytorch-openpose); mirrored on Hugging Face "
+                     "in lllyasviel/Annotators",
+                     sha256="25a948c16078b0f08e236bda51a385d855ef4c153598947c28c0d47ed94bb746",
+                     url="https://huggingface.co/lllyasviel/Annotators/resolve/main/"
+                         "body_pose_model.pth",
+                     size=209_267_595),
         WeightSource("bodypose_model",
                      "xuexingyu24/Real-time-human-pose-estimation-by-pytorch, 'Model Download' "
                      "in its README (https://github.com/xuexingyu24/"
@@ -134,6 +148,7 @@ PREPROCESS = PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256, pad_
                      "pytorch_Realtime_Multi-Person_Pose_Estimation)"),
     ),
     layouts=cmu_keys.LAYOUTS,
+    fetch_default=_fetch_default,
     description="CMU OpenPose body model (VGG-19 + 6 stages), 368 px, Caffe weights",
 )
 def build_cmu() -> CmuPoseNet:

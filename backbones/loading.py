@@ -99,6 +99,12 @@ def match_layout(state: Mapping[str, torch.Tensor], spec: BackboneSpec,
     """
     key_maps = [(layout, layout.key_map()) for layout in spec.layouts]
     layout, key_map = max(key_maps, key=lambda item: len(item[1].keys() & state.keys()))
+    unused = {key for key in state
+              if layout.unused_prefixes and key.startswith(layout.unused_prefixes)}
+    if unused:
+        log.info("%s: %d published tensors this network does not use are left out (%s)", source,
+                 len(unused), ", ".join(layout.unused_prefixes))
+        state = {key: value for key, value in state.items() if key not in unused}
     where = f"{source}: not {spec.name} weights (compared with the {layout.name} layout: " \
             f"{layout.description})"
 

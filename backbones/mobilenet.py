@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.layers import conv, conv_dw, conv_dw_elu
-from backbones.registry import KeyLayout, PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import KeyLayout, WeightSource, register_backbone
 
 NUM_HEATMAPS = 19
 NUM_PAFS = 38
@@ -128,23 +129,32 @@ def _network_keys() -> tuple[str, ...]:
         return tuple(LightweightOpenPose().state_dict())
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256,
-                            # Osokin pads the *normalised* image with 0, i.e. raw pixel 128
-                            pad_value=128.0, stride=8, size_multiple=8, default_height=256)
+PREPROCESS = PREPROCESS_SPECS["mobilenet"]
+
+
+def _fetch_default(path, url=None):
+    from backbones.fetch import fetch_published
+    return fetch_published("mobilenet", path, url=url)
 
 
 @register_backbone(
     "mobilenet",
     preprocess=PREPROCESS,
+    # No sha256 or size of this file is published anywhere we could find: a download is checked
+    # against the size the server announces and then by the layout check below.
     sources=(WeightSource(
         "checkpoint_iter_370000.pth",
-        "https://download.01.org/opencv/openvino_training_extensions/models/"
-        "human_pose_estimation/checkpoint_iter_370000.pth (Daniil-Osokin/"
-        "lightweight-human-pose-estimation.pytorch README)"),),
+        "Daniil-Osokin/lightweight-human-pose-estimation.pytorch README, 'Pre-trained model'",
+        url="https://download.01.org/opencv/openvino_training_extensions/models/"
+            "human_pose_estimation/checkpoint_iter_370000.pth"),),
+    # The published checkpoint is a training checkpoint ({'state_dict', 'optimizer', …}) of the
+    # network with 3 refinement stages; Osokin's demo keeps only the first, as we do.
     layouts=(KeyLayout("osokin", "Osokin PoseEstimationWithMobileNet state_dict "
                                  "(also this project's own keys)",
                        lambda: {key: key for key in _network_keys()},
-                       optional_suffixes=(".num_batches_tracked",)),),
+                       optional_suffixes=(".num_batches_tracked",),
+                       unused_prefixes=("refinement_stages.1.", "refinement_stages.2.")),),
+    fetch_default=_fetch_default,
     description="Lightweight OpenPose (MobileNet-v1 + 1 refinement stage), 256 px",
 )
 def build_mobilenet() -> LightweightOpenPose:

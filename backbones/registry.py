@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from stream.errors import ConfigError
+
+if TYPE_CHECKING:                  # the registry itself never imports torch (see backbones/__init__)
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +48,15 @@ class PreprocessSpec:
 
 @dataclass(frozen=True)
 class WeightSource:
-    """A published weights file: its name, where it is downloaded from, its sha256 if known."""
+    """A published weights file: its name, where it comes from (``origin``, for people), the
+    direct ``url`` that ``backbones.fetch`` downloads it from (None: not fetched automatically),
+    and its ``sha256`` and ``size`` in bytes where they are known."""
 
     file_name: str
     origin: str
     sha256: str | None = None
+    url: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +64,16 @@ class KeyLayout:
     """One published checkpoint layout: ``key_map()`` maps each of its keys to the network's key.
 
     ``optional_suffixes`` name keys that may be absent or extra (e.g. BatchNorm
-    ``num_batches_tracked`` counters, which older PyTorch did not save).
+    ``num_batches_tracked`` counters, which older PyTorch did not save); keys starting with one
+    of ``unused_prefixes`` are published parts this network leaves out, dropped on loading (e.g.
+    the 2nd and 3rd refinement stages of Osokin's checkpoint).
     """
 
     name: str
     description: str
     key_map: Callable[[], Mapping[str, str]]
     optional_suffixes: tuple[str, ...] = ()
+    unused_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,9 @@ class BackboneSpec:
     # file suffix (".pb") -> function reading such a file into a state_dict in network keys
     converters: Mapping[str, Callable[[Path], dict[str, torch.Tensor]]] = field(
         default_factory=dict)
-    # makes the default weights file when it is missing (mobilenet_thin); None: missing is an error
-    fetch_default: Callable[[Path], Path] | None = None
+    # makes the default weights file when it is missing: fetch_default(path, url) with url None
+    # (the published one) or a mirror's; None: a missing default file is an error
+    fetch_default: Callable[[Path, str | None], Path] | None = None
     num_heatmaps: int = 19        # CMU order, channel 18 = background
     num_pafs: int = 38            # CMU mapIdx order, x component first (stages/skeleton.py)
     description: str = ""
@@ -111,5 +122,6 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, in registration order."""
-    return list(_REGISTRY)
+    """Registered backbone names, sorted (the registration order depends on which network module
+    was imported first, e.g. backbones.tf_convert imports mobilenet_thin on its own)."""
+    return sorted(_REGISTRY)

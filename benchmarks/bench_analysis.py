@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram, to_coco17
+from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram
+from stages.coco import to_coco17
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 GOALS = {"mobilenet_vs_lightweight_loop": 4.0, "cmu_vs_cmu_loop": 8.0, "threaded_vs_sequential": 1.3,
@@ -52,6 +53,7 @@ def _row(case: dict, result: dict) -> dict:
         "fps": result["fps"], "frames": result["frames"], "wall_s": result["wall_s"],
         "latency_ms": result["latency_ms"], "cpu_percent": result.get("cpu_percent"),
         "others_cpu_percent": result.get("others_cpu_percent"),
+        "first_frame_s": result.get("first_frame_s"), "peak_rss_mb": result.get("peak_rss_mb"),
         "stages": {name: {"p50_ms": values["p50_ms"], "p95_ms": values["p95_ms"]}
                    for name, values in result["stages"].items() if name in STAGES},
         "engine_detail": result.get("engine"),

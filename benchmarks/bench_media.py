@@ -35,8 +35,11 @@ DONOR_BACKBONE = "mobilenet_thin"
 
 
 def shared_dir() -> Path:
-    """../shared (or $POSESTREAM_SHARED)."""
-    return Path(os.environ.get("POSESTREAM_SHARED", ROOT.parent / "shared"))
+    """../shared ($POSESTREAM_SHARED), else the test media cache (``python -m tests.media_cache``)
+    when it holds media, as the tests look for them."""
+    from tests.media_cache import find_shared
+
+    return find_shared()
 
 
 def prepare_clip(work_dir: Path, shared: Path | None = None) -> tuple[Path, str]:
@@ -69,7 +72,7 @@ def _resized_frames(path: Path):
 
 
 def _demo_frames(count: int):
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=count) as source:
         for frame in source:

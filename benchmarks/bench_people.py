@@ -19,19 +19,6 @@ from scipy.optimize import linear_sum_assignment
 
 MATCH_PX = 40.0                      # a pair further apart than this is two different people
 WHOLE_PERSON_KEYPOINTS = 6
-# Intel's decoder writes COCO-17 order: CMU-18 keypoint i goes to COCO index COCO_FROM_CMU[i]
-# (the neck, CMU 1, has no COCO slot).
-COCO_FROM_CMU = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
-
-
-def to_coco17(people: np.ndarray) -> np.ndarray:
-    """(P,18,3) CMU order → (P,17,3) COCO order (the neck dropped)."""
-    people = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
-    coco = np.zeros((len(people), 17, 3), dtype=np.float32)
-    for cmu_index, coco_index in enumerate(COCO_FROM_CMU):
-        if coco_index >= 0:
-            coco[:, coco_index] = people[:, cmu_index]
-    return coco
 
 
 def pair_people(first: np.ndarray, second: np.ndarray) -> list[tuple[int, int, np.ndarray]]:

@@ -28,6 +28,10 @@ NOTES = (
     "6 keypoints: the share of the reference's found again, and how many it does not have; px = "
     "distance of matched keypoints (median / p95) in frame pixels.  The default engine is the "
     "fastest with >= 95 % of whole people found, <= 5 % extra and a median within 3 px.",
+    "First frame s: from the start of the case's fresh process (interpreter, imports, engine "
+    "load and warm-up, ONNX export already cached) to the first frame's outputs written. Peak RSS "
+    "MB: that process's peak resident memory (torch engines and the reference loops import torch; "
+    "OpenVINO and onnxruntime runs do not).",
 )
 
 
@@ -55,20 +59,25 @@ def _fmt_cpu(row: dict) -> str:
     return f"{row['cpu_percent']:.0f} / {others:.0f}" if others is not None else f"{row['cpu_percent']:.0f} / ?"
 
 
+def _fmt_number(value: float | None, form: str) -> str:
+    return "–" if value is None else form.format(value)
+
+
 def _table_row(row: dict, first: list[str]) -> str:
     if "error" in row:
-        return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * 9
+        return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * 11
     stages = [_fmt_stage(row["stages"].get(name)) for name in STAGES]
     latency = row["latency_ms"]
     cells = first + [f"**{row['fps']:.1f}**", f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
-                     _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32"))]
+                     _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32")),
+                     _fmt_number(row.get("first_frame_s"), "{:.2f}"), _fmt_number(row.get("peak_rss_mb"), "{:.0f}")]
     return "| " + " | ".join(cells) + " |"
 
 
 def markdown(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     head = ("| FPS | latency p50 / p95 ms | capture | preprocess | inference | postprocess | render "
-            "| CPU % ours / others | frames | people vs fp32 |")
+            "| CPU % ours / others | frames | people vs fp32 | first frame s | peak RSS MB |")
     lines = [f"# Benchmark results{' (quick run)' if meta['quick'] else ''}", "",
              f"{meta['date']}, {meta['cpu']}, {meta['cpus']} CPUs (bf16: {meta['cpu_bf16']}), "
              f"GPU: {meta['gpu'] or 'none (GPU figures not measured)'}; load average before "
@@ -89,11 +98,11 @@ def markdown(summary: dict[str, Any]) -> str:
                             for engine, fps, same in verdict["ranking"])
         lines.append(f"- {height}: **{verdict['fastest_keeping_same_people']}** ({ranking})")
     lines += ["", "## Our pipeline", "", "| backbone | engine | mode | height " + head,
-              "|---|---|---|---" + "|---" * 10 + "|"]
+              "|---|---|---|---" + "|---" * 12 + "|"]
     for row in summary["rows"]:
         lines.append(_table_row(row, [row["backbone"], row["engine"], row["mode"], str(row["height"])]))
     lines += ["", "## Reference loops (sequential, torch fp32, as the original projects run them)", "",
-              "| loop | network | height " + head, "|---|---|---" + "|---" * 10 + "|"]
+              "| loop | network | height " + head, "|---|---|---" + "|---" * 12 + "|"]
     for row in summary["references"]:
         lines.append(_table_row(row, [row["loop"], row["backbone"], str(row["height"])]))
     lines += _peer_lines(summary["peers"], meta)

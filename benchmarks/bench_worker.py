@@ -8,7 +8,10 @@ A pipeline case is the project's own ``stream.pipeline.Pipeline`` on the clip, w
 drawn (no window, no video written) and JSON lines written to a temporary file (to read back the
 people).  For untrained networks its engine is wrapped in ``SubstitutedMaps`` (see bench_media).
 Result: the pipeline's stats report, plus ``cpu_percent`` (process CPU time / wall time; 100 =
-one core busy), the engine's description and the people of every frame.
+one core busy), the engine's description and the people of every frame.  Every case also reports
+``peak_rss_mb`` (the worker process's peak resident memory) and pipeline cases
+``first_frame_s`` (from the worker process's start, interpreter and imports included, to the
+first frame's outputs written: what a user waits for on one photo).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def pipeline_config(case: dict, json_path: str) -> Any:
-    """The run's Config: the project's own defaults plus what the case sets."""
+    """The run's Config: the project's own defaults plus what the case sets (an engine variant
+    name, and ``config``: dotted config values applied last)."""
     from stream.config import load_config
 
     values = {
@@ -53,7 +57,8 @@ def pipeline_config(case: dict, json_path: str) -> Any:
         "run.max_frames": case.get("max_frames"), "run.max_seconds": case.get("max_seconds"),
         "run.progress": False, "run.log_level": "WARNING", "output.display": False,
         "output.json": json_path, "render.show": "skeleton",
-        **ENGINE_VARIANTS[case["engine"]],
+        **ENGINE_VARIANTS.get(case["engine"], {}),
+        **case.get("config", {}),         # any other config values (e.g. the accuracy benchmark's)
     }
     for key in ("threads", "workers"):
         if case.get(key):
@@ -78,6 +83,7 @@ def run_pipeline_case(case: dict) -> dict:
         with Pipeline(config, engine=runs) as pipeline, CpuUse() as cpu:
             report = pipeline.run()
         people = read_people(json_path)
+    report["first_frame_s"] = first_frame_s(pipeline.stats.first_done_at)
     report.update(cpu.percentages())
     report["engine"] = describe_engine(engine, config)
     report["people"] = people
@@ -105,6 +111,37 @@ class CpuUse:
             others_s = max(0.0, (self._end[2] - self._start[2]) - own_s)
             result["others_cpu_percent"] = round(100.0 * others_s / wall_s, 1)
         return result
+
+
+def first_frame_s(first_done_at: float | None) -> float | None:
+    """Seconds from this process's start to ``first_done_at`` (a time.monotonic() value); None
+    where either is unknown (no frame, or no Linux /proc)."""
+    age_s = process_age_s()
+    if first_done_at is None or age_s is None:
+        return None
+    return round(age_s - (time.monotonic() - first_done_at), 2)
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms resolution), else None."""
+    try:
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])                    # field 22, starttime, after pid and comm
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB: Linux's VmHWM (ru_maxrss there also counts
+    the parent's pages that a fork before exec touched), else ru_maxrss (bytes on macOS)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return round(int(status.split("VmHWM:", 1)[1].split()[0]) / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _own_cpu_s() -> float:
@@ -167,6 +204,7 @@ def main(argv: list[str]) -> int:
     result = run_reference_case(case) if case["kind"] == "reference" else run_pipeline_case(case)
     result["people"] = [people.round(2).tolist() for people in result["people"]]
     result["process_s"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = peak_rss_mb()
     out_path.write_text(json.dumps(result))
     return 0
 

@@ -32,8 +32,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.bench_media import shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CLIP = ROOT.parent / "shared" / "media" / "dance2.mp4"
+SHARED_CLIP = shared_dir() / "media" / "dance2.mp4"    # ../shared, else the media cache
 SIZE = (640, 480)
 
 
@@ -63,7 +65,7 @@ def _frames(frames: int):
             yield image
         capture.release()
         return
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=frames) as demo:
         for frame in demo:

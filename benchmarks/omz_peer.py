@@ -8,6 +8,7 @@ subprocess and compares its figures and the people it finds with ours on the sam
 
     python benchmarks/omz_peer.py --model human-pose-estimation-0001.xml --video clip.mp4 \
         --mode sync|async [--max-frames N] [--out result.json]
+    python benchmarks/omz_peer.py --model human-pose-estimation-0001.xml --images DIR --out result.json
 
 Both modes do what Intel's human_pose_estimation_demo.py does per frame, minus the window:
 read the frame, run the wrapper (resize, infer, Intel's decoder), draw the skeletons.
@@ -15,6 +16,10 @@ read the frame, run the wrapper (resize, infer, Intel's decoder), draw the skele
 ``AsyncPipeline`` keeping several requests in flight (PERFORMANCE_HINT THROUGHPUT), results
 taken in frame order.  Output JSON: fps, wall_s, latency_ms p50/p95, and per frame the people
 found (COCO-17 keypoints x, y, score in frame pixels).
+``--images DIR`` (for the accuracy benchmark): every image of the folder, in name order, through
+the wrapper in sync mode, as their demo runs one input: the model is reshaped to the image's
+aspect ratio (one compiled model per input width).  Output JSON: per image its file name, the
+people (COCO-17) and Intel's person scores.
 """
 
 from __future__ import annotations
@@ -128,10 +133,44 @@ def run_async(model, video: str, max_frames: int | None) -> tuple[list, list, fl
     return people, latencies, wall_s
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def run_images(model_xml: str, folder: Path) -> dict:
+    """Every image of ``folder`` through the wrapper: file, people (COCO-17) and scores each."""
+    models: dict[int, object] = {}
+    images = []
+    started = time.perf_counter()
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        frame = cv2.imread(str(path))
+        if frame is None:
+            raise SystemExit(f"error: not an image: {path}")
+        model = models.get(_input_width(models, frame.shape))
+        if model is None:                                     # one compiled model per input width
+            model = build_model(model_xml, frame.shape, "sync", 1)
+            models[int(model.w)] = model
+        (poses, scores), _meta = model(frame)
+        images.append({"file": path.name, "people": np.asarray(poses, dtype=np.float32).round(2).tolist(),
+                       "scores": np.asarray(scores, dtype=np.float32).round(5).tolist()})
+    return {"mode": "images", "frames": len(images), "wall_s": round(time.perf_counter() - started, 3),
+            "models_compiled": len(models), "images": images}
+
+
+def _input_width(models: dict, frame_shape: tuple[int, ...]) -> int | None:
+    """The wrapper's input width for this frame (its own rounding), once a model gave the height."""
+    if not models:
+        return None
+    model = next(iter(models.values()))
+    width = round(model.h * frame_shape[1] / frame_shape[0])
+    return (width + model.size_divisor - 1) // model.size_divisor * model.size_divisor
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="human-pose-estimation-0001.xml")
-    parser.add_argument("--video", required=True, help="video file (read with OpenCV)")
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--video", help="video file (read with OpenCV)")
+    inputs.add_argument("--images", type=Path, help="folder of images (accuracy: people per image)")
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--requests", type=int, default=0,
@@ -141,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.model).is_file():
         print(f"error: model not found: {args.model}", file=sys.stderr)
         return 2
+    if args.images is not None:
+        _write(run_images(args.model, args.images), args.out)
+        return 0
     model = build_model(args.model, first_frame_shape(args.video), args.mode, args.requests)
     run = run_sync if args.mode == "sync" else run_async
     run(model, args.video, 5)                                   # warm-up, as our pipeline does
@@ -156,12 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         "input_size": [int(model.h), int(model.w)], "openvino": get_version(),
         "people": [pose.round(2).tolist() for pose in people],
     }
+    _write(result, args.out)
+    return 0
+
+
+def _write(result: dict, out: Path | None) -> None:
     text = json.dumps(result)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
     else:
         print(text)
-    return 0
 
 
 if __name__ == "__main__":

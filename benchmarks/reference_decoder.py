@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from stages.postprocess import DecoderParams
+from stages.postprocess import DecoderParams, person_scores
 from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS
 
 BLUR_SIGMA_PX = 3.0
@@ -25,11 +25,17 @@ BLUR_SIGMA_PX = 3.0
 def reference_decode(heatmaps: np.ndarray, pafs: np.ndarray, stride: int = 8,
                      params: DecoderParams = DecoderParams()) -> np.ndarray:
     """People (P,18,3) in net-input pixels from maps (19,h,w) and (38,h,w), the original way."""
+    return reference_decode_people(heatmaps, pafs, stride, params)[0]
+
+
+def reference_decode_people(heatmaps: np.ndarray, pafs: np.ndarray, stride: int = 8,
+                            params: DecoderParams = DecoderParams()) -> tuple[np.ndarray, np.ndarray]:
+    """``reference_decode``'s people and their scores (P,), as ``decode_people`` gives them."""
     heatmaps_up = _resize(heatmaps, stride)
     pafs_up = _resize(pafs, stride)
     candidates = find_candidates(heatmaps_up, params.peak_threshold)
     connections = [connect_limb(pafs_up, candidates, limb, params) for limb in LIMBS]
-    return group_candidates(candidates, connections, params)
+    return group_scored_candidates(candidates, connections, params)
 
 
 def _resize(maps: np.ndarray, stride: int) -> np.ndarray:
@@ -94,36 +100,46 @@ def connect_limb(pafs_up: np.ndarray, candidates: list, limb, params: DecoderPar
 
 def group_candidates(candidates: list, connections: list, params: DecoderParams) -> np.ndarray:
     """Greedy grouping, scanning every person for each connection (OpenPose's ``subset``)."""
+    return group_scored_candidates(candidates, connections, params)[0]
+
+
+def group_scored_candidates(candidates: list, connections: list,
+                            params: DecoderParams) -> tuple[np.ndarray, np.ndarray]:
+    """``group_candidates``' people plus their scores (``person_scores``)."""
     flat = {peak[3]: peak for part_peaks in candidates for peak in part_peaks}
-    people = []   # each: [ids per part (-1 missing)], total score, part count
+    people = []   # each: [ids per part (-1 missing), peak total, limb total, part count, limb count]
     for limb_id, (limb, matched) in enumerate(zip(LIMBS, connections)):
         for id_a, id_b, score, _, _ in matched:
             owners = [p for p in people if p[0][limb.part_a] == id_a or p[0][limb.part_b] == id_b]
             if len(owners) == 1:
                 person = owners[0]
-                if person[0][limb.part_b] == -1:
-                    person[0][limb.part_b] = id_b
-                    person[1] += flat[id_b][2] + score
-                    person[2] += 1
-                elif person[0][limb.part_a] == -1:
-                    person[0][limb.part_a] = id_a
-                    person[1] += flat[id_a][2] + score
-                    person[2] += 1
+                for part, peak_id in ((limb.part_b, id_b), (limb.part_a, id_a)):
+                    if person[0][part] == -1:
+                        person[0][part] = peak_id
+                        person[1] += flat[peak_id][2]
+                        person[2] += score
+                        person[3] += 1
+                        person[4] += 1
+                        break
             elif len(owners) == 2:
                 first, second = owners
                 if all(a == -1 or b == -1 for a, b in zip(first[0], second[0])):
                     first[0] = [a if a != -1 else b for a, b in zip(first[0], second[0])]
-                    first[1] += second[1] + score
-                    first[2] += second[2]
+                    for total in (1, 2, 3, 4):
+                        first[total] += second[total]
+                    first[2] += score
+                    first[4] += 1
                     people.remove(second)
             elif limb_id < NUM_DRAWN_LIMBS:
                 ids = [-1] * NUM_KEYPOINTS
                 ids[limb.part_a], ids[limb.part_b] = id_a, id_b
-                people.append([ids, flat[id_a][2] + flat[id_b][2] + score, 2])
-    kept = [p for p in people if p[2] >= params.min_parts and p[1] / p[2] >= params.min_mean_score]
+                people.append([ids, flat[id_a][2] + flat[id_b][2], score, 2, 1])
+    kept = [p for p in people if p[3] >= params.min_parts and (p[1] + p[2]) / p[3] >= params.min_mean_score]
     result = np.zeros((len(kept), NUM_KEYPOINTS, 3), dtype=np.float32)
-    for row, (ids, _, _) in enumerate(kept):
+    for row, (ids, *_totals) in enumerate(kept):
         for part, peak_id in enumerate(ids):
             if peak_id >= 0:
                 result[row, part] = flat[peak_id][:3]
-    return result
+    totals = np.array([p[1:] for p in kept], dtype=np.float64).reshape(len(kept), 4)
+    scores = person_scores(totals[:, 0], totals[:, 1], totals[:, 2], totals[:, 3])
+    return result, scores

@@ -26,8 +26,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from benchmarks.bench_media import shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CLIP = ROOT.parent / "shared" / "media" / "dance2.mp4"
+SHARED_CLIP = shared_dir() / "media" / "dance2.mp4"    # ../shared, else the media cache
 SIZE = (640, 480)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 DEFAULT_SETTINGS = "sequential:2:1,sequential:1:1,threaded:2:1,threaded:1:1,threaded:1:2"
@@ -70,7 +72,7 @@ def _shared_frames(frames: int):
 
 
 def _demo_frames(frames: int):
-    from stream.sources import DemoSource
+    from stream.demo import DemoSource
 
     with DemoSource(max_frames=frames) as demo:
         for frame in demo:

@@ -12,7 +12,10 @@ mobilenet_thin weights, default settings), and reads the JSON lines back (stages
 
 Writes benchmarks/results/tracking.json and tracking.md::
 
-    python -m benchmarks.tracking [--source ../shared/media/dance2.mp4] [--input-heights H ...]
+    python -m benchmarks.tracking [--source CLIP] [--input-heights H ...]
+
+CLIP defaults to the test media's dance2.mp4 (../shared, or the cache ``python -m tests.media_cache``
+fills).
 
 The exit status is 0 when the goals hold at the default settings (the first row).
 """
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):          # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_media import shared_dir  # noqa: E402
 from stages.track_metrics import (  # noqa: E402
     frames_from_json_lines, frames_with_tracked_people, ids_of_full_people, jitter_px,
     untracked_full_people,
@@ -41,7 +45,7 @@ from stages.track_metrics import (  # noqa: E402
 
 log = logging.getLogger("benchmarks.tracking")
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_CLIP = ROOT.parent / "shared" / "media" / "dance2.mp4"
+DEFAULT_CLIP = shared_dir() / "media" / "dance2.mp4"     # ../shared, else the media cache
 FULL_PERSON_KEYPOINTS = 8
 GOALS = {"max_ids": 3, "min_both_found": 0.70, "min_jitter_cut": 0.30}
 

@@ -185,7 +185,8 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     if threads is not None:
         torch.set_num_threads(threads)
     spec = backbones.get_spec(config.model.backbone)
-    model = backbones.build(config.model.backbone, weights=config.model.weights, device=device)
+    model = backbones.build(config.model.backbone, weights=config.model.weights, device=device,
+                            weights_url=config.model.weights_url)
     precision = resolve_precision(config, "torch")
     engine = TorchEngine(model, spec.preprocess, device, precision=precision,
                          channels_last=config.inference.channels_last, stride=spec.preprocess.stride,

@@ -59,6 +59,7 @@ class SourceConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "mobilenet_thin"
     weights: str | None = None
+    weights_url: str | None = None
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     input_height: int | None = Field(None, ge=8, le=4096)
     scale: float | None = Field(None, gt=0, le=8)

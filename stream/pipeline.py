@@ -219,7 +219,7 @@ class Pipeline:
         """One source's drops (its queues' and its reader's), reconnects, state and failure, if any."""
         queues = self.source_queues.get(source.name, [])
         failure = self.control.source_failures.get(source.name)
-        state = "down" if failure is not None else getattr(source.state, "value", "live")
+        state = "down" if failure is not None else getattr(getattr(source, "state", None), "value", "live")
         return {"dropped": sum(queue.dropped for queue in queues) + int(getattr(source, "dropped", 0) or 0),
                 "reconnects": int(getattr(source, "reconnects", 0) or 0),
                 "state": state,

@@ -1,4 +1,5 @@
-"""Frame sources: video file, image file, image folder and the built-in demo stream.
+"""Frame sources: video file, image file and image folder (the built-in demo stream is in
+``stream/demo.py``).
 
 Every source is an iterator of :class:`~stream.items.Frame` with increasing ``index`` from 0, a
 ``capture_time`` from ``time.monotonic()`` and its ``name``.  ``open()`` raises
@@ -37,9 +38,6 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
-DEMO_URI = "demo"
-DEMO_SIZE = (640, 480)               # width, height of the demo frames
-DEMO_FPS = 30.0                      # nominal rate: frame time = index / DEMO_FPS
 WEBCAM_PROBE_TIMEOUT_S = 3.0         # longest wait for webcam 0 when no source is given
 
 
@@ -290,77 +288,6 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-class DemoSource(Source):
-    """A built-in sample stream: a real photo slowly panned and zoomed, at 640x480.
-
-    The photo is matplotlib's sample ``grace_hopper.jpg`` (a portrait, so a skeleton can be
-    drawn on it) set on a blurred copy of itself.  Frames are made as fast as they are consumed
-    (no pacing); ``time`` = index / 30.  Endless unless ``max_frames`` is given.
-    """
-
-    def __init__(self, name: str = "cam0", max_frames: int | None = None):
-        super().__init__(name)
-        self.max_frames = max_frames
-        self.fps = DEMO_FPS
-        self.frame_count = max_frames
-        self.photo_path: Path | None = None
-        self._scene: np.ndarray | None = None
-
-    def _open(self) -> None:
-        self.photo_path = demo_photo_path()
-        self._scene = demo_scene(read_image(self.photo_path), DEMO_SIZE)
-        log.debug("demo stream from %s", self.photo_path)
-
-    def _frames(self) -> Iterator[Frame]:
-        index = 0
-        while (self.max_frames is None or index < self.max_frames) and not self._closed:
-            time_s = index / DEMO_FPS
-            yield self._frame(demo_view(self._scene, time_s, DEMO_SIZE), index, time_s)
-            index += 1
-
-
-def demo_photo_path() -> Path:
-    """The photo behind the demo stream: matplotlib's grace_hopper.jpg, else another sample image."""
-    import matplotlib
-
-    sample_dir = Path(matplotlib.get_data_path()) / "sample_data"
-    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
-        if (sample_dir / name).is_file():
-            if name != "grace_hopper.jpg":
-                log.warning("matplotlib ships no grace_hopper.jpg; the demo uses %s (no person in it)", name)
-            return sample_dir / name
-    raise SourceError(f"demo source: no sample photo in {sample_dir}")
-
-
-def demo_scene(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A 4:3 (``size``'s aspect) canvas: the photo, sharp, centred on a blurred, darker copy of itself."""
-    out_w, out_h = size
-    photo_h, photo_w = photo.shape[:2]
-    scene_h = max(photo_h, out_h)
-    scene_w = max(int(round(scene_h * out_w / out_h)), photo_w)
-    background = cv2.resize(photo, (scene_w, scene_h), interpolation=cv2.INTER_AREA)
-    background = (cv2.GaussianBlur(background, (0, 0), sigmaX=scene_h / 20) * 0.6).astype(np.uint8)
-    fit = min(scene_w / photo_w, scene_h / photo_h)
-    sharp = cv2.resize(photo, (int(photo_w * fit), int(photo_h * fit)), interpolation=cv2.INTER_AREA)
-    top, left = (scene_h - sharp.shape[0]) // 2, (scene_w - sharp.shape[1]) // 2
-    background[top:top + sharp.shape[0], left:left + sharp.shape[1]] = sharp
-    return background
-
-
-def demo_view(scene: np.ndarray, time_s: float, size: tuple[int, int]) -> np.ndarray:
-    """The camera's view of ``scene`` at ``time_s``: a slow zoom (1.0-1.3x) and pan, as ``size``."""
-    out_w, out_h = size
-    scene_h, scene_w = scene.shape[:2]
-    zoom = 1.15 + 0.15 * math.sin(2 * math.pi * time_s / 11.0)
-    step = min(scene_w / out_w, scene_h / out_h) / zoom          # scene px per output px
-    view_w, view_h = out_w * step, out_h * step
-    centre_x = scene_w / 2 + (scene_w - view_w) / 2 * math.sin(2 * math.pi * time_s / 17.0)
-    centre_y = scene_h / 2 + (scene_h - view_h) / 2 * math.sin(2 * math.pi * time_s / 13.0)
-    to_scene = np.float32([[step, 0, centre_x - view_w / 2], [0, step, centre_y - view_h / 2]])
-    return cv2.warpAffine(scene, to_scene, (out_w, out_h),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-
-
 def open_source(cfg, name: str = "cam0") -> Source:
     """Open the source ``cfg.uri`` names (a ``SourceConfig``); the returned source is open.
 
@@ -371,8 +298,8 @@ def open_source(cfg, name: str = "cam0") -> Source:
     uri = None if cfg.uri is None else str(cfg.uri).strip()
     if uri is None or uri == "":
         return _default_source(cfg, name)
-    if uri.lower() == DEMO_URI:
-        return DemoSource(name=name).open()
+    if uri.lower() == "demo":
+        return _open_demo(name)
     if re.fullmatch(r"\d+", uri) or uri.lower().startswith(LIVE_SCHEMES):
         return _open_live(cfg, name)
     if "://" in uri and not uri.lower().startswith("file://"):
@@ -408,6 +335,12 @@ def _default_source(cfg, name: str) -> Source:
             return source
     else:
         log.info("no --source given and no webcam opens: using the built-in demo stream")
+    return _open_demo(name)
+
+
+def _open_demo(name: str) -> Source:
+    from stream.demo import DemoSource      # here: stream.demo builds on this module's Source
+
     return DemoSource(name=name).open()
 
 

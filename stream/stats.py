@@ -142,6 +142,7 @@ class StatsRecorder:
         self.frames = 0
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.first_done_at: float | None = None      # monotonic time the first item finished
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -162,6 +163,8 @@ class StatsRecorder:
         now = time.monotonic()
         with self._lock:
             self.frames += 1
+            if self.first_done_at is None:
+                self.first_done_at = now
             capture_time = getattr(item, "capture_time", None)
             latency_s = None if capture_time is None else max(0.0, now - capture_time)
             if latency_s is not None:

@@ -1,32 +1,34 @@
-"""Shared test fixtures: where the read-only ../shared folder (real media, published graphs) is."""
+"""Shared test fixtures: where the real media and published graphs are: the read-only ../shared
+folder (``$POSESTREAM_SHARED``), else the cache that ``python -m tests.media_cache`` fills."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.media_cache import COMMAND, find_shared, missing_media_reason
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("POSESTREAM_SHARED", ROOT.parent / "shared"))
+SHARED = find_shared()
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """../shared, or skip the test cleanly where it is absent."""
+    """../shared or the media cache, or skip the test naming the command that fills the cache."""
     if not (SHARED / "media").is_dir():
-        pytest.skip(f"no shared media folder at {SHARED}")
+        pytest.skip(missing_media_reason(SHARED))
     return SHARED
 
 
 @pytest.fixture(scope="session")
 def media(shared_dir: Path):
-    """Path of a file in ../shared/media (skips when that file is missing)."""
+    """Path of a file in ../shared/media or the cache's media/ (skips when that file is missing)."""
 
     def get(name: str) -> Path:
         path = shared_dir / "media" / name
         if not path.exists():
-            pytest.skip(f"missing shared media file {path}")
+            pytest.skip(f"missing media file {path}: fill the cache with `{COMMAND}`")
         return path
 
     return get

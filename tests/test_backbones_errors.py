@@ -11,6 +11,7 @@ import torch
 import backbones
 from backbones.registry import register_backbone
 from stream.errors import ConfigError, WeightsError
+from tests.http_files import closed_port
 
 
 TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)
@@ -34,18 +35,23 @@ def test_duplicate_registration_is_refused():
     assert backbones.get_spec("cmu").builder is backbones.cmu.build_cmu
 
 
-@pytest.mark.parametrize("name, published, origin", [
-    ("cmu", "body_pose_model.pth", "github.com/Hzzone/pytorch-openpose"),
-    ("mobilenet", "checkpoint_iter_370000.pth", "download.01.org/opencv"),
+@pytest.mark.parametrize("name, published, host", [
+    ("cmu", "body_pose_model.pth", "https://huggingface.co/lllyasviel/Annotators/"),
+    ("mobilenet", "checkpoint_iter_370000.pth", "https://download.01.org/opencv/"),
 ])
-def test_missing_default_weights_say_where_to_download(tmp_path, monkeypatch, name, published,
-                                                       origin):
+def test_missing_default_weights_offline_say_where_to_download(tmp_path, monkeypatch, name,
+                                                               published, host):
+    source = backbones.get_spec(name).sources[0]
+    assert source.file_name == published and source.url.startswith(host)
+    assert source.url.endswith(published)
+    unreachable = f"http://127.0.0.1:{closed_port()}/{published}"    # as offline as it gets
+    monkeypatch.setenv(f"POSESTREAM_WEIGHTS_URL_{name.upper()}", unreachable)
     monkeypatch.setattr(backbones, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(WeightsError) as info:
         backbones.build(name)
     message = str(info.value)
-    assert str(tmp_path / f"{name}.pth") in message
-    assert published in message and origin in message
+    assert f"Download {unreachable} and save it as {tmp_path / f'{name}.pth'}" in message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_explicit_file(tmp_path):
@@ -64,10 +70,9 @@ def test_wrong_key_is_named(tmp_path, mobilenet_state):
 
 def test_extra_key_is_named(tmp_path, mobilenet_state):
     state = dict(mobilenet_state)
-    state["refinement_stages.1.pafs.1.0.bias"] = torch.zeros(38)
+    state["initial_stage.extra.0.bias"] = torch.zeros(38)
     torch.save(state, tmp_path / "extra.pth")
-    with pytest.raises(WeightsError,
-                       match=r"unexpected key 'refinement_stages\.1\.pafs\.1\.0\.bias'"):
+    with pytest.raises(WeightsError, match=r"unexpected key 'initial_stage\.extra\.0\.bias'"):
         backbones.build("mobilenet", tmp_path / "extra.pth")
 
 

@@ -267,6 +267,11 @@ def test_osokin_checkpoint_variants_load_and_match_published_forward(tmp_path):
         "bare.pth": state,
         "dataparallel.pth": {"state_dict": {f"module.{k}": v for k, v in state.items()}},
         "old_pytorch.pth": {k: v for k, v in state.items() if "num_batches_tracked" not in k},
+        # as published: trained with 3 refinement stages, of which the demo network uses one
+        "three_stages.pth": {"state_dict": state | {
+            key.replace("refinement_stages.0.", f"refinement_stages.{stage}.", 1): value + stage
+            for key, value in state.items() if key.startswith("refinement_stages.0.")
+            for stage in (1, 2)}},
     }
     outputs = {}
     for name, payload in variants.items():

@@ -25,6 +25,7 @@ def quick_run(tmp_path_factory):
     out, work = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("work")
     command = [sys.executable, "-m", "benchmarks.run", "--quick", "--backbones", "mobilenet",
                "--engines", "openvino-fp32", "--heights", "256", "--max-frames", "8",
+               "--max-seconds", "60",                   # 8 frames even on a busy machine
                "--out", str(out), "--work-dir", str(work)]
     done = subprocess.run(command, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,6 +44,9 @@ def test_every_case_reports_fps_stages_latency_and_cpu(quick_run):
         assert all(0 < stage["p50_ms"] <= stage["p95_ms"] for stage in row["stages"].values())
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"]
         assert row["cpu_percent"] > 0
+        assert row["peak_rss_mb"] > 50                       # a whole process: numpy, cv2, a network
+    for row in rows.values():                                # process start to the first frame out
+        assert 0 < row["first_frame_s"] < row["wall_s"] + 120
     assert [reference["loop"] for reference in results["references"]] == ["lightweight"]
 
 
@@ -63,5 +67,6 @@ def test_table_and_chart_are_written(quick_run):
     table = (out / "results-quick.md").read_text()
     assert "| mobilenet | openvino-fp32 | threaded | 256 |" in table
     assert "| lightweight | mobilenet | 256 |" in table
+    assert "| first frame s | peak RSS MB |" in table
     chart = cv2.imread(str(out / "results-quick.png"))
     assert chart is not None and chart.shape[0] > 100 and chart.shape[1] > 100

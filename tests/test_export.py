@@ -97,7 +97,8 @@ def test_engine_cache_passes_onnx_files_through_and_names_missing_ones(tmp_path)
     ("backbones.export", ["nosuchnet", "{tmp}/out.onnx"], "'nosuchnet'"),
     ("backbones.export", ["mobilenet", "{tmp}/out.onnx", "--height", "30"], "--height 30"),
     ("backbones.export", ["cmu", "{tmp}/out.onnx", "--weights", "{tmp}/missing.pth"], "missing.pth"),
-    ("backbones.fetch", ["cmu", "--out", "{tmp}/out.onnx"], "body_pose_model.pth"),
+    ("backbones.fetch", ["cmu", "--out", "{tmp}/cmu.pth", "--url", "http://127.0.0.1:9/b.pth"],
+     "Download http://127.0.0.1:9/b.pth and save it as"),
 ])
 def test_tool_user_errors_are_one_line_exit_2_and_write_nothing(tool, args, named, tmp_path):
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]

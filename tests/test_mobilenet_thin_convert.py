@@ -167,6 +167,6 @@ def test_offline_fetch_is_a_clear_error(tmp_path, monkeypatch):
         fetch.download_graph(tmp_path)
 
 
-def test_other_backbones_are_not_fetched(capsys):
-    assert fetch.main(["cmu"]) == 2
-    assert "body_pose_model.pth" in capsys.readouterr().err
+def test_graph_option_is_for_mobilenet_thin_only(capsys, tmp_path):
+    assert fetch.main(["cmu", "--graph", str(tmp_path / "graph_opt.pb")]) == 2
+    assert "--graph is for mobilenet_thin, not cmu" in capsys.readouterr().err

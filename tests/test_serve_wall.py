@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -28,9 +29,11 @@ NAMES = ("front door", "yard")
 
 def posed(name: str, index: int, people: int = 1, image: np.ndarray | None = None) -> Posed:
     rng = np.random.default_rng(index)
-    keypoints = np.concatenate([rng.uniform(0, 300, (people, 18, 2)), rng.uniform(0.1, 1, (people, 18, 1))], axis=2)
+    keypoints = np.concatenate([rng.uniform(0, 300, (people, 18, 2)), rng.uniform(0.1, 1, (people, 18, 1))],
+                               axis=2)
     return Posed(image=coloured_frame(index) if image is None else image, index=index,
-                 capture_time=time.monotonic() - 0.04, time=index / 15, source=name, net_input=None, scale=1.0,
+                 capture_time=time.monotonic() - 0.04, time=index / 15, source=name, net_input=None,
+                 scale=1.0,
                  heatmaps=None, pafs=None, people=keypoints.astype(np.float32))
 
 
@@ -109,6 +112,17 @@ def test_each_source_has_its_own_stream_and_newest_frame(wall):
     assert wall.get("/stream/garage.mjpg")[0] == 404
 
 
+def test_the_served_page_lists_a_tile_per_source_without_a_script():
+    served = Wall(title='<wall & "co">')
+    try:
+        page = served.get("/")[1].decode()
+    finally:
+        served.sink.close()
+    tiles = re.findall(r'<article class="tile" data-source="([^"]*)"', page)
+    assert tiles[:2] == list(NAMES) and tiles[2:] == [""], "a tile per source, then the script's template"
+    assert "<h1>&lt;wall &amp; &quot;co&quot;&gt;</h1>" in page
+
+
 def test_metrics_parse_and_agree_with_stats_json(wall):
     for index in range(6):
         wall.write(posed("front door", index, people=3 if index == 5 else 1))
@@ -126,8 +140,9 @@ def test_metrics_parse_and_agree_with_stats_json(wall):
         assert samples[("posestream_reconnects_total", label)] == section["reconnects"] == 1
         assert samples[("posestream_people", label)] == section["people"]
         assert samples[("posestream_latency_seconds_count", label)] == section["frames"]
-        assert samples[("posestream_latency_seconds_bucket", (("le", "0.05"), ("source", name)))] == section["frames"]
-        assert samples[("posestream_latency_seconds_bucket", (("le", "0.025"), ("source", name)))] == 0
+        bucket = "posestream_latency_seconds_bucket"
+        assert samples[(bucket, (("le", "0.05"), ("source", name)))] == section["frames"]
+        assert samples[(bucket, (("le", "0.025"), ("source", name)))] == 0
     assert (stats["sources"]["front door"]["frames"], stats["sources"]["yard"]["frames"]) == (6, 4)
     assert samples[("posestream_people", (("source", "front door"),))] == 3, "people in the last frame"
     assert samples[("posestream_source_up", (("source", "front door"),))] == 1
@@ -245,3 +260,16 @@ def test_the_token_comes_from_the_config_or_the_environment(monkeypatch):
         assert urllib.request.urlopen(sink.url + "stats.json?token=t0k", timeout=5).status == 200
     finally:
         sink.close()
+
+
+def test_serving_beyond_loopback_without_a_token_warns(monkeypatch, caplog):
+    """(Bound to 127.0.0.1 all the same: the host is only taken for one reachable from elsewhere.)"""
+    import stream.sinks.http as http_sink
+
+    monkeypatch.setattr(http_sink, "is_loopback", lambda host: False)
+    caplog.set_level(logging.WARNING, logger="stream.sinks.http")
+    for token, warned in ((None, True), ("t0k", False)):
+        caplog.clear()
+        sink = HttpSink(port=0, token=token).open()
+        sink.close()
+        assert ("without an access token" in caplog.text) is warned

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from stream.errors import SourceError
-from stream.sources import (DemoSource, ImageFileSource, ImageFolderSource, Source, VideoFileSource,
-                            open_source)
+from stream.demo import DemoSource
+from stream.sources import ImageFileSource, ImageFolderSource, Source, VideoFileSource, open_source
 
 FPS = 25.0
 SIZE = (160, 120)                       # width, height: small keeps the test fast
@@ -158,25 +158,6 @@ def test_open_source_dispatches_on_the_uri(tmp_path, video_200):
             assert next(iter(source)).source == "camX"
         finally:
             source.close()
-
-
-def test_demo_frames_are_640x480_and_change(tmp_path):
-    with DemoSource(max_frames=40) as source:
-        assert source.photo_path is not None and source.photo_path.is_file()
-        frames = list(source)
-    assert len(frames) == 40
-    assert [f.index for f in frames] == list(range(40))
-    assert all(f.image.shape == (480, 640, 3) and f.image.dtype == np.uint8 for f in frames)
-    assert frames[1].time > frames[0].time
-    changed = np.abs(frames[0].image.astype(int) - frames[39].image.astype(int)).mean()
-    assert changed > 2.0                                  # the view pans and zooms
-    assert frames[0].image.std() > 20                     # a photo, not a flat colour
-
-
-def test_demo_photo_is_matplotlibs_grace_hopper():
-    source = DemoSource(max_frames=1).open()
-    assert source.photo_path.name == "grace_hopper.jpg"
-    source.close()
 
 
 @pytest.mark.skipif(Path("/dev/video0").exists(), reason="a webcam is present here")

@@ -148,9 +148,11 @@ def test_wall_of_three_rtsp_cameras_with_one_killed_and_restarted(cameras, tmp_p
                  30, "the other cameras keep counting while one is down")
 
         door.restart()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "door")] == 1, 30, "live again after a restart")
+        wait_for(lambda: metrics(base)[("posestream_source_up", "door")] == 1, 30,
+                 "live again after a restart")
         after = metrics(base)
-        assert after[("posestream_reconnects_total", "door")] >= before[("posestream_reconnects_total", "door")] + 1
+        reconnects = ("posestream_reconnects_total", "door")
+        assert after[reconnects] >= before[reconnects] + 1
         wait_for(lambda: metrics(base)[("posestream_frames_total", "door")]
                  > after[("posestream_frames_total", "door")], 30, "frames from the restarted camera")
 
@@ -162,10 +164,12 @@ def test_wall_of_three_rtsp_cameras_with_one_killed_and_restarted(cameras, tmp_p
         assert metrics(base)[("posestream_source_up", "yard")] == 0
         assert json.loads(get(base + "stats.json"))["sources"]["yard"]["state"] == "reconnecting"
         yard.resume()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 1, 30, "live again after the stall")
+        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 1, 30,
+                 "live again after the stall")
 
         shown = [get(base), get(base + "stats.json"), get(base + "metrics")]
-        assert all(body is not None and SECRET.encode() not in body and b"viewer" not in body for body in shown)
+        assert all(body is not None and SECRET.encode() not in body and b"viewer" not in body
+                   for body in shown)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
     finally:

@@ -17,9 +17,11 @@ Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
 
 from __future__ import annotations
 
+import ctypes.util
 import hashlib
 import importlib.util
 import logging
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,11 +69,23 @@ def _uses_cuda(device: str) -> bool:
         return True
     if device != AUTO:
         return False
-    if not has_module("torch"):
-        return False
+    if not has_module("torch") or not nvidia_driver_present():
+        return False                    # no driver, no CUDA: torch need not be imported to know
     import torch
 
     return torch.cuda.is_available()
+
+
+@lru_cache(maxsize=1)
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver, the precondition of CUDA, found without
+    importing torch: on Linux the loaded kernel driver (/proc/driver/nvidia, /dev/nvidiactl;
+    WSL: /dev/dxg), on Windows the nvcuda library; never on macOS."""
+    if sys.platform.startswith("linux"):
+        return any(Path(path).exists() for path in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
+    if sys.platform == "win32":
+        return ctypes.util.find_library("nvcuda") is not None
+    return False
 
 
 def require_module(name: str, install: str) -> None:
@@ -106,12 +120,14 @@ def parallelism(config: "Config") -> tuple[int, int]:
                            config.pipeline.mode, available_cores())
 
 
-def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None) -> Path:
+def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None, *,
+                    weights_url: str | None = None) -> Path:
     """An ONNX file of ``backbone`` with ``weights``: the file itself when ``weights`` is a .onnx,
     else its export under ``cache_dir`` (default weights/onnx/), made on first use.
 
     The cached name carries a digest of the weights file's path, size and modification time, so
-    new weights are exported again.  ConfigError / WeightsError as ``backbones.build`` raises them.
+    new weights are exported again; missing default weights are fetched first (from
+    ``weights_url`` when given).  ConfigError / WeightsError as ``backbones.build`` raises them.
     """
     if weights is not None and str(weights).lower().endswith(".onnx"):
         path = Path(weights).expanduser()
@@ -119,19 +135,20 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
             raise WeightsError(f"ONNX weights file not found: {path}")
         return path
     import backbones
-    from backbones.export import export_onnx
 
-    backbones.get_spec(backbone)                         # ConfigError for an unknown name
-    source = _weights_source(backbone, weights)
+    backbones.preprocess_spec(backbone)                  # ConfigError for an unknown name
+    source = _weights_source(backbone, weights, weights_url)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     path = (cache_dir or ONNX_CACHE_DIR) / f"{backbone}-{digest}.onnx"
     if not path.is_file():
+        from backbones.export import export_onnx        # torch: only when the export is missing
+
         log.info("exporting %s to ONNX once (%s); later runs reuse it", backbone, path)
         export_onnx(backbone, path, weights)
     return path
 
 
-def _weights_source(backbone: str, weights: str | None) -> str:
+def _weights_source(backbone: str, weights: str | None, weights_url: str | None = None) -> str:
     """What identifies the weights: ``random``, or a file's resolved path, size and mtime."""
     import backbones
 
@@ -139,7 +156,7 @@ def _weights_source(backbone: str, weights: str | None) -> str:
         return f"{backbone}:random:{backbones.RANDOM_SEED}"
     path = Path(weights).expanduser() if weights is not None else backbones.default_weights_path(backbone)
     if not path.exists() and weights is None:
-        backbones.build(backbone)                        # fetches mobilenet_thin, else WeightsError
+        backbones.build(backbone, weights_url=weights_url)   # fetches it, else WeightsError
     try:
         stat = path.resolve().stat()
     except OSError:

@@ -102,8 +102,8 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
                           "the CPU; use --engine openvino or torch for bf16/fp16")
     import backbones
 
-    preprocess = backbones.get_spec(backbone).preprocess
-    path = onnx_model_path(backbone, config.model.weights)
+    preprocess = backbones.preprocess_spec(backbone)           # no torch: see backbones/__init__
+    path = onnx_model_path(backbone, config.model.weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
     engine = OnnxRuntimeEngine(path, preprocess, stride=int(preprocess.stride), threads=threads,
                                workers=workers)

@@ -170,13 +170,13 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
     else:
         import backbones
 
-        preprocess = backbones.get_spec(backbone).preprocess
+        preprocess = backbones.preprocess_spec(backbone)       # no torch: see backbones/__init__
         if weights is not None and str(weights).lower().endswith(".xml"):
             path = Path(weights).expanduser()
             if not path.is_file():
                 raise WeightsError(f"OpenVINO IR not found: {path}")
         else:
-            path = onnx_model_path(backbone, weights)
+            path = onnx_model_path(backbone, weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
     engine = OpenVinoEngine(path, preprocess, stride=int(preprocess.stride), precision=precision,
                             threads=threads, workers=workers)

@@ -15,18 +15,25 @@ MATCHING_METHODS = ("optimal", "greedy")
 
 @dataclass(frozen=True)
 class DecoderParams:
-    """Thresholds of the PAF decoder (defaults as in OpenPose's demo).
+    """Thresholds of the PAF decoder (OpenPose's demo values, except ``peak_threshold`` and
+    ``min_aligned_fraction``, chosen by COCO keypoint AP on the even image ids of
+    ../shared/coco-val2017: ``python -m benchmarks.accuracy_tune``, issue 14;
+    benchmarks/results/accuracy_tuning.md).
 
-    peak_threshold: minimum heatmap value of a keypoint peak (OpenPose ``thre1``, 0.1).
+    peak_threshold: minimum heatmap value of a keypoint peak (0.075; OpenPose ``thre1`` is 0.1;
+        0.05 scored 0.003 AP more but found 5 % false people on noisy synthetic maps against 0 %
+        and decodes slower; 0.03 doubles the decode time).
     paf_threshold: a sample along a candidate limb counts as aligned when the PAF's component
         along the limb exceeds this (``thre2``, 0.05).
     paf_samples: points sampled along each candidate limb for the line integral (``mid_num``, 10).
-    min_aligned_fraction: a candidate limb needs more than this fraction of aligned samples (0.8).
+    min_aligned_fraction: a candidate limb needs more than this fraction of aligned samples (0.5;
+        OpenPose 0.8).
     long_limb_fraction: limbs longer than this fraction of the net-input height have their score
         lowered (OpenPose's distance prior ``min(0.5 * height / length - 1, 0)``; 0.5).
     min_parts: people with fewer keypoints are dropped (3).
     min_mean_score: people whose summed keypoint and limb scores per keypoint is lower are
-        dropped (0.4).
+        dropped (0.4, as OpenPose; 0.2 scored <= 0.001 AP more on the even ids but reports 20 %
+        more people, low-score fragments among them).
     refine: sub-pixel refinement of each stride-grid peak from its 3x3 neighbourhood:
         ``gaussian`` (parabola through the log values: exact for a Gaussian peak), ``quadratic``
         (parabola through the values) or ``none`` (the cell centre).
@@ -52,10 +59,10 @@ class DecoderParams:
         lies within this fraction of a body's size of the body's own keypoint of that part (0.5).
     """
 
-    peak_threshold: float = 0.1
+    peak_threshold: float = 0.075
     paf_threshold: float = 0.05
     paf_samples: int = 10
-    min_aligned_fraction: float = 0.8
+    min_aligned_fraction: float = 0.5
     long_limb_fraction: float = 0.5
     min_parts: int = 3
     min_mean_score: float = 0.4
