@@ -27,26 +27,49 @@ def cut(pafs: np.ndarray, *limb_names: str) -> np.ndarray:
     return pafs
 
 
+def weaken(pafs: np.ndarray, person: np.ndarray, limb_name: str, kept: float = 0.4) -> np.ndarray:
+    """A copy of ``pafs`` whose named limb of ``person`` keeps its field only on the first
+    ``kept`` of its length (from part_a): too few aligned samples for a limb, yet a PAF that
+    points along it, as a network's weak limb does."""
+    pafs = pafs.copy()
+    limb = LIMBS[limb_index(limb_name)]
+    start, end = ((person[[limb.part_a, limb.part_b], :2] - 3.5) / 8.0)      # map cells
+    rows, cols = np.mgrid[0:pafs.shape[1], 0:pafs.shape[2]]
+    along = ((cols - start[0]) * (end - start)[0] + (rows - start[1]) * (end - start)[1]) \
+        / np.sum((end - start) ** 2)
+    for channel in (limb.paf_x, limb.paf_y):
+        pafs[channel][along > kept] = 0.0
+    return pafs
+
+
 def parts_of(people: np.ndarray) -> list[int]:
     return sorted(int((person[:, 2] > 0).sum()) for person in people)
 
 
 # ---------------------------------------------------------------- on decoded maps
 
-def test_an_arm_cut_off_its_body_is_joined_back():
+def test_an_arm_weakly_tied_to_its_body_is_joined_back():
     body = person_at((90, 50), seed=1)
     heatmaps, pafs = label_maps(body[None], NET_SIZE)
-    pafs = cut(pafs, "neck-r_shoulder", "r_shoulder-r_ear")
+    pafs = cut(weaken(pafs, body, "neck-r_shoulder"), "r_shoulder-r_ear")
     assert parts_of(decode(heatmaps, pafs, fragment_max_parts=0)) == [3, 15]
     people = decode(heatmaps, pafs)
     assert parts_of(people) == [18]
     np.testing.assert_allclose(people[0, :, :2], body[:, :2], atol=1.0)
 
 
-def test_a_head_cut_off_its_body_is_joined_back():
+def test_an_arm_whose_paf_points_nowhere_is_not_joined():
+    body = person_at((90, 50), seed=1)
+    heatmaps, pafs = label_maps(body[None], NET_SIZE)
+    pafs = cut(pafs, "neck-r_shoulder", "r_shoulder-r_ear")     # nothing ties the arm on
+    assert parts_of(decode(heatmaps, pafs)) == [3, 15]
+    assert parts_of(decode(heatmaps, pafs, fragment_min_alignment=-1.0)) == [18]
+
+
+def test_a_head_weakly_tied_to_its_body_is_joined_back():
     body = person_at((90, 50), seed=2)
     heatmaps, pafs = label_maps(body[None], NET_SIZE)
-    pafs = cut(pafs, "neck-nose", "r_shoulder-r_ear", "l_shoulder-l_ear")
+    pafs = cut(weaken(pafs, body, "neck-nose"), "r_shoulder-r_ear", "l_shoulder-l_ear")
     assert parts_of(decode(heatmaps, pafs, fragment_max_parts=0)) == [5, 13]
     assert parts_of(decode(heatmaps, pafs)) == [5, 13]          # 5 parts: not a fragment
     assert parts_of(decode(heatmaps, pafs, fragment_max_parts=5)) == [18]
@@ -123,6 +146,30 @@ def test_a_limb_longer_than_the_join_distance_does_not_join():
     # body size 16 cells, neck to r_shoulder 3 cells (also the arm's closest approach)
     assert fragment_targets(members, peaks, 4, 0.25, 0.5).tolist() == [KEEP, 0]
     assert fragment_targets(members, peaks, 4, 0.15, 0.5).tolist() == [KEEP, KEEP]
+
+
+def test_a_joining_limb_needs_a_paf_that_does_not_contradict_it_unless_it_is_very_short():
+    arm = {"r_shoulder": (7, 10), "r_elbow": (6, 14)}              # neck-r_shoulder: 3 cells
+    on_the_neck = {"r_shoulder": (10.5, 10), "r_elbow": (10, 14)}  # 0.5 cells
+    asked = []
+
+    def alignment(value):
+        def measure(limb, start, end):
+            asked.append((LIMBS.index(limb), tuple(start), tuple(end)))
+            return value
+        return measure
+
+    members, peaks = people_and_peaks([BODY, arm])
+    assert fragment_targets(members, peaks, 4, 1.0, 0.5, alignment=alignment(0.3)).tolist() \
+        == [KEEP, 0]
+    assert asked == [(limb_index("neck-r_shoulder"), (10.0, 10.0), (7.0, 10.0))]   # a to b
+    assert fragment_targets(members, peaks, 4, 1.0, 0.5, alignment=alignment(0.05)).tolist() \
+        == [KEEP, KEEP]
+    assert fragment_targets(members, peaks, 4, 1.0, 0.5, alignment=alignment(0.05),
+                            min_alignment=0.0).tolist() == [KEEP, 0]
+    members, peaks = people_and_peaks([BODY, on_the_neck])
+    assert fragment_targets(members, peaks, 4, 1.0, 0.5, alignment=alignment(-1.0)).tolist() \
+        == [KEEP, 0]
 
 
 # ---------------------------------------------------------------- real frames

@@ -52,7 +52,7 @@ def decode_people(heatmaps: Any, pafs: Any, stride: int = 8, *,
                                   params.close_peak_min_distance / stride,
                                   params.close_peak_fit_error)
     connections = score_limbs(pafs, peaks, params)
-    members, scores = group_scored_people(connections, peaks, params)
+    members, scores = group_scored_people(connections, peaks, params, pafs=pafs)
     logger.debug("decoded %d peaks, %d connections, %d people",
                  len(peaks), len(connections), len(members))
     return people_from_peaks(members, peaks, stride), scores

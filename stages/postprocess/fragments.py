@@ -4,9 +4,12 @@ When a limb that ties an arm, a leg or a head to its body fails (a weak PAF, a c
 candidate), grouping leaves a small neckless "person" beside the body: a head, an arm, a leg.
 Each such fragment (2 to ``max_parts`` keypoints, no neck) is
 
-- joined to a body (a person with a neck) when the body has none of the fragment's parts and a
-  skeleton limb between a fragment part and a body part is no longer than ``join_distance``
-  times the body's size (the larger side of its keypoints' box): the closest such body wins;
+- joined to a body (a person with a neck) when the body has none of the fragment's parts, the
+  shortest skeleton limb between a fragment part and a body part is no longer than
+  ``join_distance`` times the body's size (the larger side of its keypoints' box) and, when it
+  spans a map cell or more, its PAF does not contradict it (mean alignment at least
+  ``min_alignment``; a limb that failed the usual PAF criteria may still pass this lower bar, a
+  limb pointing elsewhere does not): the closest such body wins;
 - dropped when it cannot be joined and duplicates a body: one of its parts lies within
   ``duplicate_distance`` times the body's size of the body's own keypoint of that part (a ghost
   limb beside the real one);
@@ -18,7 +21,7 @@ Pure function of peak ids and positions; ``group_scored_people`` applies the dec
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -26,17 +29,24 @@ from stages.skeleton import LIMBS, Limb, keypoint_index
 
 NECK = keypoint_index("neck")
 KEEP, DROP = -1, -2
+MIN_CHECKED_CELLS = 1.0   # a joining limb shorter than this (map cells) is not checked on the PAF
+
+# alignment(limb, start, end): mean PAF alignment along a limb from part_a at start to part_b at
+# end (map cells), as ``limbs.line_integrals`` measures it
+Alignment = Callable[[Limb, np.ndarray, np.ndarray], float]
 
 
 def fragment_targets(members: np.ndarray, peaks: np.ndarray, max_parts: int,
                      join_distance: float, duplicate_distance: float,
-                     limbs: Sequence[Limb] = LIMBS) -> np.ndarray:
+                     limbs: Sequence[Limb] = LIMBS, alignment: Alignment | None = None,
+                     min_alignment: float = 0.1) -> np.ndarray:
     """What becomes of each person: int64 (P,), ``KEEP`` (-1), ``DROP`` (-2) or the index of the
     body it joins.
 
     members (P,18) peak ids (-1 missing) from grouping; peaks (K,4) part, x, y, score (map cells).
-    Fragments are decided largest first; a body that took one fragment has those parts for the
-    next.  Bodies never join anything; a fragment never takes another fragment.
+    alignment: the PAF check of a joining limb (None: geometry only).  Fragments are decided
+    largest first; a body that took one fragment has those parts for the next.  Bodies never
+    join anything; a fragment never takes another fragment.
     """
     members = np.asarray(members)
     targets = np.full(len(members), KEEP, dtype=np.int64)
@@ -64,10 +74,15 @@ def fragment_targets(members: np.ndarray, peaks: np.ndarray, max_parts: int,
                 gaps = np.hypot(*(points[shared] - body_points[row][shared]).T)
                 duplicate |= gaps.min() <= duplicate_distance * sizes[row]
                 continue
-            reach = _link_length(points, body_points[row], own, body_parts[row], limbs) \
-                / max(sizes[row], 1e-6)
-            if reach <= join_distance and reach < best_reach:
-                best, best_reach = row, reach
+            length, limb, start, end = _shortest_link(points, body_points[row], own,
+                                                      body_parts[row], limbs)
+            reach = length / max(sizes[row], 1e-6)
+            if reach > join_distance or reach >= best_reach:
+                continue
+            if alignment is not None and length >= MIN_CHECKED_CELLS \
+                    and alignment(limb, start, end) < min_alignment:
+                continue
+            best, best_reach = row, reach
         if best != KEEP:
             targets[fragment] = bodies[best]
             body_parts[best] |= own
@@ -91,12 +106,16 @@ def _size(points: np.ndarray) -> float:
     return float(np.ptp(known, axis=0).max()) if len(known) else 0.0
 
 
-def _link_length(fragment: np.ndarray, body: np.ndarray, fragment_parts: np.ndarray,
-                 body_parts: np.ndarray, limbs: Sequence[Limb]) -> float:
-    """Shortest skeleton limb from a fragment part to a body part (map cells), inf if none."""
-    best = np.inf
+def _shortest_link(fragment: np.ndarray, body: np.ndarray, fragment_parts: np.ndarray,
+                   body_parts: np.ndarray, limbs: Sequence[Limb]) -> tuple:
+    """The shortest skeleton limb between a fragment part and a body part: (length in map cells,
+    limb, part_a's point, part_b's point); length inf and no limb if none."""
+    best: tuple = (np.inf, None, None, None)
     for limb in limbs:
         for mine, theirs in ((limb.part_a, limb.part_b), (limb.part_b, limb.part_a)):
             if fragment_parts[mine] and body_parts[theirs]:
-                best = min(best, float(np.hypot(*(fragment[mine] - body[theirs]))))
+                length = float(np.hypot(*(fragment[mine] - body[theirs])))
+                if length < best[0]:
+                    ends = (fragment[mine], body[theirs])
+                    best = (length, limb) + (ends if mine == limb.part_a else ends[::-1])
     return best

@@ -57,6 +57,8 @@ class DecoderParams:
         keypoints' box), a fragment's joining limb may be (1.0).
     fragment_duplicate_distance: a fragment that cannot join is dropped when one of its parts
         lies within this fraction of a body's size of the body's own keypoint of that part (0.5).
+    fragment_min_alignment: a joining limb a map cell long or more needs at least this mean PAF
+        alignment (0.1; below the usual limb criteria, but a limb pointing elsewhere fails it).
     """
 
     peak_threshold: float = 0.075
@@ -75,6 +77,7 @@ class DecoderParams:
     fragment_max_parts: int = 4
     fragment_join_distance: float = 1.0
     fragment_duplicate_distance: float = 0.5
+    fragment_min_alignment: float = 0.1
 
     def __post_init__(self) -> None:
         _check_number(self, "peak_threshold", 0.0, 1.0)
@@ -93,6 +96,7 @@ class DecoderParams:
         _check_int(self, "fragment_max_parts", 0, 17)
         _check_number(self, "fragment_join_distance", 0.0, 10.0)
         _check_number(self, "fragment_duplicate_distance", 0.0, 10.0)
+        _check_number(self, "fragment_min_alignment", -1.0, 1.0)
         if self.refine not in REFINE_METHODS:
             raise ValueError(f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, "
                              f"got {self.refine!r}")
