@@ -11,8 +11,8 @@ import pytest
 
 import backbones
 from backbones.preprocessing import PREPROCESS_SPECS
+from posestream_common.errors import ConfigError
 from stream.demo import demo_photo_path
-from stream.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
