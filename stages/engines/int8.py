@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from posestream_common.errors import ConfigError
 from stages.engines import OMZ, cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
 from stages.engines.quantize import Calibration, quantized_model, read_calibration_images
-from stream.errors import ConfigError
 
 if TYPE_CHECKING:
     from stream.config import Config

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError, WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 
 log = logging.getLogger(__name__)
 
