@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 import backbones
+from posestream_common.errors import ConfigError
 from stages.engines.quantize import Calibration, cache_path
 from stages.postprocess import decode
 from stages.preprocess import prepare
 from stream.config import load_config
-from posestream_common.errors import ConfigError
 from tests.test_engines import thin_onnx, thin_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("openvino")
