@@ -178,9 +178,9 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray]):
     below fp32.  Quantizing only the backbone and leaving the refinement stages in bf16/fp32
     (``refinement_convolutions``): 0.011-0.016, at most of the speed (the backbone holds most of
     the work); COCO AP at height 368 on ../shared/coco-val2017: 0.276 against fp32's 0.315.
-    NNCF's full bias correction instead of its fast one: 0.293 (bf16 alone: 0.302).  (These
-    three with bilinear resizing; with the pipeline's area resizing, full bias correction and 19
-    photos: 0.283 against fp32's 0.324.)
+    NNCF's full bias correction instead of its fast one: 0.293 (bf16 alone: 0.302).  (The 0.14
+    was scored with a simpler person score; the next two with bilinear resizing.  With the
+    pipeline's area resizing, full bias correction and 19 photos: 0.283 against fp32's 0.324.)
     """
     import nncf
     import openvino as ov
