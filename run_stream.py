@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from stream.errors import ConfigError, PoseStreamError, one_line
+from posestream_common.errors import ConfigError, PoseStreamError, one_line
 from stream.seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
 
 log = logging.getLogger("posestream")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 
 if TYPE_CHECKING:                  # the registry itself never imports torch (see backbones/__init__)
     import torch

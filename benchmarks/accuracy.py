@@ -35,7 +35,7 @@ from benchmarks.accuracy_runs import OURS, X8, Setup, run_images
 from benchmarks.bench_media import ROOT, prepare_clip, shared_dir
 from benchmarks.coco_eval import SPLITS, Dataset, detections_from_lines, keypoint_ap, link_images, \
     load_dataset, split_ids
-from stream.errors import ConfigError, run_tool
+from posestream_common.errors import ConfigError, run_tool
 
 log = logging.getLogger("benchmarks.accuracy")
 

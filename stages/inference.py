@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

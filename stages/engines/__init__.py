@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stream.errors import ConfigError, WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from stream.config import Config

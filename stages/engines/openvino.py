@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from posestream_common.errors import ConfigError, WeightsError
 from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
                             resolve_precision)
 from stages.inference import register_engine
-from stream.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from stream.config import Config
