@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from stream.errors import ConfigError, PoseStreamError, one_line
+from posestream_common.errors import ConfigError, PoseStreamError, one_line
 from stream.seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
 
 log = logging.getLogger("posestream")
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--engine", metavar="NAME", help="auto (default: openvino on a CPU when installed, "
                                          "torch on CUDA), torch, onnxruntime or openvino")
     add("--precision", metavar="P", help="auto (default: fp16 on CUDA, bf16 on CPUs with "
-                                         "AMX/AVX512-BF16, else fp32), fp32, fp16 or bf16")
+                                         "AMX/AVX512-BF16, else fp32), fp32, fp16, bf16 or int8 "
+                                         "(OpenVINO: quantized once with NNCF, cached under weights/int8/)")
     add("--threads", type=int, metavar="N", help="torch intra-op threads per worker "
                                                   "(default: cores / workers on a CPU)")
     add("--workers", type=int, metavar="N", help="frames in inference at once, threaded mode "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from backbones import registry
 from backbones.preprocessing import preprocess_spec
 from backbones.registry import BackboneSpec, KeyLayout, PreprocessSpec, WeightSource
-from stream.errors import ConfigError, WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, in registration order."""
+    """Registered backbone names, sorted."""
     _register_networks()
     return registry.list_backbones()
 

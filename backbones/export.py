@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import backbones
-from stream.errors import ConfigError, run_tool
+from posestream_common.errors import ConfigError, run_tool
 
 log = logging.getLogger(__name__)
 

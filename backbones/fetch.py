@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from backbones.download import DownloadError, download
-from stream.errors import WeightsError, run_tool
+from posestream_common.errors import WeightsError, run_tool
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from stream.errors import WeightsError
+from posestream_common.errors import WeightsError
 
 _PACKAGE = "posestream_tf"
 _F = descriptor_pb2.FieldDescriptorProto

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from backbones.registry import BackboneSpec, KeyLayout
-from stream.errors import WeightsError
+from posestream_common.errors import WeightsError
 
 log = logging.getLogger(__name__)
 

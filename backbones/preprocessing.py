@@ -8,7 +8,7 @@ engine that runs an exported network (OpenVINO, onnxruntime) reads it with
 from __future__ import annotations
 
 from backbones.registry import PreprocessSpec
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 
 PREPROCESS_SPECS: dict[str, PreprocessSpec] = {
     "cmu": PreprocessSpec(channel_order="BGR", mean=128.0, scale=1 / 256, pad_value=128.0,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 
 if TYPE_CHECKING:                  # the registry itself never imports torch (see backbones/__init__)
     import torch
@@ -122,5 +122,6 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, in registration order."""
-    return list(_REGISTRY)
+    """Registered backbone names, sorted (the registration order depends on which network module
+    was imported first, e.g. backbones.tf_convert imports mobilenet_thin on its own)."""
+    return sorted(_REGISTRY)

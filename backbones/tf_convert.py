@@ -18,7 +18,7 @@ import torch
 from backbones.graphdef import GraphNode, read_graph
 from backbones.mobilenet_thin import (GRAPH_SOURCE, NUM_STAGES, TRUNK, MobilenetThin,
                                       branch_layers)
-from stream.errors import WeightsError
+from posestream_common.errors import WeightsError
 
 log = logging.getLogger(__name__)
 

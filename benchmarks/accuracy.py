@@ -35,7 +35,7 @@ from benchmarks.accuracy_runs import OURS, X8, Setup, run_images
 from benchmarks.bench_media import ROOT, prepare_clip, shared_dir
 from benchmarks.coco_eval import SPLITS, Dataset, detections_from_lines, keypoint_ap, link_images, \
     load_dataset, split_ids
-from stream.errors import ConfigError, run_tool
+from posestream_common.errors import ConfigError, run_tool
 
 log = logging.getLogger("benchmarks.accuracy")
 
@@ -183,6 +183,14 @@ def resolved_setup(setup: Setup) -> Setup:
                     "height": height, "role": ""})
 
 
+def calibrated_apart(setup: Setup, clip: Path) -> Setup:
+    """An int8 setup calibrated on the benchmark clip unless ``--set inference.calibration`` says
+    otherwise: by default int8 calibrates on the run's own source, here the very images scored."""
+    if setup.precision != "int8" or "inference.calibration" in dict(setup.settings):
+        return setup
+    return Setup(**{**vars(setup), "settings": setup.settings + (("inference.calibration", str(clip)),)})
+
+
 def default_height(backbone: str) -> int | None:
     """The net input height a backbone runs at when none is given."""
     import backbones
@@ -313,6 +321,7 @@ def benchmark(args: argparse.Namespace) -> list[Path]:
     setups = plan_setups(args, omz_xml, settings)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     clip = None if args.no_fps else prepare_clip(args.work_dir)[0]
+    setups = [calibrated_apart(setup, clip or prepare_clip(args.work_dir)[0]) for setup in setups]
     load_before = os.getloadavg()
     recorded: dict = {}
     wanted = {_maps_key(s) for s in setups if s.decoder == X8}

@@ -24,7 +24,7 @@ from benchmarks.accuracy import RESULTS, THIN, parse_args as accuracy_args
 from benchmarks.accuracy_runs import RecordedMaps, Setup, run_images
 from benchmarks.coco_eval import Dataset, detections_from_lines, keypoint_ap, link_images, load_dataset, \
     split_ids
-from stream.errors import run_tool
+from posestream_common.errors import run_tool
 
 log = logging.getLogger("benchmarks.accuracy_tune")
 

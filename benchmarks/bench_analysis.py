@@ -14,7 +14,9 @@ from stages.coco import to_coco17
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 GOALS = {"mobilenet_vs_lightweight_loop": 4.0, "cmu_vs_cmu_loop": 8.0, "threaded_vs_sequential": 1.3,
-         "omz_vs_intel": 1.0}
+         "omz_vs_intel": 1.0, "pipeline_vs_engine_alone": 0.9}
+# (network, height, goal): int8 end to end against bf16, threaded, same run (issue 15).
+INT8_GOALS = (("mobilenet_thin", 368, 1.15), ("cmu", 184, 1.5))
 CLIP_HEIGHT = 480
 
 
@@ -57,6 +59,9 @@ def _row(case: dict, result: dict) -> dict:
         "stages": {name: {"p50_ms": values["p50_ms"], "p95_ms": values["p95_ms"]}
                    for name, values in result["stages"].items() if name in STAGES},
         "engine_detail": result.get("engine"),
+        "engine_alone_fps": result.get("engine_alone_fps"),
+        "efficiency": (round(result["fps"] / result["engine_alone_fps"], 3)
+                       if result.get("engine_alone_fps") else None),
         "maps": "realistic (trained mobilenet_thin's, substituted)" if case.get("donor") else "own",
         "people_per_frame": people_count_histogram(_frames_people(result)),
     })
@@ -171,6 +176,19 @@ def goal_ratios(rows: list[dict], references: list[dict], peers: list[dict], ver
                                engine=threaded["engine"])
             goals.append(_ratio(threaded, sequential, GOALS["threaded_vs_sequential"],
                                 f"threaded vs sequential, {backbone} h{height}, {threaded['engine']}"))
+    for backbone, height, goal in INT8_GOALS:
+        int8 = _best(rows, backbone=backbone, height=height, mode="threaded", engine="openvino-int8")
+        bf16 = _best(rows, backbone=backbone, height=height, mode="threaded", engine="openvino-bf16")
+        if int8 and bf16:
+            goals.append(_ratio(int8, bf16, goal, f"int8 vs bf16 end to end, {backbone} h{height}"))
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        threaded = [r for r in rows if r["backbone"] == backbone and r["mode"] == "threaded"
+                    and r.get("efficiency")]
+        if threaded:
+            worst = min(threaded, key=lambda r: r["efficiency"])
+            goals.append(_ratio(worst, {"label": "engine alone", "fps": worst["engine_alone_fps"]},
+                                GOALS["pipeline_vs_engine_alone"],
+                                f"threaded pipeline vs its engine alone, {backbone} (lowest case)"))
     for peer in peers:
         if "error" in peer or "compared_with" not in peer:
             continue

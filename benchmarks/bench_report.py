@@ -10,7 +10,11 @@ from typing import Any
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 ENGINE_COLOURS = {"torch-fp32": "#9e9e9e", "torch-bf16": "#e69f00", "torch-fp16": "#e69f00",
                   "torch-fp16-compile": "#d55e00",
-                  "onnxruntime": "#56b4e9", "openvino-fp32": "#009e73", "openvino-bf16": "#0072b2"}
+                  "onnxruntime": "#56b4e9", "openvino-fp32": "#009e73", "openvino-bf16": "#0072b2",
+                  "openvino-int8": "#cc79a7"}
+COLUMNS = ("FPS", "× engine alone", "latency p50 / p95 ms", "capture", "preprocess", "inference",
+           "postprocess", "render", "CPU % ours / others", "frames", "people vs fp32", "first frame s",
+           "peak RSS MB")
 NOTES = (
     "FPS: frames through the whole pipeline (read, preprocess, inference, decode, draw) / wall time, "
     "after one warm-up inference; no window, no video written (JSON lines are written).",
@@ -22,6 +26,9 @@ NOTES = (
     "frame still goes through the real network (its time is real), then the maps trained "
     "mobilenet_thin gives for the same frame at the same size go downstream, in our pipeline and "
     "in the reference loops alike.  Their 'people' are therefore mobilenet_thin's.",
+    "× engine alone: end-to-end FPS / the engine's own throughput (same network, input, precision, "
+    "streams and threads; its workers calling it back to back on one prepared frame, 1.5 s just "
+    "before and 1.5 s just after the pipeline in the same process, averaged).",
     "People vs fp32: mobilenet_thin rows against fp32 inference of the same frames (same network "
     "and size); omz rows against our omz fp32 run.  'same count' = share of frames with the same "
     "number of people (fragments of 3-5 keypoints included); 'whole people' = people with at least "
@@ -59,16 +66,23 @@ def _fmt_cpu(row: dict) -> str:
     return f"{row['cpu_percent']:.0f} / {others:.0f}" if others is not None else f"{row['cpu_percent']:.0f} / ?"
 
 
+def _fmt_efficiency(row: dict) -> str:
+    if not row.get("efficiency"):
+        return "–"
+    return f"{row['efficiency']:.2f} of {row['engine_alone_fps']:.1f}"
+
+
 def _fmt_number(value: float | None, form: str) -> str:
     return "–" if value is None else form.format(value)
 
 
 def _table_row(row: dict, first: list[str]) -> str:
     if "error" in row:
-        return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * 11
+        return "| " + " | ".join(first) + f" | failed: {row['error']} |" + " |" * (len(COLUMNS) - 1)
     stages = [_fmt_stage(row["stages"].get(name)) for name in STAGES]
     latency = row["latency_ms"]
-    cells = first + [f"**{row['fps']:.1f}**", f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
+    cells = first + [f"**{row['fps']:.1f}**", _fmt_efficiency(row),
+                     f"{latency['p50']:.0f} / {latency['p95']:.0f}", *stages,
                      _fmt_cpu(row), str(row["frames"]), _fmt_people(row.get("people_vs_fp32")),
                      _fmt_number(row.get("first_frame_s"), "{:.2f}"), _fmt_number(row.get("peak_rss_mb"), "{:.0f}")]
     return "| " + " | ".join(cells) + " |"
@@ -76,8 +90,7 @@ def _table_row(row: dict, first: list[str]) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
-    head = ("| FPS | latency p50 / p95 ms | capture | preprocess | inference | postprocess | render "
-            "| CPU % ours / others | frames | people vs fp32 | first frame s | peak RSS MB |")
+    head = "| " + " | ".join(COLUMNS) + " |"
     lines = [f"# Benchmark results{' (quick run)' if meta['quick'] else ''}", "",
              f"{meta['date']}, {meta['cpu']}, {meta['cpus']} CPUs (bf16: {meta['cpu_bf16']}), "
              f"GPU: {meta['gpu'] or 'none (GPU figures not measured)'}; load average before "
@@ -98,11 +111,11 @@ def markdown(summary: dict[str, Any]) -> str:
                             for engine, fps, same in verdict["ranking"])
         lines.append(f"- {height}: **{verdict['fastest_keeping_same_people']}** ({ranking})")
     lines += ["", "## Our pipeline", "", "| backbone | engine | mode | height " + head,
-              "|---|---|---|---" + "|---" * 12 + "|"]
+              "|---|---|---|---" + "|---" * len(COLUMNS) + "|"]
     for row in summary["rows"]:
         lines.append(_table_row(row, [row["backbone"], row["engine"], row["mode"], str(row["height"])]))
     lines += ["", "## Reference loops (sequential, torch fp32, as the original projects run them)", "",
-              "| loop | network | height " + head, "|---|---|---" + "|---" * 12 + "|"]
+              "| loop | network | height " + head, "|---|---|---" + "|---" * len(COLUMNS) + "|"]
     for row in summary["references"]:
         lines.append(_table_row(row, [row["loop"], row["backbone"], str(row["height"])]))
     lines += _peer_lines(summary["peers"], meta)

@@ -42,7 +42,10 @@ ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
     "onnxruntime": {"inference.engine": "onnxruntime", "inference.precision": "fp32"},
     "openvino-fp32": {"inference.engine": "openvino", "inference.precision": "fp32"},
     "openvino-bf16": {"inference.engine": "openvino", "inference.precision": "bf16"},
+    "openvino-int8": {"inference.engine": "openvino", "inference.precision": "int8"},
 }
+ENGINE_ALONE_S = 3.0          # engine-alone loop per case: half before the pipeline, half after
+MIN_ALONE_CALLS = 3           # per worker thread, for networks slower than the loop's time
 
 
 def pipeline_config(case: dict, json_path: str) -> Any:
@@ -76,6 +79,10 @@ def run_pipeline_case(case: dict) -> dict:
         json_path = str(Path(tmp) / "people.jsonl")
         config = pipeline_config(case, json_path)
         engine = runs = make_engine(config)
+        net_input = first_net_input(Path(case["clip"]), engine.preprocess, case["height"])
+        if getattr(engine, "precision", None) == "int8":     # quantized (or loaded) before timing
+            engine.warmup(*net_input.shape[-2:])
+        alone_before = engine_alone_fps(engine, net_input, ENGINE_ALONE_S / 2)
         if case.get("donor"):
             donor = MapDonor(Path(case["donor"]))
             known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
@@ -85,9 +92,56 @@ def run_pipeline_case(case: dict) -> dict:
         people = read_people(json_path)
     report["first_frame_s"] = first_frame_s(pipeline.stats.first_done_at)
     report.update(cpu.percentages())
+    alone_after = engine_alone_fps(engine, net_input, ENGINE_ALONE_S / 2)
+    report["engine_alone_fps"] = round((alone_before + alone_after) / 2, 2)
     report["engine"] = describe_engine(engine, config)
     report["people"] = people
     return report
+
+
+def first_net_input(clip: Path, spec: Any, height: int) -> np.ndarray:
+    """The clip's first frame prepared as the pipeline prepares it: [1,3,H,W] float32."""
+    import cv2
+
+    from stages.preprocess import prepare
+
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        ok, image = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise RuntimeError(f"cannot read a frame of {clip}")
+    return prepare(image, spec, height)[0][np.newaxis]
+
+
+def engine_alone_fps(engine: Any, net_input: np.ndarray, seconds: float) -> float:
+    """Inferences per second of ``engine`` alone on ``net_input``: ``engine.workers`` threads
+    calling it back to back for ``seconds`` and at least ``MIN_ALONE_CALLS`` times each (the
+    pipeline's own streams and threads), after one call each to settle."""
+    import threading
+
+    workers = max(1, int(getattr(engine, "workers", 1)))
+    counts = [0] * workers
+    start = threading.Barrier(workers + 1)
+    deadline: list[float] = []
+
+    def loop(slot: int) -> None:
+        engine(net_input)
+        start.wait()
+        while time.perf_counter() < deadline[0] or counts[slot] < MIN_ALONE_CALLS:
+            engine(net_input)
+            counts[slot] += 1
+
+    threads = [threading.Thread(target=loop, args=(slot,), daemon=True) for slot in range(workers)]
+    for thread in threads:
+        thread.start()
+    deadline.append(time.perf_counter() + seconds)
+    started = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
 
 
 class CpuUse:

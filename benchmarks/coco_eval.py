@@ -23,9 +23,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from posestream_common.errors import SourceError
 from stages.coco import NUM_COCO_KEYPOINTS, to_coco17
 from stages.skeleton import NUM_KEYPOINTS
-from stream.errors import SourceError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -178,6 +178,10 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     from stages.engines import resolve_precision
 
     check_backbone(config.model.backbone)
+    precision = resolve_precision(config, "torch")
+    if precision == "int8":
+        raise ConfigError("inference.precision 'int8' runs only on the openvino engine (an NNCF-"
+                          "quantized model): use --engine openvino (or auto on a CPU)")
     device = backbones.resolve_device(config.model.device)
     threads, workers = config.inference.threads, config.inference.workers
     if device.type == "cpu":
@@ -187,7 +191,6 @@ def _build_torch_engine(config: "Config") -> TorchEngine:
     spec = backbones.get_spec(config.model.backbone)
     model = backbones.build(config.model.backbone, weights=config.model.weights, device=device,
                             weights_url=config.model.weights_url)
-    precision = resolve_precision(config, "torch")
     engine = TorchEngine(model, spec.preprocess, device, precision=precision,
                          channels_last=config.inference.channels_last, stride=spec.preprocess.stride,
                          workers=workers or 1, compile=config.inference.compile)

@@ -21,8 +21,8 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from posestream_common.errors import ConfigError
 from stages.skeleton import keypoint_index, limb_index
-from stream.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SERVE_TOKEN_ENV = "POSESTREAM_SERVE_TOKEN"   # output.serve_token where the config leaves it unset
@@ -73,7 +73,9 @@ class ModelConfig(_Section):
 
 class InferenceConfig(_Section):
     engine: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    calibration: str | None = None                      # int8: a video or image folder; None: the run's own frames
+    calibration_frames: int = Field(32, ge=1, le=1000)  # int8: frames NNCF calibrates on
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True
@@ -139,7 +141,7 @@ class RayConfig(_Section):
     max_restarts: int = Field(3, ge=-1)                      # per actor; -1 = forever
     restart_timeout_s: float = Field(60.0, gt=0)             # an actor silent this long is given up
     poll_s: float = Field(0.05, gt=0, le=5)                  # how often a camera hands results over
-    ship_code: bool = True                                   # send stream/, stages/, backbones/ to a cluster
+    ship_code: bool = True                                   # send the project's packages to a cluster
 
 
 def _section_from_dataclass(module_name: str, class_name: str, model_name: str,

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.items import Frame
 from stream.sources import Source, read_image
 

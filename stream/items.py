@@ -86,4 +86,5 @@ class Posed(Inferred):
     def __post_init__(self) -> None:
         count = 0 if self.people is None else len(self.people)
         if self.person_scores and len(self.person_scores) != count:
-            raise ValueError(f"Posed has {len(self.person_scores)} person_scores for {count} people")
+            raise ValueError(
+                f"Posed has {len(self.person_scores)} person_scores for {count} people")

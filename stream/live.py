@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.items import Frame
 from stream.reconnect import Reconnecting
 from stream.sources import Source, redact_uri

@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from posestream_common.errors import PoseStreamError, StageError
 from stream.batching import BatchRunner, Lanes
 from stream.config import Config, section_params
-from stream.errors import PoseStreamError, StageError
 from stream.items import Posed
 from stream.outputs import build_sinks as _build_sinks
 from stream.queues import BoundedQueue, QueuePolicy

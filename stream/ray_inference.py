@@ -24,8 +24,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from posestream_common.errors import ConfigError, StageError
 from stream.config import Config
-from stream.errors import ConfigError, StageError
 from stream.pipeline import load_engine
 
 log = logging.getLogger(__name__)

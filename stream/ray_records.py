@@ -18,7 +18,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
-from stream.errors import PoseStreamError, SourceError, StageError
+from posestream_common.errors import PoseStreamError, SourceError, StageError
 from stream.ray_actors import Resume
 from stream.stats import StatsRecorder
 

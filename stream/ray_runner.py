@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from posestream_common.errors import ConfigError
 from stream.config import Config
-from stream.errors import ConfigError
 from stream.ray_inference import plan_pool
 from stream.ray_records import CameraRecord, build_report, raise_failures, stand_in_source, user_error
 from stream.stats import StatsRecorder, format_summary, write_stats
@@ -39,7 +39,7 @@ from stream.stats import StatsRecorder, format_summary, write_stats
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("stream", "stages", "backbones")
+CODE_PACKAGES = ("stream", "stages", "backbones", "posestream_common")
 # A signal must end the run within 2 s, and a local cluster's own shutdown (ray.shutdown) takes
 # ~1.4 s of that here: the steps after a stop get what is left.
 STOP_GRACE_S = 0.5      # after a stop, how long cameras get to hand over their last frames
@@ -65,7 +65,7 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
     project from this checkout.  ``auto``: the cluster in ``$RAY_ADDRESS``, else the one this
     machine belongs to (``ray start``; the newest, when several run here).
     Anything else: that cluster's address (``HOST:6379`` or ``ray://HOST:10001``).  Joining a
-    cluster ships stream/, stages/, backbones/ to it unless ``ray.ship_code`` is false.
+    cluster ships the project's packages (CODE_PACKAGES) to it unless ``ray.ship_code`` is false.
     """
     if ray.is_initialized():
         return False

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.items import Frame
 from stream.sources import Source, SourceState
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from posestream_common.errors import ConfigError
 from stages.skeleton import BACKGROUND, KEYPOINTS
-from stream.errors import ConfigError
 
 SEED_VIDEO_OUTPUT = "output.avi"
 SEED_IMAGE_OUTPUT = "output"

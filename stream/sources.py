@@ -3,9 +3,10 @@
 
 Every source is an iterator of :class:`~stream.items.Frame` with increasing ``index`` from 0, a
 ``capture_time`` from ``time.monotonic()`` and its ``name``.  ``open()`` raises
-:class:`~stream.errors.SourceError` naming the source when it cannot be read; ``close()`` may be
-called any number of times; a source is also a context manager.  Sources never retry: live
-sources (webcam, rtsp, http) live in ``stream/live.py`` and get their reconnects from one wrapper.
+:class:`~posestream_common.errors.SourceError` naming the source when it cannot be read;
+``close()`` may be called any number of times; a source is also a context manager.  Sources
+never retry: live sources (webcam, rtsp, http) live in ``stream/live.py`` and get their
+reconnects from one wrapper.
 
 ``open_source(cfg, name)`` picks the kind from ``cfg.uri`` and returns the source already opened.
 """
@@ -29,7 +30,7 @@ import av
 import cv2
 import numpy as np
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.items import Frame
 
 log = logging.getLogger(__name__)

@@ -79,7 +79,7 @@ def fill_cache(cache: Path, *, only: list[str] | None = None,
                url_base: str | None = None) -> tuple[int, int]:
     """Download the manifest's missing or damaged files into ``cache``; (downloaded, kept)."""
     from backbones.download import DownloadError, download
-    from stream.errors import PoseStreamError
+    from posestream_common.errors import PoseStreamError
 
     entries = manifest_entries(only)
     if not entries:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                            f"instead of its origin (also ${URL_BASE_ENV})")
     args = parser.parse_args(argv)
 
-    from stream.errors import run_tool
+    from posestream_common.errors import run_tool
 
     return run_tool(COMMAND, lambda: fill_cache(
         args.cache or cache_dir(), only=args.only,

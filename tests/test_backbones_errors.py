@@ -10,7 +10,7 @@ import torch
 
 import backbones
 from backbones.registry import register_backbone
-from stream.errors import ConfigError, WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 from tests.http_files import closed_port
 
 

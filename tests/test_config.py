@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from posestream_common.errors import ConfigError
 from stream.config import CONFIG_DIR, Config, load_config
-from stream.errors import ConfigError
 
 
 def all_keys(model_dump: dict, prefix: str = "") -> set[str]:

@@ -238,7 +238,11 @@ def test_params_defaults_are_openpose_but_two_chosen_by_coco_ap():
     ("peak_threshold", -0.1), ("peak_threshold", "high"), ("paf_samples", 1),
     ("paf_samples", 2.5), ("min_parts", 0), ("min_parts", 19), ("min_aligned_fraction", 1.5),
     ("long_limb_fraction", 0.0), ("refine", "bicubic"), ("min_mean_score", -1),
-    ("matching", "hungarian"),
+    ("matching", "hungarian"), ("split_close_peaks", "yes"), ("split_close_peaks", 1),
+    ("close_peak_excess", 0.0), ("close_peak_excess", 11), ("close_peak_min_distance", 0.5),
+    ("close_peak_min_distance", 100), ("close_peak_fit_error", 1.5), ("fragment_max_parts", 18), ("fragment_max_parts", 1.5),
+    ("fragment_join_distance", -0.1), ("fragment_duplicate_distance", 11),
+    ("fragment_min_alignment", 1.5),
 ])
 def test_params_reject_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

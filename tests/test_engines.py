@@ -8,9 +8,10 @@ Tolerances (maps are confidences/PAF components of about 0..1.2):
 - bf16 (OpenVINO and torch autocast): 0.3 absolute, 0.02 mean absolute.  bf16 keeps 8 mantissa
   bits (0.4 % per rounding) and the error adds up over mobilenet_thin's ~70 layers and 6 stages;
   measured up to 0.19 absolute, 0.004-0.01 mean, concentrated on peak tops.  The decoded people
-  must still be the same: same count, keypoints within 6 net-input pixels (3/4 of a map cell), at
+  must still be the same: same count, keypoints within 8 net-input pixels (one map cell), at
   most two keypoints per person found by only one of them (weak parts near the 0.1 threshold;
-  measured: ski.jpg's arm in motion blur, 2 parts, 4.2 px).
+  measured: ski.jpg's arm in motion blur, 2 parts, 4.2 px on an AMX CPU; 6.25 px for one ski.jpg
+  keypoint with both bf16 engines on an AVX512-BF16 CPU without AMX, whose bf16 kernels differ).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ pytest.importorskip("openvino")
 
 FP32_ATOL = 1e-4
 BF16_ATOL, BF16_MEAN_ATOL = 0.3, 0.02
-FP32_PEOPLE_PX, BF16_PEOPLE_PX = 0.5, 6.0
+FP32_PEOPLE_PX, BF16_PEOPLE_PX = 0.5, 8.0
 HEIGHT = 256
 PHOTOS = {"p3.jpg": 3, "ski.jpg": 5, "COCO_val2014_000000000192.jpg": 4}
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import stages.engines
+from posestream_common.errors import ConfigError, WeightsError
 from stages.engines import cpu_supports_bf16, has_module, resolve_engine, resolve_precision
 from stages.inference import available_cores, cpu_parallelism, make_engine
 from stream.config import load_config
-from stream.errors import ConfigError, WeightsError
 
 # what inference.engine "auto" picks on a CPU here
 OPENVINO_OR_TORCH = "openvino" if has_module("openvino") and has_module("onnx") else "torch"

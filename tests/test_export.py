@@ -13,8 +13,8 @@ import torch
 
 import backbones
 from backbones.export import export_onnx, main, read_metadata
+from posestream_common.errors import ConfigError, WeightsError
 from stages.engines import onnx_model_path
-from stream.errors import ConfigError, WeightsError
 from tests.helpers_spine import ROOT, cli_env
 
 ort = pytest.importorskip("onnxruntime")

@@ -15,7 +15,7 @@ import backbones
 from backbones import download as download_module
 from backbones import fetch
 from backbones.download import DownloadError, download, part_path
-from stream.errors import WeightsError
+from posestream_common.errors import WeightsError
 from tests.helpers_spine import ROOT, cli_env
 from tests.http_files import FileServer, closed_port
 from tests.published_weights import (osokin_training_checkpoint, published_cmu, published_mobilenet,

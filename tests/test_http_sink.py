@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 from stream.live import open_live_source
 from stream.sinks.http import BOUNDARY, HttpSink, parse_serve_address
 from tests.fixtures_live import live_config

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import backbones
+from posestream_common.errors import ConfigError
 from stages.inference import TorchEngine, make_engine, register_engine
 from stream.config import load_config
-from stream.errors import ConfigError
 
 
 TORCH_THREADS = 1   # intra-op threads while these tests run (tests/conftest.py)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.items import Frame
 from stream.live import (
     LiveSource,

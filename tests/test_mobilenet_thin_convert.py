@@ -20,7 +20,7 @@ import backbones
 from backbones import fetch, tf_convert
 from backbones.graphdef import read_graph
 from backbones.tf_reference import run_graph, same_padding
-from stream.errors import WeightsError
+from posestream_common.errors import WeightsError
 
 
 TORCH_THREADS = 2   # intra-op threads while these tests run (tests/conftest.py)

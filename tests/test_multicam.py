@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
+from posestream_common.errors import SourceError
 from stream.batching import Lanes, group_by_shape
 from stream.config import load_config
-from stream.errors import SourceError
 from stream.items import END, Prepared
 from stream.pipeline import Pipeline, _postprocess_stage, run_pipeline
 from stream.queues import Empty, QueuePolicy

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from posestream_common.errors import ConfigError, WeightsError
 from stages.inference import make_engine
 from stages.postprocess import decode
 from stages.preprocess import prepare
 from stream.config import load_config
-from stream.errors import ConfigError, WeightsError
 
 pytest.importorskip("openvino")
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
+from posestream_common.errors import SourceError, StageError
 from stream.config import load_config
-from stream.errors import SourceError, StageError
 from stream.pipeline import Pipeline, run_pipeline
 from tests.helpers_spine import decode_video, index_of, make_video, read_json_lines
 

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
+from posestream_common.errors import SourceError
 from stream.config import load_config
-from stream.errors import SourceError
 from stream.pipeline import run_pipeline
 from tests.conftest import SHARED
 from tests.fixtures_live import rtsp_available, rtsp_server  # noqa: F401 - fixtures

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from posestream_common.errors import ConfigError, SourceError, StageError
 from stream.config import load_config
-from stream.errors import ConfigError, SourceError, StageError
 from stream.items import Frame
 from stream.ray_actors import Resume, Resumed
 from stream.ray_inference import Batcher, plan_pool

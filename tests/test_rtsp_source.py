@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.live import LiveSource, open_live_source
 from tests.fixtures_live import (  # noqa: F401 - fixtures
     drain_in_background, live_config, rtsp_available, rtsp_server)

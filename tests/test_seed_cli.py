@@ -12,8 +12,8 @@ import cv2
 import pytest
 
 import backbones
+from posestream_common.errors import ConfigError
 from run_stream import build_parser, flag_values
-from stream.errors import ConfigError
 from tests.helpers_spine import ROOT, cli_env, decode_video
 from tests.http_files import FileServer
 from tests.published_weights import published_cmu, published_mobilenet

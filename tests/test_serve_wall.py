@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -109,6 +110,17 @@ def test_each_source_has_its_own_stream_and_newest_frame(wall):
     with urllib.request.urlopen(wall.sink.url + f"stream/yard.jpg?after={10 ** 9}", timeout=5) as response:
         assert response.status == 204, "no newer frame within the wait"
     assert wall.get("/stream/garage.mjpg")[0] == 404
+
+
+def test_the_served_page_lists_a_tile_per_source_without_a_script():
+    served = Wall(title='<wall & "co">')
+    try:
+        page = served.get("/")[1].decode()
+    finally:
+        served.sink.close()
+    tiles = re.findall(r'<article class="tile" data-source="([^"]*)"', page)
+    assert tiles[:2] == list(NAMES) and tiles[2:] == [""], "a tile per source, then the script's template"
+    assert "<h1>&lt;wall &amp; &quot;co&quot;&gt;</h1>" in page
 
 
 def test_metrics_parse_and_agree_with_stats_json(wall):
@@ -248,3 +260,16 @@ def test_the_token_comes_from_the_config_or_the_environment(monkeypatch):
         assert urllib.request.urlopen(sink.url + "stats.json?token=t0k", timeout=5).status == 200
     finally:
         sink.close()
+
+
+def test_serving_beyond_loopback_without_a_token_warns(monkeypatch, caplog):
+    """(Bound to 127.0.0.1 all the same: the host is only taken for one reachable from elsewhere.)"""
+    import stream.sinks.http as http_sink
+
+    monkeypatch.setattr(http_sink, "is_loopback", lambda host: False)
+    caplog.set_level(logging.WARNING, logger="stream.sinks.http")
+    for token, warned in ((None, True), ("t0k", False)):
+        caplog.clear()
+        sink = HttpSink(port=0, token=token).open()
+        sink.close()
+        assert ("without an access token" in caplog.text) is warned

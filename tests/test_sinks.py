@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 from stream.items import Posed
 from stream.sinks import (DisplaySink, ImageFolderSink, JsonLinesSink, MultiSink, Sink, VideoSink,
                           has_display)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.errors import SourceError
+from posestream_common.errors import SourceError
 from stream.demo import DemoSource
 from stream.sources import ImageFileSource, ImageFolderSource, Source, VideoFileSource, open_source
 

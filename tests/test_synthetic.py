@@ -7,7 +7,7 @@ import pytest
 
 from stages.postprocess.evaluation import score_scene, summarize
 from stages.postprocess.synthetic import (
-    NET_SIZE, degrade_maps, label_maps, make_scene, random_people,
+    CROWD, NET_SIZE, degrade_maps, label_maps, make_crowd, make_scene, random_people,
 )
 from stages.skeleton import LIMBS, NUM_KEYPOINTS, keypoint_index, limb_index
 
@@ -79,6 +79,23 @@ def test_same_parts_of_different_people_stay_apart(crowds):
             for second in crowd[i + 1:]:
                 both = (first[:, 2] > 0) & (second[:, 2] > 0)
                 assert np.all(np.hypot(*(first[both, :2] - second[both, :2]).T) >= 16.0)
+
+
+def test_crowds_are_many_small_people_with_same_parts_closer_than_two_cells():
+    scenes = [make_crowd(seed) for seed in range(4)]
+    assert all(len(scene.keypoints) == CROWD["num_people"] for scene in scenes)
+    closest = []
+    for scene in scenes:
+        people = scene.keypoints
+        labelled = people[:, :, 2] > 0
+        head_to_toe = [np.ptp(person[person[:, 2] > 0, 1]) for person in people]
+        assert max(head_to_toe) <= 120.0
+        for part in range(NUM_KEYPOINTS):
+            points = people[labelled[:, part], part, :2]
+            distance = np.hypot(*(points[:, None] - points[None]).transpose(2, 0, 1))
+            closest.extend(distance[np.triu_indices(len(points), 1)].tolist())
+    closest = np.array(closest)
+    assert closest.min() >= 10.0 and (closest < 16.0).sum() >= 10
 
 
 # ---------------------------------------------------------------- label maps

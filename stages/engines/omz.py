@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backbones.registry import PreprocessSpec
-from stream.errors import ConfigError, WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 
 OMZ_MODEL_NAME = "human-pose-estimation-0001"
 OMZ_WEIGHTS_NAME = f"{OMZ_MODEL_NAME}.xml"

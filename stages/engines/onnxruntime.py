@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from posestream_common.errors import ConfigError, WeightsError
 from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
                             resolve_precision)
 from stages.inference import register_engine
-from stream.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from stream.config import Config
@@ -99,7 +99,7 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
     precision = resolve_precision(config, "onnxruntime")
     if precision != "fp32":
         raise ConfigError(f"inference.precision {precision!r}: the onnxruntime engine runs fp32 on "
-                          "the CPU; use --engine openvino or torch for bf16/fp16")
+                          "the CPU; use --engine openvino for bf16/int8, torch for bf16/fp16")
     import backbones
 
     preprocess = backbones.preprocess_spec(backbone)           # no torch: see backbones/__init__

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
-                            resolve_precision)
+from posestream_common.errors import ConfigError, WeightsError
+from stages.engines import (OMZ, cpu_supports_bf16, device_for, onnx_model_path, parallelism,
+                            require_module, resolve_precision)
 from stages.inference import register_engine
-from stream.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     from stream.config import Config
@@ -52,9 +52,9 @@ class OpenVinoEngine:
                  device: str = "CPU"):
         import openvino as ov
 
-        if precision not in PRECISION_HINTS:
+        if precision not in (*PRECISION_HINTS, "int8"):
             raise ConfigError(f"inference.precision {precision!r}: the openvino engine takes "
-                              f"{', '.join(PRECISION_HINTS)}")
+                              f"{', '.join(PRECISION_HINTS)}, int8")
         self.model_path = Path(model_path)
         self.preprocess = preprocess
         self.stride = stride
@@ -76,7 +76,7 @@ class OpenVinoEngine:
     @property
     def properties(self) -> dict[str, Any]:
         """The compile settings: precision, one stream per worker, threads per stream."""
-        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
+        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision_hint(self.precision)}
         if self.workers == 1:
             settings["PERFORMANCE_HINT"] = "LATENCY"
         else:
@@ -140,6 +140,15 @@ class OpenVinoEngine:
             self(dummy)
 
 
+def precision_hint(precision: str) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for ``precision``.  int8 (a model NNCF quantized): the
+    layers left unquantized run in bf16 where the CPU has it (int8 + f32 ran at half the speed of
+    int8 + bf16 on the AVX512-BF16 EPYC, see benchmarks/README.md), else f32."""
+    if precision == "int8":
+        return "bf16" if cpu_supports_bf16() else "f32"
+    return PRECISION_HINTS[precision]
+
+
 def _output_order(model: Any, path: Path) -> tuple[int, int]:
     """(index of the heatmaps output, index of the PAFs output), told apart by channel count."""
     if len(model.inputs) != 1:
@@ -178,6 +187,10 @@ def build_openvino_engine(config: "Config") -> OpenVinoEngine:
         else:
             path = onnx_model_path(backbone, weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)
+    if precision == "int8":
+        from stages.engines.int8 import build_int8_engine
+
+        return build_int8_engine(config, path, preprocess, threads, workers)
     engine = OpenVinoEngine(path, preprocess, stride=int(preprocess.stride), precision=precision,
                             threads=threads, workers=workers)
     log.info("openvino engine: %s from %s, %s, %d worker(s) x %s thread(s)", backbone, path.name,

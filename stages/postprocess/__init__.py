@@ -1,15 +1,18 @@
 """Decoding OpenPose heatmaps and PAFs into people.
 
-``decode(heatmaps, pafs, stride=8, **params)`` composes three pure steps, each testable alone:
+``decode(heatmaps, pafs, stride=8, **params)`` composes pure steps, each testable alone:
 
 1. ``find_peaks`` (peaks.py): 3x3 non-maximum suppression on the stride-8 grid, then a sub-pixel
    parabola fit per peak (instead of OpenPose's x8 bicubic resize of every map);
+   ``split_close_peaks`` (close_peaks.py) then looks again where one grid peak may hide a
+   second one of the same part (two people's keypoints closer than two cells, in crowds);
 2. ``score_limbs`` (limbs.py): the PAF line integral of every candidate pair of every limb at once,
    then per limb the one-to-one bipartite matching of largest total score (Hungarian; OpenPose's
    greedy best-first matching is ``matching="greedy"``);
 3. ``group_people`` (grouping.py): limbs grown into people with a peak-to-person lookup, people
-   with too few parts or too low a mean score dropped; ``decode_people`` also returns each
-   person's score (``scoring.person_scores``: the decoder's confidence in the whole person).
+   with too few parts or too low a mean score dropped; small neckless fragments beside a body
+   joined to it or dropped (fragments.py); ``decode_people`` also returns each person's score
+   (``scoring.person_scores``: the decoder's confidence in the whole person).
 
 Numpy or torch: steps 1 and 2 only use operations numpy arrays and torch tensors share, plus the
 handful of helpers in arrays.py, so a tensor on the model's device is searched and sampled where it

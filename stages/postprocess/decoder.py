@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from stages.postprocess import arrays
+from stages.postprocess.close_peaks import split_close_peaks
 from stages.postprocess.grouping import group_scored_people
 from stages.postprocess.limbs import score_limbs
 from stages.postprocess.params import DecoderParams
@@ -46,8 +47,12 @@ def decode_people(heatmaps: Any, pafs: Any, stride: int = 8, *,
     heatmaps, pafs = (arrays.host_as_numpy(arrays.as_float(maps)) for maps in (heatmaps, pafs))
 
     peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], params.peak_threshold, params.refine)
+    if params.split_close_peaks:
+        peaks = split_close_peaks(heatmaps, peaks, params.peak_threshold, params.close_peak_excess,
+                                  params.close_peak_min_distance / stride,
+                                  params.close_peak_fit_error)
     connections = score_limbs(pafs, peaks, params)
-    members, scores = group_scored_people(connections, peaks, params)
+    members, scores = group_scored_people(connections, peaks, params, pafs=pafs)
     logger.debug("decoded %d peaks, %d connections, %d people",
                  len(peaks), len(connections), len(members))
     return people_from_peaks(members, peaks, stride), scores

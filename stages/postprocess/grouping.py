@@ -4,14 +4,18 @@ Each connection (a limb between two peaks) either starts a person, adds its free
 that owns the other end, merges two people that own one end each (when they share no part), or is
 dropped.  A peak-to-person lookup makes each step O(1) (a merge O(parts)), so grouping costs
 O(connections) = O(limbs x people) instead of OpenPose's scan of every person per connection.
+Then neckless fragments are joined to their body or dropped (fragments.py), weak and small people
+are dropped, and each person gets its score (scoring.py).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from stages.postprocess.fragments import KEEP, fragment_targets
+from stages.postprocess.limbs import line_integrals
 from stages.postprocess.params import DecoderParams
 from stages.postprocess.scoring import person_scores
 from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS, Limb
@@ -19,22 +23,26 @@ from stages.skeleton import LIMBS, NUM_DRAWN_LIMBS, NUM_KEYPOINTS, Limb
 
 def group_people(connections: np.ndarray, peaks: np.ndarray,
                  params: DecoderParams = DecoderParams(), limbs: Sequence[Limb] = LIMBS,
-                 num_parts: int = NUM_KEYPOINTS,
-                 starting_limbs: int = NUM_DRAWN_LIMBS) -> np.ndarray:
+                 num_parts: int = NUM_KEYPOINTS, starting_limbs: int = NUM_DRAWN_LIMBS,
+                 pafs: Any = None) -> np.ndarray:
     """Peak ids of each person: int64 (P, num_parts), -1 where a part is missing.
 
     connections (C,4) from ``score_limbs`` (limb, peak a, peak b, score), in limb order; peaks
     (K,4) from ``find_peaks``.  Only the first ``starting_limbs`` limbs may start a new person (the
-    shoulder-ear limbs only join parts to people).  People with fewer than ``params.min_parts``
-    parts, or a summed peak + limb score per part below ``params.min_mean_score``, are dropped.
+    shoulder-ear limbs only join parts to people).  Small neckless fragments are then joined to
+    the body beside them or dropped (``fragments.fragment_targets``; given the ``pafs``, a
+    joining limb is checked on them).  People with fewer than
+    ``params.min_parts`` parts, or a summed peak + limb score per part below
+    ``params.min_mean_score``, are dropped.
     """
-    return group_scored_people(connections, peaks, params, limbs, num_parts, starting_limbs)[0]
+    return group_scored_people(connections, peaks, params, limbs, num_parts, starting_limbs,
+                               pafs)[0]
 
 
 def group_scored_people(connections: np.ndarray, peaks: np.ndarray,
                         params: DecoderParams = DecoderParams(), limbs: Sequence[Limb] = LIMBS,
-                        num_parts: int = NUM_KEYPOINTS,
-                        starting_limbs: int = NUM_DRAWN_LIMBS) -> tuple[np.ndarray, np.ndarray]:
+                        num_parts: int = NUM_KEYPOINTS, starting_limbs: int = NUM_DRAWN_LIMBS,
+                        pafs: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``group_people``'s members plus each person's score: float32 (P,) in [0, 1] from
     ``scoring.person_scores`` (peak and limb scores, parts found)."""
     peak_scores = peaks[:, 3].tolist()
@@ -73,21 +81,45 @@ def group_scored_people(connections: np.ndarray, peaks: np.ndarray,
             limb_totals.append(score)
             limb_counts.append(1)
 
-    kept = []
-    for person, row in enumerate(members):
-        if row is None:
-            continue
-        count = sum(peak >= 0 for peak in row)
-        mean_score = (peak_totals[person] + limb_totals[person]) / count
-        if count >= params.min_parts and mean_score >= params.min_mean_score:
-            kept.append(person)
-    rows = np.array([members[person] for person in kept], dtype=np.int64).reshape(len(kept),
-                                                                                   num_parts)
-    scores = person_scores(np.array([peak_totals[p] for p in kept]),
-                           np.array([limb_totals[p] for p in kept]),
-                           (rows >= 0).sum(axis=1), np.array([limb_counts[p] for p in kept]),
-                           num_parts)
+    alive = [person for person, row in enumerate(members) if row is not None]
+    rows = np.array([members[person] for person in alive], dtype=np.int64).reshape(-1, num_parts)
+    totals = np.array([[peak_totals[p], limb_totals[p], limb_counts[p]] for p in alive],
+                      dtype=np.float64).reshape(-1, 3)     # peak score, limb score, limb count
+    rows, totals = _resolve_fragments(rows, totals, peaks, params, limbs, pafs)
+
+    counts = (rows >= 0).sum(axis=1)
+    mean_scores = (totals[:, 0] + totals[:, 1]) / np.maximum(counts, 1)
+    kept = (counts >= params.min_parts) & (mean_scores >= params.min_mean_score)
+    rows, totals = rows[kept], totals[kept]
+    scores = person_scores(totals[:, 0], totals[:, 1], counts[kept], totals[:, 2], num_parts)
     return rows, scores
+
+
+def _resolve_fragments(rows: np.ndarray, totals: np.ndarray, peaks: np.ndarray,
+                       params: DecoderParams, limbs: Sequence[Limb],
+                       pafs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Join or drop the neckless fragments as ``fragments.fragment_targets`` decides."""
+    alignment = None
+    if pafs is not None:
+        def alignment(limb: Limb, start: np.ndarray, end: np.ndarray) -> float:
+            mean, _ = line_integrals(pafs, start[None].astype(np.float32),
+                                     end[None].astype(np.float32),
+                                     np.array([[limb.paf_x, limb.paf_y]]), params.paf_samples,
+                                     params.paf_threshold)
+            return float(mean[0])
+    targets = fragment_targets(rows, peaks, params.fragment_max_parts,
+                               params.fragment_join_distance, params.fragment_duplicate_distance,
+                               limbs, alignment, params.fragment_min_alignment)
+    if np.all(targets == KEEP):
+        return rows, totals
+    rows, totals = rows.copy(), totals.copy()
+    for fragment, body in enumerate(targets.tolist()):
+        if body >= 0:
+            present = rows[fragment] >= 0
+            rows[body, present] = rows[fragment, present]
+            totals[body] += totals[fragment]
+    kept = targets == KEEP
+    return rows[kept], totals[kept]
 
 
 def _disjoint(first: list[int], second: list[int]) -> bool:

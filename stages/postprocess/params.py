@@ -41,6 +41,24 @@ class DecoderParams:
         matching with the largest total score, Hungarian algorithm) or ``greedy`` (best score
         first, as OpenPose's demo does; it can let one long candidate spanning two people's
         collinear limbs take both of their ends).
+    split_close_peaks: look for a second peak of the same part hidden next to a grid peak
+        (two people's keypoints closer than the stride grid separates; close_peaks.py).
+    close_peak_excess: a peak's 5x5 neighbourhood must exceed one round peak by more than this
+        fraction of its height to be fitted with two peaks (0.2).
+    close_peak_min_distance: least distance, in net-input pixels, between two peaks of one
+        part that a split may create (6).
+    close_peak_fit_error: a split is kept when the two-peak fit's squared error is at most this
+        fraction of one peak's (0.03; real single peaks are not exact Gaussians, so a looser
+        bound splits elongated hip and shoulder peaks).
+    fragment_max_parts: people without a neck and at most this many keypoints are fragments:
+        joined to a body that lacks their parts when a limb's length fits, dropped when they
+        duplicate a body's parts (fragments.py); 0 or 1 = off (4).
+    fragment_join_distance: how long, as a fraction of a body's size (the larger side of its
+        keypoints' box), a fragment's joining limb may be (1.0).
+    fragment_duplicate_distance: a fragment that cannot join is dropped when one of its parts
+        lies within this fraction of a body's size of the body's own keypoint of that part (0.5).
+    fragment_min_alignment: a joining limb a map cell long or more needs at least this mean PAF
+        alignment (0.1; below the usual limb criteria, but a limb pointing elsewhere fails it).
     """
 
     peak_threshold: float = 0.075
@@ -52,6 +70,14 @@ class DecoderParams:
     min_mean_score: float = 0.4
     refine: str = "gaussian"
     matching: str = "optimal"
+    split_close_peaks: bool = True
+    close_peak_excess: float = 0.2
+    close_peak_min_distance: float = 6.0
+    close_peak_fit_error: float = 0.03
+    fragment_max_parts: int = 4
+    fragment_join_distance: float = 1.0
+    fragment_duplicate_distance: float = 0.5
+    fragment_min_alignment: float = 0.1
 
     def __post_init__(self) -> None:
         _check_number(self, "peak_threshold", 0.0, 1.0)
@@ -61,6 +87,16 @@ class DecoderParams:
         _check_number(self, "long_limb_fraction", 1e-6, 100.0)
         _check_int(self, "min_parts", 1, 18)
         _check_number(self, "min_mean_score", 0.0, 100.0)
+        if not isinstance(self.split_close_peaks, bool):
+            raise ValueError(f"DecoderParams.split_close_peaks must be true or false, "
+                             f"got {self.split_close_peaks!r}")
+        _check_number(self, "close_peak_excess", 0.01, 10.0)
+        _check_number(self, "close_peak_min_distance", 1.0, 64.0)
+        _check_number(self, "close_peak_fit_error", 0.0, 1.0)
+        _check_int(self, "fragment_max_parts", 0, 17)
+        _check_number(self, "fragment_join_distance", 0.0, 10.0)
+        _check_number(self, "fragment_duplicate_distance", 0.0, 10.0)
+        _check_number(self, "fragment_min_alignment", -1.0, 1.0)
         if self.refine not in REFINE_METHODS:
             raise ValueError(f"DecoderParams.refine must be one of {', '.join(REFINE_METHODS)}, "
                              f"got {self.refine!r}")

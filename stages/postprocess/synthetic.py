@@ -45,22 +45,36 @@ class Scene:
 
 
 def make_scene(seed: int | np.random.Generator, num_people: int, net_size=NET_SIZE,
-               stride: int = 8, sigma_px: float = 7.0) -> Scene:
-    """A seeded scene of ``num_people`` people (fewer if some cannot be placed) and its maps."""
+               stride: int = 8, sigma_px: float = 7.0, **people_options) -> Scene:
+    """A seeded scene of ``num_people`` people (fewer if some cannot be placed) and its maps;
+    ``people_options`` go to ``random_people``."""
     rng = np.random.default_rng(seed)
-    keypoints = random_people(rng, num_people, net_size)
+    keypoints = random_people(rng, num_people, net_size, **people_options)
     heatmaps, pafs = label_maps(keypoints, net_size, stride, sigma_px)
     return Scene(heatmaps, pafs, keypoints)
 
 
+# A crowd: many small people side by side, same parts of different people down to 10 px apart
+# (closer than two stride-8 cells, so two peaks can share one 3x3 neighbourhood of the grid).
+CROWD = {"num_people": 20, "height_range_px": (30.0, 120.0), "min_separation_px": 10.0,
+         "overlap_chance": 0.35}
+
+
+def make_crowd(seed: int | np.random.Generator, net_size=NET_SIZE) -> Scene:
+    """A seeded crowded scene (``CROWD``): up to 20 people 30-120 px tall, close together."""
+    return make_scene(seed, net_size=net_size, **CROWD)
+
+
 def random_people(rng: np.random.Generator, num_people: int, net_size=NET_SIZE,
                   min_separation_px: float = 16.0, overlap_chance: float = 0.35,
-                  border_chance: float = 0.15, attempts: int = 60) -> np.ndarray:
-    """Keypoints (P,18,3) of up to ``num_people`` random people: x_net, y_net, labelled (0/1)."""
+                  border_chance: float = 0.15, attempts: int = 60,
+                  height_range_px: tuple[float, float] = (40.0, 200.0)) -> np.ndarray:
+    """Keypoints (P,18,3) of up to ``num_people`` random people: x_net, y_net, labelled (0/1);
+    each person's height (head top to ankles) is drawn from ``height_range_px``."""
     people: list[np.ndarray] = []
     for _ in range(num_people):
         for _attempt in range(attempts):
-            height_px = rng.uniform(40.0, 200.0)
+            height_px = rng.uniform(*height_range_px)
             px_per_unit = height_px / _NOMINAL_HEIGHT
             pose_px = random_pose(rng) * (px_per_unit, px_per_unit, 1.0)
             pose_px[:, :2] += _place_neck(rng, pose_px, height_px, people, net_size,

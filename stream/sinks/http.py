@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 from stream.items import Posed
 from stream.metrics import CONTENT_TYPE_LATEST, metrics_registry, metrics_text
 from stream.sinks.base import Sink

@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError
+from posestream_common.errors import ConfigError
 from stream.items import Posed
 from stream.sinks.base import Sink
 

@@ -1,9 +1,10 @@
 """The ``--serve`` page: a wall with one tile per source, plus the run's totals.
 
-Each tile (``<article class="tile" data-source="NAME" data-state="live|reconnecting|down">``)
-shows its source's annotated frames and a caption with the state, recent fps, latency p50 and the
-people in its last frame; the script polls ``stats.json`` each second and adds a tile for any
-source it has not seen yet.  With up to ``STREAMING_TILES_MAX`` sources each tile is an ``<img>``
+Each tile (``<article class="tile" data-source="NAME" data-state="live|reconnecting|down">``,
+one template for all) shows its source's annotated frames and a caption with the state, recent
+fps, latency p50 and the people in its last frame.  The served HTML holds a tile per source known
+at start (so the page lists them without a script); the script polls ``stats.json`` each second,
+updates the tiles and adds one for any source it has not seen yet.  With up to ``STREAMING_TILES_MAX`` sources each tile is an ``<img>``
 on the source's MJPEG (``stream/NAME.mjpg``); with more, browsers' limit of six connections per
 host (HTTP/1.1) would leave tiles (and the stats poll) waiting forever, so tiles then fetch
 single frames in turn (``stream/NAME.jpg?after=SEQ``, answered when a newer frame exists) and the
@@ -13,9 +14,11 @@ tile's name links to its MJPEG.  The grid keeps about square: 1 tile fills the p
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import urlencode
 
 STREAMING_TILES_MAX = 4
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 PAGE_TEMPLATE = """<!doctype html>
 <html lang="en">
@@ -57,7 +60,8 @@ PAGE_TEMPLATE = """<!doctype html>
   <span id="summary"></span>
   <span id="status">waiting for stats</span>
 </header>
-<main id="wall"></main>
+<main id="wall">{{tiles}}</main>
+<template id="tile">{{tile}}</template>
 <details id="totals">
   <summary>totals and stage timings</summary>
   <table id="stats">
@@ -95,30 +99,10 @@ function layout() {
   wall.style.setProperty("--rows", Math.max(1, Math.ceil(tiles.size / columns)));
 }
 
-function addTile(name) {
-  const tile = document.createElement("article");
-  tile.className = "tile";
-  tile.dataset.source = name;
-  tile.dataset.state = "unknown";
-  tile.dataset.frames = "0";
-  const image = document.createElement("img");
-  image.alt = name + " live";
-  const caption = document.createElement("div");
-  caption.className = "caption";
-  const link = document.createElement("a");
-  link.className = "name";
-  link.href = withQuery(streamPath(name, "mjpg"));
-  link.target = "_blank";
-  link.textContent = name;
-  caption.append(link);
-  for (const part of ["state", "fps", "latency", "people"]) {
-    const cell = document.createElement("span");
-    cell.className = part;
-    cell.textContent = "-";
-    caption.append(cell);
-  }
-  tile.append(image, caption);
-  wall.append(tile);
+function wireTile(tile) {
+  const name = tile.dataset.source;
+  const image = tile.querySelector("img");
+  tile.querySelector(".name").href = withQuery(streamPath(name, "mjpg"));
   tiles.set(name, tile);
   layout();
   if (config.names.length <= config.streaming_max) {
@@ -128,6 +112,15 @@ function addTile(name) {
     followFrames(tile, image, name);
   }
   return tile;
+}
+
+function addTile(name) {
+  const tile = document.getElementById("tile").content.firstElementChild.cloneNode(true);
+  tile.dataset.source = name;
+  tile.querySelector("img").alt = name + " live";
+  tile.querySelector(".name").textContent = name;
+  wall.append(tile);
+  return wireTile(tile);
 }
 
 async function followFrames(tile, image, name) {
@@ -204,13 +197,19 @@ async function refresh() {
   }
 }
 
-for (const name of config.names) addTile(name);
+for (const tile of wall.querySelectorAll(".tile")) wireTile(tile);
 refresh();
 setInterval(refresh, 1000);
 </script>
 </body>
 </html>
 """
+
+
+TILE_TEMPLATE = ('<article class="tile" data-source="{name}" data-state="unknown" data-frames="0">'
+                 '<img alt="{name} live"><div class="caption"><a class="name" target="_blank">{name}</a>'
+                 '<span class="state">-</span><span class="fps">-</span><span class="latency">-</span>'
+                 '<span class="people">-</span></div></article>')
 
 
 def render_page(title: str, names: list[str], token: str | None = None,
@@ -220,8 +219,10 @@ def render_page(title: str, names: list[str], token: str | None = None,
     config = {"names": list(names), "streaming_max": streaming_max,
               "query": urlencode({"token": token}) if token else ""}
     config_json = json.dumps(config).replace("<", "\\u003c")   # nothing can close the script
-    return (PAGE_TEMPLATE.replace("{{title}}", html_escape(title))
-            .replace("{{config}}", config_json).encode())
+    values = {"title": html_escape(title), "config": config_json, "tile": TILE_TEMPLATE.format(name=""),
+              "tiles": "\n".join(TILE_TEMPLATE.format(name=html_escape(name)) for name in names)}
+    # One pass: text put in (a source name, say) is never read for placeholders again.
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], PAGE_TEMPLATE).encode()
 
 
 def html_escape(text: str) -> str:
