@@ -23,12 +23,12 @@ import cv2
 import numpy as np
 
 from posestream_common.errors import SourceError
+from posestream_common.media import read_image
 from stream.items import Frame
-from stream.sources import Source, read_image
+from stream.sources import Source
 
 log = logging.getLogger(__name__)
 
-DEMO_URI = "demo"
 DEMO_SIZE = (640, 480)               # width, height of the demo frames
 DEMO_FPS = 30.0                      # nominal rate: frame time = index / DEMO_FPS
 PHOTO_HEIGHT = 0.62                  # the photo's height as a fraction of the frame's, at zoom 1

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from posestream_common.errors import SourceError
+from posestream_common.media import parse_live_uri
 from stream.items import Frame
 from stream.reconnect import Reconnecting
 from stream.sources import Source, redact_uri
@@ -39,28 +40,7 @@ FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # At interpreter exit, how long to wait for reader threads to leave OpenCV: a daemon thread that
 # returns from a cv2 call while Python finalizes aborts the process ("exception not rethrown").
 EXIT_READER_WAIT_S = 0.5
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 
-
-def parse_live_uri(uri: int | str) -> int | str:
-    """A webcam index as an int (``0``, ``"0"``), a stream URL as a str; else ``SourceError``."""
-    if isinstance(uri, int) and not isinstance(uri, bool):
-        return uri
-    text = str(uri).strip()
-    if text.isdigit():
-        return int(text)
-    if urlsplit(text).scheme.lower() in STREAM_SCHEMES:
-        return text
-    raise SourceError(f"not a live source (webcam index or rtsp/rtmp/http(s) URL): {uri!r}")
-
-
-def is_live_uri(uri: int | str) -> bool:
-    """True for a webcam index or an ``rtsp://``/``http(s)://`` URL."""
-    try:
-        parse_live_uri(uri)
-    except SourceError:
-        return False
-    return True
 
 
 def describe_uri(uri: int | str) -> str:

@@ -31,13 +31,11 @@ import cv2
 import numpy as np
 
 from posestream_common.errors import SourceError
+from posestream_common.media import DEMO_URI, IMAGE_EXTENSIONS, list_images, read_image
 from stream.items import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
 WEBCAM_PROBE_TIMEOUT_S = 3.0         # longest wait for webcam 0 when no source is given
 
@@ -130,17 +128,6 @@ def _require_file(path: Path, what: str) -> None:
     if not path.is_file():
         raise SourceError(f"{what} is not a file: {path}")
 
-
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 BGR; SourceError naming the file if it is not an image."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as err:
-        raise SourceError(f"cannot read image {path}: {err.strerror or err}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise SourceError(f"not a readable image: {path}")
-    return image
 
 
 class VideoFileSource(Source):
@@ -280,14 +267,6 @@ class ImageFolderSource(Source):
                 return
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
-    return sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS),
-        key=lambda p: p.name,
-    )
-
 
 def open_source(cfg, name: str = "cam0") -> Source:
     """Open the source ``cfg.uri`` names (a ``SourceConfig``); the returned source is open.
@@ -299,7 +278,7 @@ def open_source(cfg, name: str = "cam0") -> Source:
     uri = None if cfg.uri is None else str(cfg.uri).strip()
     if uri is None or uri == "":
         return _default_source(cfg, name)
-    if uri.lower() == "demo":
+    if uri.lower() == DEMO_URI:
         return _open_demo(name)
     if re.fullmatch(r"\d+", uri) or uri.lower().startswith(LIVE_SCHEMES):
         return _open_live(cfg, name)

@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 
 from posestream_common.errors import SourceError
+from posestream_common.media import is_live_uri, parse_live_uri
 from stream.items import Frame
-from stream.live import (
-    LiveSource,
-    describe_uri,
-    ffmpeg_capture_options,
-    is_live_uri,
-    open_live_source,
-    parse_live_uri,
-)
+from stream.live import LiveSource, describe_uri, ffmpeg_capture_options, open_live_source
 from stream.reconnect import Reconnecting, backoff_delay_s
 from stream.sources import Source
 from tests.fixtures_live import drain_in_background, free_port, live_config

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from posestream_common.errors import ConfigError
+from posestream_common.media import DEMO_URI, is_live_uri
 from stages.engines import OMZ, cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
 from stages.engines.quantize import Calibration, quantized_model, read_calibration_images
@@ -209,8 +210,6 @@ def calibration_for(config: "Config") -> tuple[Calibration, bool]:
     or folder; else the run's first frames.  Waiting happens only when every source is a file or
     folder (live sources and the demo stream keep running while the model is quantized).
     """
-    from stream.demo import DEMO_URI
-
     frames = config.inference.calibration_frames
     sources = list(config.sources) or [config.source]
     uris = [None if source.uri is None else str(source.uri).strip() for source in sources]
@@ -228,9 +227,6 @@ def calibration_for(config: "Config") -> tuple[Calibration, bool]:
 
 def _local_path(uri: str | None) -> Path | None:
     """The file or folder a source URI names, or None (webcam, stream URL, demo, default)."""
-    from stream.live import is_live_uri
-    from stream.demo import DEMO_URI
-
     if not uri or uri.lower() == DEMO_URI or is_live_uri(uri):
         return None
     path = Path(uri[len("file://"):] if uri.lower().startswith("file://") else uri).expanduser()

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from posestream_common.errors import ConfigError, WeightsError
+from posestream_common.media import IMAGE_EXTENSIONS, list_images, read_image
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ class Calibration:
     @classmethod
     def from_path(cls, path: str | os.PathLike, frames: int, key: str = "inference.calibration") -> "Calibration":
         """A video file or image folder; ConfigError naming ``key`` when it is neither."""
-        from stream.sources import IMAGE_EXTENSIONS, list_images
-
         resolved = Path(path).expanduser()
         if not resolved.exists():
             raise ConfigError(f"{key} {str(path)!r}: no such file or folder")
@@ -102,8 +101,6 @@ def cache_path(model_path: Path, input_policy: str, calibration: Calibration,
 def read_calibration_images(calibration: Calibration) -> list[np.ndarray]:
     """The first ``calibration.frames`` BGR images of its video file or image folder."""
     from tqdm import tqdm
-
-    from stream.sources import IMAGE_EXTENSIONS, list_images, read_image
 
     path = calibration.path
     assert path is not None, "frames from the run are collected, not read"
