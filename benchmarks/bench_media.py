@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from posestream_common.media import read_video_frames
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,17 +101,7 @@ def _write_video(path: Path, frames, fps: int = 30) -> None:
 
 def clip_frames(clip: Path, max_frames: int | None = None) -> list[np.ndarray]:
     """The clip's frames (BGR uint8), at most ``max_frames``."""
-    capture = cv2.VideoCapture(str(clip))
-    frames = []
-    try:
-        while max_frames is None or len(frames) < max_frames:
-            ok, image = capture.read()
-            if not ok:
-                break
-            frames.append(image)
-    finally:
-        capture.release()
-    return frames
+    return read_video_frames(clip, max_frames)
 
 
 def donor_maps_path(work_dir: Path, clip: Path, height: int, frames: int) -> Path:

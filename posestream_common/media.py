@@ -42,6 +42,22 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def read_video_frames(path: Path, max_frames: int | None = None) -> list[np.ndarray]:
+    """The first ``max_frames`` frames (all when None) of a video file, BGR uint8; fewer or none
+    when the file ends or cannot be decoded."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while max_frames is None or len(frames) < max_frames:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(image)
+    finally:
+        capture.release()
+    return frames
+
+
 def parse_live_uri(uri: int | str) -> int | str:
     """A webcam index as an int (``0``, ``"0"``), a stream URL as a str; else ``SourceError``."""
     if isinstance(uri, int) and not isinstance(uri, bool):

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
 from posestream_common.errors import ConfigError, WeightsError
-from posestream_common.media import IMAGE_EXTENSIONS, list_images, read_image
+from posestream_common.media import IMAGE_EXTENSIONS, list_images, read_image, read_video_frames
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +108,7 @@ def read_calibration_images(calibration: Calibration) -> list[np.ndarray]:
         return [read_image(file) for file in tqdm(files, desc="int8 calibration images", leave=False)]
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return [read_image(path)]
-    capture = cv2.VideoCapture(str(path))
-    images = []
-    try:
-        while len(images) < calibration.frames:
-            ok, image = capture.read()
-            if not ok:
-                break
-            images.append(image)
-    finally:
-        capture.release()
+    images = read_video_frames(path, calibration.frames)
     if not images:
         raise ConfigError(f"inference.calibration {str(path)!r}: no frame could be read from it")
     return images
