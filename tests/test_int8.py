@@ -26,7 +26,7 @@ import pytest
 
 import backbones
 from posestream_common.errors import ConfigError
-from stages.engines.quantize import Calibration, cache_path
+from stages.engines.quantize import MIN_SHARE, Calibration, cache_path
 from stages.postprocess import decode
 from stages.preprocess import prepare
 from stream.config import load_config
@@ -64,7 +64,7 @@ def int8_engine(onnx, calibration, cache, height=HEIGHT, wait=True):
     from stages.engines.int8 import Int8Engine
 
     return Int8Engine(onnx, spec(), calibration, input_height=height, threads=1, wait=wait,
-                      cache_dir=cache)
+                      cache_dir=cache, min_share=MIN_SHARE["mobilenet_thin"])
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,27 @@ def test_cache_key_follows_weights_size_rule_and_data(quantized, thin_onnx, cali
     assert cache_path(thin_onnx, "h256", calibration) != base
     assert cache_path(thin_onnx, "h128", Calibration.from_path(calibration_folder, 2)) != base
     assert cache_path(other_weights, "h128", calibration) != base
+    assert cache_path(thin_onnx, "h128", calibration, min_share=0.02) != base
+
+
+def test_small_convolutions_stay_unquantized(thin_onnx):  # noqa: F811
+    """mobilenet_thin's rule leaves its many small convolutions (the first one, the high-resolution
+    blocks, the stages' narrow layers) in float and quantizes the large ones: 18 of its 143
+    convolutions, 76 % of the multiply-adds; the share hardly moves with the input size."""
+    import openvino as ov
+
+    from stages.engines.quantize import minor_convolutions
+
+    model = ov.Core().read_model(str(thin_onnx))
+    convolutions = [op.get_friendly_name() for op in model.get_ordered_ops()
+                    if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    assert minor_convolutions(model, (1, 3, 128, 176), 0.0) == []
+    small = minor_convolutions(model, (1, 3, 368, 496), MIN_SHARE["mobilenet_thin"])
+    assert convolutions[0] in small and set(small) < set(convolutions)
+    assert len(convolutions) - len(small) == 18
+    assert set(minor_convolutions(model, (1, 3, 128, 176), MIN_SHARE["mobilenet_thin"])) == set(small)
+    assert all(minor_convolutions(model, (1, 3, 368, 496), share) == []
+               for share in (0.0, -1.0))
 
 
 def test_int8_maps_and_people_close_to_fp32(quantized, thin_onnx, media):  # noqa: F811
@@ -142,7 +163,7 @@ def test_live_run_is_answered_while_quantizing(thin_onnx, media, tmp_path, caplo
     network until the int8 model takes over (a live source never waits for NNCF).  The cache
     file is corrupt to begin with: it is rebuilt."""
     calibration = Calibration.from_run(["cam0"], 2, "cam0:rtsp://test")
-    corrupt = cache_path(thin_onnx, "h64", calibration, tmp_path)
+    corrupt = cache_path(thin_onnx, "h64", calibration, tmp_path, MIN_SHARE["mobilenet_thin"])
     corrupt.write_text("<net>not an IR")
     engine = int8_engine(thin_onnx, calibration, tmp_path, height=64, wait=False)
     batch = photo_input(media, 64)

@@ -26,7 +26,7 @@ from posestream_common.errors import ConfigError
 from posestream_common.media import DEMO_URI, is_live_uri
 from stages.engines import OMZ, cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
-from stages.engines.quantize import Calibration, quantized_model, read_calibration_images
+from stages.engines.quantize import MIN_SHARE, Calibration, quantized_model, read_calibration_images
 
 if TYPE_CHECKING:
     from stream.config import Config
@@ -43,6 +43,8 @@ class Int8Engine:
     input_height / scale: the run's net-input size rule, used to prepare calibration images.
     wait: quantize before answering (True) or in the background meanwhile (False).
     fallback_precision: the unquantized network's precision while it answers.
+    min_share: convolutions below this share of the multiply-adds stay unquantized
+    (``stages.engines.quantize.MIN_SHARE`` has each network's).
     """
 
     name = "openvino"
@@ -51,7 +53,8 @@ class Int8Engine:
     def __init__(self, model_path: Path, preprocess: Any, calibration: Calibration, *, stride: int = 8,
                  input_height: int | None = None, scale: float | None = None,
                  threads: int | None = None, workers: int = 1, wait: bool = True,
-                 fallback_precision: str | None = None, cache_dir: Path | None = None):
+                 fallback_precision: str | None = None, cache_dir: Path | None = None,
+                 min_share: float = 0.0):
         self.model_path = Path(model_path)
         self.preprocess = preprocess
         self.stride = stride
@@ -62,6 +65,7 @@ class Int8Engine:
         self.calibration = calibration
         self.wait = wait
         self.cache_dir = cache_dir
+        self.min_share = float(min_share)
         self.fallback_precision = fallback_precision or ("bf16" if cpu_supports_bf16() else "fp32")
         self.fallback_calls = 0                  # calls answered by the unquantized network
         self._quantized: OpenVinoEngine | None = None
@@ -120,7 +124,7 @@ class Int8Engine:
             from stages.engines.quantize import cache_path, readable
 
             self._cached = readable(cache_path(self.model_path, self.input_policy, self.calibration,
-                                               self.cache_dir))
+                                               self.cache_dir, self.min_share))
         return self._cached
 
     # -- getting the int8 model ready ----------------------------------------------------------
@@ -166,7 +170,7 @@ class Int8Engine:
                 pass
         try:
             path = quantized_model(self.model_path, self.input_policy, self.calibration,
-                                   self._calibration_inputs, self.cache_dir)
+                                   self._calibration_inputs, self.cache_dir, self.min_share)
             engine = self._openvino(path, "int8")
             if not self.wait and self._last_size is not None:
                 engine.warmup(*self._last_size)         # compiled before it takes over
@@ -245,7 +249,8 @@ def build_int8_engine(config: "Config", path: Path, preprocess: Any, threads: in
     calibration, wait = calibration_for(config)
     engine = Int8Engine(path, preprocess, calibration, stride=int(preprocess.stride),
                         input_height=config.model.input_height, scale=config.model.scale,
-                        threads=threads, workers=workers, wait=wait)
+                        threads=threads, workers=workers, wait=wait,
+                        min_share=MIN_SHARE.get(config.model.backbone, 0.0))
     log.info("openvino engine: %s int8 (NNCF) from %s, calibrated on %s%s, %d worker(s) x %s "
              "thread(s)", config.model.backbone, path.name, calibration.label,
              "" if wait else " in the background", workers, threads)

