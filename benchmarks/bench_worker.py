@@ -118,30 +118,36 @@ def first_net_input(clip: Path, spec: Any, height: int) -> np.ndarray:
 def engine_alone_fps(engine: Any, net_input: np.ndarray, seconds: float) -> float:
     """Inferences per second of ``engine`` alone on ``net_input``: ``engine.workers`` threads
     calling it back to back for ``seconds`` and at least ``MIN_ALONE_CALLS`` times each (the
-    pipeline's own streams and threads), after one call each to settle."""
+    pipeline's own streams and threads), after one call each to settle (not timed: a slow
+    network's first call would otherwise weigh on a short loop).  Each thread's rate is taken
+    over its own calls, so one finishing its last call early does not count as idle time."""
     import threading
 
     workers = max(1, int(getattr(engine, "workers", 1)))
-    counts = [0] * workers
-    start = threading.Barrier(workers + 1)
-    deadline: list[float] = []
+    counts, finished = [0] * workers, [0.0] * workers
+    clock: dict[str, float] = {}
+
+    def begin() -> None:            # run once, when every thread has made its settling call
+        clock["started"] = time.perf_counter()
+        clock["deadline"] = clock["started"] + seconds
+
+    start = threading.Barrier(workers + 1, action=begin)
 
     def loop(slot: int) -> None:
         engine(net_input)
         start.wait()
-        while time.perf_counter() < deadline[0] or counts[slot] < MIN_ALONE_CALLS:
+        while time.perf_counter() < clock["deadline"] or counts[slot] < MIN_ALONE_CALLS:
             engine(net_input)
             counts[slot] += 1
+        finished[slot] = time.perf_counter()
 
     threads = [threading.Thread(target=loop, args=(slot,), daemon=True) for slot in range(workers)]
     for thread in threads:
         thread.start()
-    deadline.append(time.perf_counter() + seconds)
-    started = time.perf_counter()
     start.wait()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(count / (end - clock["started"]) for count, end in zip(counts, finished))
 
 
 class CpuUse:
