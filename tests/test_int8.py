@@ -9,11 +9,11 @@ cache file) uses 2 frames at height 64.
 Tolerance against OpenVINO fp32 on the same input: maps differ by at most 0.03 on average
 (measured 0.004-0.011 mean absolute on p3.jpg, ski.jpg and COCO_val2014_000000000192.jpg at
 heights 128 and 256 with a model calibrated at height 128, mobilenet_thin's small convolutions
-left in bf16; bf16 alone: 0.008-0.011).  The decoded
-people: the same count on p3.jpg at 256, and each fp32 person has an int8 twin whose shared
-keypoints lie within 2 net-input pixels at the median (measured 0.4-1.0), with at most two
-keypoints further than 8 px (measured up to 2: single peaks moving by about two map cells, up to
-17.8 px) and at most two found by only one of the two (measured up to 1).
+left in bf16; bf16 alone: 0.008-0.011).  The decoded people: the same count on p3.jpg at 256, and
+each fp32 person has an int8 twin whose shared keypoints lie within 2 net-input pixels at the
+median (measured 0.5-0.7), with at most two keypoints further than 8 px (measured none, the
+farthest 7.5 px; with the earlier backbone-only rule up to 2, up to 17.8 px) and at most two found
+by only one of the two (measured up to 1).
 """
 
 from __future__ import annotations
