@@ -181,6 +181,48 @@ def test_candidate_pairs_cover_every_combination():
     assert {tuple(row) for row in pairs.tolist()} == {(0, 0, 1), (0, 0, 2), (1, 0, 3)}
 
 
+
+def test_candidate_pairs_in_limb_then_peak_order_like_a_plain_loop():
+    rng = np.random.default_rng(3)
+    peaks = peaks_of([(int(part), 0, 0) for part in rng.integers(0, 18, 40)])
+    expected = [(limb_id, a, b) for limb_id, limb in enumerate(LIMBS)
+                for a in np.flatnonzero(peaks[:, 0] == limb.part_a).tolist()
+                for b in np.flatnonzero(peaks[:, 0] == limb.part_b).tolist()]
+    assert candidate_pairs(peaks).tolist() == [list(row) for row in expected]
+
+
+def best_total(pairs: list[tuple[int, int]], scores: list[float]) -> float:
+    """The largest total score of a one-to-one subset, by trying every subset (a few pairs)."""
+    best = 0.0
+    for mask in range(1 << len(pairs)):
+        chosen = [i for i in range(len(pairs)) if mask >> i & 1]
+        ends_a, ends_b = [pairs[i][0] for i in chosen], [pairs[i][1] for i in chosen]
+        if len(set(ends_a)) == len(chosen) == len(set(ends_b)):
+            best = max(best, sum(scores[i] for i in chosen))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_optimal_matching_is_best_per_limb_whether_contested_or_not(seed):
+    rng = np.random.default_rng(seed)
+    rows, scores = [], []
+    for limb_id in range(0, 19, 2):                     # some limbs share a peak, some do not
+        peaks_a, peaks_b = 10 * limb_id + np.arange(3), 10 * limb_id + 5 + np.arange(3)
+        kept = [(a, b) for a in peaks_a for b in peaks_b if rng.random() < 0.35]
+        rows += [(limb_id, a, b) for a, b in kept]
+        scores += rng.uniform(0.05, 1.0, len(kept)).tolist()
+    pairs, scores = np.array(rows, dtype=np.int64).reshape(-1, 3), np.array(scores)
+    connections = match_optimal(pairs, scores)
+    assert connections[:, 0].tolist() == sorted(connections[:, 0].tolist())
+    for limb_id in np.unique(pairs[:, 0]).tolist():
+        mine = connections[connections[:, 0] == limb_id]
+        assert len(set(mine[:, 1].tolist())) == len(mine) == len(set(mine[:, 2].tolist()))
+        assert mine[:, 3].tolist() == sorted(mine[:, 3].tolist(), reverse=True)
+        of_limb = pairs[:, 0] == limb_id
+        candidates = [(int(a), int(b)) for a, b in pairs[of_limb, 1:]]
+        assert mine[:, 3].sum() == pytest.approx(best_total(candidates, scores[of_limb].tolist()),
+                                                 rel=1e-6)
+
 # ---------------------------------------------------------------- group_people
 
 def chain_connections(links: list[tuple[str, int, int]]) -> np.ndarray:

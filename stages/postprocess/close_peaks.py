@@ -24,6 +24,7 @@ Only the 5x5 patches of the peaks leave a torch tensor's device.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -115,14 +116,21 @@ def fit_known_width(log_targets: np.ndarray, weights: np.ndarray,
     moved to the left: ``log_targets`` (n,25) = log v - c/2 |p|^2 (``known_width_targets``), so
     each patch is a 3x3 linear solve.  weights (n,5,5).
     """
-    design = np.stack([np.ones(_GRID_X.size), -curve * _GRID_X.ravel(), -curve * _GRID_Y.ravel()],
-                      axis=1)                                                      # (25,3)
-    outer = (design[:, :, None] * design[:, None, :]).reshape(_GRID_X.size, 9)     # (25,9)
+    design, outer = _design(curve)
     flat_weights = weights.reshape(len(weights), -1)
     normal = (flat_weights @ outer).reshape(-1, 3, 3) + 1e-9 * np.eye(3)
     right = (flat_weights * log_targets) @ design
     constant, x, y = np.linalg.solve(normal, right[..., None])[..., 0].T
     return constant - curve / 2 * (x ** 2 + y ** 2), x, y
+
+
+@functools.lru_cache(maxsize=4)
+def _design(curve: float) -> tuple[np.ndarray, np.ndarray]:
+    """``fit_known_width``'s design matrix (25,3) for ``curve`` and its row outer products (25,9)
+    (made once per image: each split fits about ten times with one curvature)."""
+    design = np.stack([np.ones(_GRID_X.size), -curve * _GRID_X.ravel(), -curve * _GRID_Y.ravel()],
+                      axis=1)
+    return design, (design[:, :, None] * design[:, None, :]).reshape(_GRID_X.size, 9)
 
 
 def known_width_targets(patches: np.ndarray, curve: float) -> np.ndarray:
@@ -178,23 +186,28 @@ def _neighbour_model(peaks: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                      log_height: np.ndarray, curve: float) -> np.ndarray:
     """(K,5,5): in each peak's patch, the max of the round peaks of the *other* peaks of its
     part that lie within reach (what they alone would put there)."""
-    pairs = []
-    bounds = np.flatnonzero(np.diff(peaks[:, 0])) + 1        # peaks are grouped by part
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(peaks)]):
-        if stop - start < 2:
-            continue
-        block = peaks[start:stop, 1:3]
-        near = np.all(np.abs(block[:, None] - block[None]) <= _NEIGHBOUR_REACH, axis=2)
-        np.fill_diagonal(near, False)
-        owner, other = np.nonzero(near)
-        pairs.append(np.stack([owner, other]) + start)
-    owner, other = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+    owner, other = _same_part_pairs(peaks[:, 0])                   # owner ascending
+    near = (np.all(np.abs(peaks[owner, 1:3] - peaks[other, 1:3]) <= _NEIGHBOUR_REACH, axis=1)
+            & (owner != other))
+    owner, other = owner[near], other[near]
     model = np.zeros((len(peaks), 2 * RADIUS + 1, 2 * RADIUS + 1))
     if len(owner):
         values = gaussians(log_height[other], peaks[other, 1] - cols[owner],
                            peaks[other, 2] - rows[owner], curve)
-        np.maximum.at(model, owner, values)
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        model[owner[starts]] = np.maximum.reduceat(values, starts, axis=0)
     return model
+
+
+def _same_part_pairs(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j) of peaks of one part, i included, for ``parts`` grouped by part:
+    two (M,) index arrays, i ascending (sum of squared group sizes, not K^2, in a crowd)."""
+    starts = np.flatnonzero(np.r_[True, parts[1:] != parts[:-1]])
+    sizes = np.diff(np.r_[starts, len(parts)])
+    squares = sizes * sizes
+    group = np.repeat(np.arange(len(starts)), squares)
+    offsets = np.arange(len(group)) - np.repeat(np.cumsum(squares) - squares, squares)
+    return starts[group] + offsets // sizes[group], starts[group] + offsets % sizes[group]
 
 
 def _with_second_peaks(peaks: np.ndarray, split: np.ndarray, cols: np.ndarray, rows: np.ndarray,

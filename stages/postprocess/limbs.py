@@ -23,23 +23,20 @@ _MIN_LENGTH_MAP = 1e-3   # shorter pairs have no direction; their alignment is 0
 
 
 def candidate_pairs(peaks: np.ndarray, limbs: Sequence[Limb] = LIMBS) -> np.ndarray:
-    """All candidate pairs: int64 (N,3) of limb index, peak id of part_a, peak id of part_b.
+    """All candidate pairs: int64 (N,3) of limb index, peak id of part_a, peak id of part_b, in
+    limb order, each limb's by peak a then peak b.
 
     peaks (K,4) must be grouped by part in ascending order, as ``find_peaks`` returns them.
     """
-    num_parts = 1 + max((max(limb.part_a, limb.part_b) for limb in limbs), default=0)
-    bounds = np.searchsorted(peaks[:, 0], np.arange(num_parts + 1), side="left")
-    blocks = []
-    for limb_id, limb in enumerate(limbs):
-        ids_a = np.arange(bounds[limb.part_a], bounds[limb.part_a + 1])
-        ids_b = np.arange(bounds[limb.part_b], bounds[limb.part_b + 1])
-        if len(ids_a) and len(ids_b):
-            block = np.empty((len(ids_a) * len(ids_b), 3), dtype=np.int64)
-            block[:, 0] = limb_id
-            block[:, 1] = np.repeat(ids_a, len(ids_b))
-            block[:, 2] = np.tile(ids_b, len(ids_a))
-            blocks.append(block)
-    return np.concatenate(blocks) if blocks else np.empty((0, 3), dtype=np.int64)
+    parts = np.array([(limb.part_a, limb.part_b) for limb in limbs], dtype=np.int64).reshape(-1, 2)
+    bounds = np.searchsorted(peaks[:, 0], np.arange(parts.max(initial=0) + 2), side="left")
+    first, count = bounds[parts], bounds[parts + 1] - bounds[parts]        # (L,2) each
+    sizes = count[:, 0] * count[:, 1]
+    limb_ids = np.repeat(np.arange(len(parts)), sizes)
+    offsets = np.arange(len(limb_ids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    per_b = count[limb_ids, 1]
+    return np.stack([limb_ids, first[limb_ids, 0] + offsets // np.maximum(per_b, 1),
+                     first[limb_ids, 1] + offsets % np.maximum(per_b, 1)], axis=1)
 
 
 def line_integrals(pafs: Any, starts_map: np.ndarray, ends_map: np.ndarray,
@@ -130,10 +127,18 @@ def match_greedy(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def match_optimal(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """One-to-one matching per limb with the largest total score (Hungarian algorithm), rows in
-    limb order, best score first: (C,4) limb, peak a, peak b, score.  ``pairs`` in limb order."""
-    chosen = []
-    bounds = np.flatnonzero(np.diff(pairs[:, 0])) + 1
-    for rows in np.split(np.arange(len(pairs)), bounds) if len(pairs) else []:
+    limb order, best score first: (C,4) limb, peak a, peak b, score.  ``pairs`` in limb order,
+    each limb's by peak a (as ``candidate_pairs`` makes them), all scores positive.
+
+    A limb whose candidates share no peak is already a matching, and the best one (every score is
+    positive), so only limbs with a contested peak go through the assignment solver.
+    """
+    if len(pairs) == 0:
+        return _connections(pairs, scores, [])
+    chosen = ~_contested(pairs)
+    contested_limbs = np.unique(pairs[~chosen, 0])
+    for limb_id in contested_limbs.tolist():
+        rows = np.flatnonzero(pairs[:, 0] == limb_id)
         peak_a, peak_b = pairs[rows, 1], pairs[rows, 2]
         local_a, local_b = peak_a - peak_a.min(), peak_b - peak_b.min()
         table = np.zeros((local_a.max() + 1, local_b.max() + 1))
@@ -141,9 +146,20 @@ def match_optimal(pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
         candidate = np.full(table.shape, -1, dtype=np.int64)
         candidate[local_a, local_b] = rows
         picked = candidate[linear_sum_assignment(table, maximize=True)]
-        picked = picked[picked >= 0]
-        chosen.extend(picked[np.argsort(-scores[picked], kind="stable")].tolist())
-    return _connections(pairs, scores, chosen)
+        chosen[picked[picked >= 0]] = True
+    rows = np.flatnonzero(chosen)
+    return _connections(pairs, scores, rows[np.lexsort((-scores[rows], pairs[rows, 0]))].tolist())
+
+
+def _contested(pairs: np.ndarray) -> np.ndarray:
+    """(N,) bool: rows of the limbs in which some peak is in more than one candidate pair."""
+    size = int(pairs[:, 1:].max()) + 1
+    shared = np.zeros(len(pairs), dtype=bool)
+    for column in (1, 2):
+        _, inverse, counts = np.unique(pairs[:, 0] * size + pairs[:, column],
+                                       return_inverse=True, return_counts=True)
+        shared |= counts[inverse] > 1
+    return np.isin(pairs[:, 0], pairs[shared, 0])
 
 
 def _connections(pairs: np.ndarray, scores: np.ndarray, chosen: list[int]) -> np.ndarray:
