@@ -119,7 +119,9 @@ class InferenceStage(Stage):
 
     def _forward(self, items: Sequence[Prepared]) -> list[Inferred]:
         """Same-shape items through the engine as one batch."""
-        heatmaps, pafs = self.engine(np.stack([item.net_input for item in items]))
+        batch = (items[0].net_input[np.newaxis] if len(items) == 1       # a view: no copy
+                 else np.stack([item.net_input for item in items]))
+        heatmaps, pafs = self.engine(batch)
         with self._count_lock:
             self.forwards += 1
             self.frames += len(items)

@@ -71,6 +71,22 @@ def test_video_file_yields_every_frame_in_order(video_200):
     assert captured == sorted(captured) and captured[-1] <= time.monotonic()
 
 
+
+@pytest.mark.parametrize("cores", [2, 64])
+def test_video_decoder_threads_follow_the_core_count(video_200, monkeypatch, cores):
+    # few cores: one decoder thread (the network needs the others); many: FFmpeg's own choice
+    import stream.sources as sources
+
+    plain = cv2.VideoCapture(str(video_200), cv2.CAP_FFMPEG)
+    ffmpeg_choice = int(plain.get(cv2.CAP_PROP_N_THREADS))
+    plain.release()
+    monkeypatch.setattr(sources.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    with VideoFileSource(video_200) as source:
+        used = int(source._capture.get(cv2.CAP_PROP_N_THREADS))
+        frames = [read_index(frame.image) for frame in source]
+    assert used == (1 if cores <= sources.FEW_CORES else ffmpeg_choice)
+    assert frames == list(range(200))
+
 def test_video_loop_keeps_counting(video_200):
     with VideoFileSource(video_200, loop=True) as source:
         assert source.frame_count is None
