@@ -101,3 +101,39 @@ def test_engine_alone_rate_leaves_out_the_settling_call():
 
     rate = engine_alone_fps(SlowEngine(), np.zeros((1, 3, 8, 8), np.float32), 0.6)
     assert rate == pytest.approx(20.0, rel=0.12)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stage_cpu_charges_each_thread_to_its_stage():
+    import threading
+
+    from benchmarks.stage_cpu import UNSAMPLED, ThreadCpu
+
+    def burn(seconds: float, burnt: threading.Event | None = None,
+             then: threading.Event | None = None) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        if burnt is not None and then is not None:
+            burnt.set()
+            then.wait()                             # still alive when the sampling stops
+
+    burnt, release = threading.Event(), threading.Event()
+    busy = threading.Thread(target=burn, args=(0.4, burnt, release), name="stage-postprocess")
+    quiet = threading.Thread(target=time.sleep, args=(0.3,), name="stage-render-cam0")
+    ended = threading.Thread(target=burn, args=(0.2,), name="stage-capture-cam0")
+    with ThreadCpu() as cpu:
+        for thread in (busy, quiet, ended):
+            thread.start()
+        burn(0.1)                                   # the main thread's share
+        for thread in (quiet, ended):
+            thread.join()
+        assert burnt.wait(10)
+    release.set()
+    busy.join()
+    groups = cpu.by_group()
+    assert groups["postprocess"] == pytest.approx(0.4, abs=0.05)
+    assert groups.get("render", 0.0) < 0.03
+    assert groups["main"] == pytest.approx(0.1, abs=0.05)
+    # a thread that ended between samples: what its last sample missed is still counted
+    assert groups.get("capture", 0.0) + groups[UNSAMPLED] == pytest.approx(0.2, abs=0.05)
