@@ -60,7 +60,7 @@ def person_score(score: float) -> float:
 def keypoints_flat(person: np.ndarray) -> list[float]:
     """[18,3] keypoints → 54 floats; a keypoint with score ≤ 0 or a non-finite value → 0,0,0."""
     flat: list[float] = []
-    for x, y, score in person:
+    for x, y, score in np.asarray(person, dtype=np.float64).tolist():     # Python floats: faster
         if score > 0 and math.isfinite(x) and math.isfinite(y) and math.isfinite(score):
             flat += [round(float(x), XY_DECIMALS), round(float(y), XY_DECIMALS),
                      round(float(score), SCORE_DECIMALS)]
