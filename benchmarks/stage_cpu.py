@@ -1,7 +1,7 @@
 """Where a threaded pipeline's CPU goes: core-milliseconds per frame for each group of threads.
 
     python -m benchmarks.stage_cpu [--backbone mobilenet_thin] [--engine openvino-bf16]
-                                   [--height 368] [--frames 600] [--work-dir DIR]
+                                   [--height 368] [--frames 600] [--weights W] [--work-dir DIR]
 
 When the network keeps every core busy, whatever the other stages spend per frame is taken from
 inference, so the pipeline's fps ÷ the engine's own fps can be at most E / (E + R): E the
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks.bench_media import prepare_clip
 from benchmarks.bench_worker import ENGINE_VARIANTS, engine_alone_fps, first_net_input, pipeline_config
+from posestream_common.errors import run_tool
 
 log = logging.getLogger(__name__)
 SAMPLE_S = 0.05
@@ -95,14 +96,15 @@ class ThreadCpu:
         return groups
 
 
-def measure(backbone: str, engine_name: str, height: int, frames: int, work_dir: Path) -> dict:
+def measure(backbone: str, engine_name: str, height: int, frames: int, work_dir: Path,
+            weights: str | None = None) -> dict:
     from stages.inference import available_cores, make_engine
     from stream.pipeline import Pipeline
 
     clip, _ = prepare_clip(work_dir)
     case = {"clip": str(clip), "backbone": backbone, "height": height, "mode": "threaded",
             "engine": engine_name, "max_frames": frames, "config": {"source.loop": True},
-            "weights": "random" if backbone in ("cmu", "mobilenet") else None}
+            "weights": weights or ("random" if backbone in ("cmu", "mobilenet") else None)}
     config = pipeline_config(case, str(work_dir / "stage_cpu.jsonl"))
     engine = make_engine(config)
     net_input = first_net_input(clip, engine.preprocess, height)
@@ -130,10 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="openvino-bf16", choices=sorted(ENGINE_VARIANTS))
     parser.add_argument("--height", type=int, default=368)
     parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--weights", help="model.weights (omz: its IR .xml; default: the project's "
+                                          "weights, random ones for cmu and mobilenet)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = measure(args.backbone, args.engine, args.height, args.frames, args.work_dir)
+    return run_tool(parser.prog, lambda: report(args))
+
+
+def report(args: argparse.Namespace) -> None:
+    result = measure(args.backbone, args.engine, args.height, args.frames, args.work_dir,
+                     args.weights)
     log.info("%s %s h%d: %.1f fps, engine alone %.1f fps, ratio %.3f", args.backbone, args.engine,
              args.height, result["fps"], result["engine_alone_fps"], result["ratio"])
     for group, value in sorted(result["core_ms_per_frame"].items(), key=lambda item: -item[1]):
@@ -142,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("rest of the pipeline R = %.2f core-ms a frame (every Python thread); the engine "
              "alone E = %.2f; bound E/(E+R) = %.3f (the sampler itself: %.2f)", result["rest_core_ms"],
              result["engine_alone_core_ms"], result["bound"], result["sampler_core_ms"])
-    return 0
 
 
 if __name__ == "__main__":

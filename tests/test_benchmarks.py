@@ -137,3 +137,13 @@ def test_stage_cpu_charges_each_thread_to_its_stage():
     assert groups["main"] == pytest.approx(0.1, abs=0.05)
     # a thread that ended between samples: what its last sample missed is still counted
     assert groups.get("capture", 0.0) + groups[UNSAMPLED] == pytest.approx(0.2, abs=0.05)
+
+
+def test_stage_cpu_names_a_missing_ir_in_one_line(tmp_path):
+    missing = tmp_path / "nowhere.xml"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.stage_cpu", "--backbone", "omz",
+                          "--weights", str(missing), "--work-dir", str(tmp_path)],
+                         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and str(missing) in errors[0]
