@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -82,3 +83,17 @@ def test_size_helpers():
 def test_grey_image_is_refused():
     with pytest.raises(ValueError, match="HxWx3"):
         prepare(np.zeros((10, 10), np.uint8), RAW)
+
+
+@pytest.mark.parametrize("frame_shape", [(480, 640), (1080, 1920), (960, 1280), (2160, 3840), (300, 400)])
+def test_resizing_equals_opencvs_8_bit_area_resize(frame_shape):
+    # prepare may resize through 16-bit pixels (faster for fractional factors): same values
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (*frame_shape, 3), dtype=np.uint8), (3, 3), 1)
+    for height in (184, 240, 368):
+        width = round(frame_shape[1] * height / frame_shape[0])
+        expected = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA
+                              if height < frame_shape[0] else cv2.INTER_LINEAR)
+        net_input = prepare(image, RAW, height)[0]
+        np.testing.assert_array_equal(net_input[:, :height, :width],
+                                      expected.transpose(2, 0, 1).astype(np.float32))
