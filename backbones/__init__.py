@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build", "get_spec", "list_backbones", "preprocess_spec", "default_weights_path",
            "resolve_device", "BackboneSpec", "PreprocessSpec", "WeightSource", "KeyLayout",
-           "RANDOM_SEED", "WEIGHTS_DIR"]
+           "RANDOM_SEED", "WEIGHTS_DIR", "weights_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,16 @@ RANDOM = "random"
 RANDOM_SEED = 20181112   # fixed: "--weights random" gives the same network on every run
 
 
-def default_weights_path(name: str) -> Path:
-    """``<name>.pth`` in ``$POSESTREAM_WEIGHTS_DIR`` when set, else in the repository's weights/."""
+def weights_dir() -> Path:
+    """``$POSESTREAM_WEIGHTS_DIR`` when set, else the repository's weights/: the default weights
+    files and the models made from them (ONNX exports, int8 models) live there."""
     folder = os.environ.get(WEIGHTS_DIR_ENV)
-    return (Path(folder).expanduser() if folder else WEIGHTS_DIR) / f"{name}.pth"
+    return Path(folder).expanduser() if folder else WEIGHTS_DIR
+
+
+def default_weights_path(name: str) -> Path:
+    """``<name>.pth`` in ``weights_dir()``."""
+    return weights_dir() / f"{name}.pth"
 
 
 NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin")

@@ -99,9 +99,9 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def omz_weights(args: argparse.Namespace) -> Path | None:
-    from stages.engines.omz import OMZ_DEFAULT_WEIGHTS
+    from stages.engines.omz import omz_default_weights
 
-    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR, OMZ_DEFAULT_WEIGHTS):
+    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR, omz_default_weights()):
         if candidate is not None and Path(candidate).is_file():
             return Path(candidate)
     return None

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import backbones
 import stages.engines
 from posestream_common.errors import ConfigError, WeightsError
 from stages.engines import cpu_supports_bf16, has_module, resolve_engine, resolve_precision
@@ -151,3 +152,20 @@ def test_a_missing_engine_package_is_a_user_error_naming_it(engine, monkeypatch)
     monkeypatch.setattr(stages.engines, "has_module", lambda name: name != engine and real(name))
     with pytest.raises(ConfigError, match=f"inference.engine '{engine}'.*{engine} package is not installed"):
         make_engine(load_config(None, values={"inference.engine": engine, "model.weights": "random"}))
+
+
+def test_exports_and_int8_models_follow_the_weights_folder(tmp_path, monkeypatch):
+    # $POSESTREAM_WEIGHTS_DIR moves the default weights, and the models made from them with them
+    from stages.engines import onnx_model_path
+    from stages.engines.quantize import Calibration, cache_path
+
+    folder = tmp_path / "elsewhere"
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_ENV, str(folder))
+    exported = onnx_model_path("mobilenet", "random")
+    assert exported.parent == folder / "onnx" and exported.is_file()
+    calibration = Calibration(path=None, frames=8, label="the run's own frames", identity="own")
+    assert cache_path(exported, "h256", calibration).parent == folder / "int8"
+    from stages.engines.omz import omz_weights_path
+
+    with pytest.raises(WeightsError, match=str(folder / "human-pose-estimation-0001.xml")):
+        omz_weights_path(None)

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 OMZ = "omz"
-ONNX_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "onnx"
+ONNX_CACHE_DIR: Path | None = None     # None: onnx/ in backbones.weights_dir()
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -131,7 +131,8 @@ def parallelism(config: "Config") -> tuple[int, int]:
 def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None = None, *,
                     weights_url: str | None = None) -> Path:
     """An ONNX file of ``backbone`` with ``weights``: the file itself when ``weights`` is a .onnx,
-    else its export under ``cache_dir`` (default weights/onnx/), made on first use.
+    else its export under ``cache_dir`` (default: onnx/ in the weights folder, weights/ or
+    ``$POSESTREAM_WEIGHTS_DIR``), made on first use.
 
     The cached name carries a digest of the weights file's path, size and modification time, so
     new weights are exported again; missing default weights are fetched first (from
@@ -147,7 +148,7 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
     backbones.preprocess_spec(backbone)                  # ConfigError for an unknown name
     source = _weights_source(backbone, weights, weights_url)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    path = (cache_dir or ONNX_CACHE_DIR) / f"{backbone}-{digest}.onnx"
+    path = (cache_dir or ONNX_CACHE_DIR or backbones.weights_dir() / "onnx") / f"{backbone}-{digest}.onnx"
     if not path.is_file():
         from backbones.export import export_onnx        # torch: only when the export is missing
 

@@ -17,7 +17,6 @@ from posestream_common.errors import ConfigError, WeightsError
 
 OMZ_MODEL_NAME = "human-pose-estimation-0001"
 OMZ_WEIGHTS_NAME = f"{OMZ_MODEL_NAME}.xml"
-OMZ_DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / OMZ_WEIGHTS_NAME
 OMZ_DOWNLOAD_HINT = (f"get it with Open Model Zoo's downloader (pip install openvino-dev; "
                      f"omz_downloader --name {OMZ_MODEL_NAME}) and pass "
                      f"--weights intel/{OMZ_MODEL_NAME}/FP16-INT8/{OMZ_WEIGHTS_NAME}")
@@ -27,12 +26,20 @@ OMZ_PREPROCESS = PreprocessSpec(channel_order="BGR", mean=0.0, scale=1.0, pad_va
                                 stride=8, size_multiple=8, default_height=256)
 
 
+def omz_default_weights() -> Path:
+    """Where the IR is looked for without ``model.weights``: in the weights folder (weights/, or
+    ``$POSESTREAM_WEIGHTS_DIR``)."""
+    import backbones
+
+    return backbones.weights_dir() / OMZ_WEIGHTS_NAME
+
+
 def omz_weights_path(weights: str | None) -> Path:
     """The IR's .xml path (its .bin beside it), checked; WeightsError / ConfigError otherwise."""
     if weights == "random":
         raise ConfigError("model.weights 'random': the omz backbone has no random variant; "
                           f"{OMZ_DOWNLOAD_HINT}")
-    path = Path(weights).expanduser() if weights is not None else OMZ_DEFAULT_WEIGHTS
+    path = Path(weights).expanduser() if weights is not None else omz_default_weights()
     if path.suffix.lower() != ".xml":
         raise ConfigError(f"model.weights {str(path)!r}: the omz backbone needs the OpenVINO IR "
                           f".xml file; {OMZ_DOWNLOAD_HINT}")

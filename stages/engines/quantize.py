@@ -33,7 +33,7 @@ from posestream_common.media import IMAGE_EXTENSIONS, list_images, read_image, r
 
 log = logging.getLogger(__name__)
 
-INT8_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "int8"
+INT8_CACHE_DIR: Path | None = None     # None: int8/ in backbones.weights_dir()
 CACHE_FORMAT = 4                     # bump when the way models are quantized changes
 SMOOTH_QUANT_ALPHA = 0.5
 # Per network: convolutions below this share of the multiply-adds stay unquantized (see quantize).
@@ -99,7 +99,10 @@ def cache_path(model_path: Path, input_policy: str, calibration: Calibration,
     key = "|".join([str(CACHE_FORMAT), nncf.__version__, _file_identity(Path(model_path).resolve()),
                     input_policy, calibration.identity, str(calibration.frames), f"{min_share:g}"])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return (cache_dir or INT8_CACHE_DIR) / f"{Path(model_path).stem}-{input_policy}-int8-{digest}.xml"
+    import backbones
+
+    folder = cache_dir or INT8_CACHE_DIR or backbones.weights_dir() / "int8"
+    return folder / f"{Path(model_path).stem}-{input_policy}-int8-{digest}.xml"
 
 
 def read_calibration_images(calibration: Calibration) -> list[np.ndarray]:
