@@ -99,11 +99,6 @@ def _write_video(path: Path, frames, fps: int = 30) -> None:
     log.info("benchmark clip written: %s", path)
 
 
-def clip_frames(clip: Path, max_frames: int | None = None) -> list[np.ndarray]:
-    """The clip's frames (BGR uint8), at most ``max_frames``."""
-    return read_video_frames(clip, max_frames)
-
-
 def donor_maps_path(work_dir: Path, clip: Path, height: int, frames: int) -> Path:
     return work_dir / f"donor-{clip.stem}-h{height}-{frames}f.npy"
 
@@ -115,7 +110,7 @@ def make_donor_maps(clip: Path, height: int, work_dir: Path, max_frames: int | N
     from stages.preprocess import prepare
     from stream.config import load_config
 
-    frames = clip_frames(clip, max_frames)
+    frames = read_video_frames(clip, max_frames)
     path = donor_maps_path(work_dir, clip, height, len(frames))
     if path.is_file():
         return path
@@ -177,7 +172,7 @@ def frame_fingerprints(clip: Path, spec: Any, height: int, max_frames: int | Non
     from stages.preprocess import prepare
 
     return {fingerprint(prepare(image, spec, height)[0]): index
-            for index, image in enumerate(clip_frames(clip, max_frames))}
+            for index, image in enumerate(read_video_frames(clip, max_frames))}
 
 
 class SubstitutedMaps:

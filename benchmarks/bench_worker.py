@@ -101,18 +101,13 @@ def run_pipeline_case(case: dict) -> dict:
 
 def first_net_input(clip: Path, spec: Any, height: int) -> np.ndarray:
     """The clip's first frame prepared as the pipeline prepares it: [1,3,H,W] float32."""
-    import cv2
-
+    from posestream_common.media import read_video_frames
     from stages.preprocess import prepare
 
-    capture = cv2.VideoCapture(str(clip))
-    try:
-        ok, image = capture.read()
-    finally:
-        capture.release()
-    if not ok:
+    frames = read_video_frames(clip, 1)
+    if not frames:
         raise RuntimeError(f"cannot read a frame of {clip}")
-    return prepare(image, spec, height)[0][np.newaxis]
+    return prepare(frames[0], spec, height)[0][np.newaxis]
 
 
 def engine_alone_fps(engine: Any, net_input: np.ndarray, seconds: float) -> float:
