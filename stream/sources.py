@@ -207,7 +207,9 @@ def decoder_thread_params(cores: int | None = None) -> list[int]:
     cost more CPU per frame (640x480 H.264 on the 2-core EPYC: 0.77 core-ms a frame on one
     thread, 0.9-1.2 on two), else FFmpeg's own choice."""
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from stages.inference import available_cores
+
+        cores = available_cores()
     return [cv2.CAP_PROP_N_THREADS, 1] if cores <= FEW_CORES else []
 
 
