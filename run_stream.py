@@ -6,7 +6,7 @@
 Every flag is a shortcut for a config key (see README.md and configs/default.yaml);
 ``--set dotted.key=value`` sets any key.  The single-dash command lines of the project this one
 reimplements also work as written (``-backbone CMU -image x.jpg -scale 0.5 -show``, see
-stream/seed_flags.py).  User errors exit with code 2 and one line on stderr;
+seed_flags.py).  User errors exit with code 2 and one line on stderr;
 SIGINT/SIGTERM stop the run within 2 s with every output flushed and closed (exit 0).
 """
 
@@ -21,7 +21,7 @@ import threading
 from typing import Any, Sequence
 
 from posestream_common.errors import ConfigError, PoseStreamError, one_line
-from stream.seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
+from seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
 
 log = logging.getLogger("posestream")
 
@@ -152,9 +152,12 @@ def run(config: Any, stop_event: threading.Event) -> dict[str, Any]:
     """Run ``config`` locally, or on Ray when ``run.ray`` is set."""
     if config.run.ray:
         try:
-            from stream.ray_runner import run_on_ray
-        except ModuleNotFoundError:
-            raise ConfigError(f"--ray {config.run.ray}: running on Ray is not available yet") from None
+            from stream.ray.runner import run_on_ray
+        except ModuleNotFoundError as error:
+            if error.name != "ray":
+                raise
+            raise ConfigError(f"--ray {config.run.ray}: Ray is not installed "
+                              "(pip install -e \".[ray]\")") from None
         return run_on_ray(config, stop_event)
     from stream.pipeline import run_pipeline
 

@@ -100,7 +100,8 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
     use these recorded maps instead of loading and running the network."""
     from stages.engines import describe
     from stream.config import load_config
-    from stream.pipeline import Pipeline, load_engine
+    from stream.pipeline import Pipeline
+    from stream.runtime import load_engine
 
     with tempfile.TemporaryDirectory(prefix="posestream-accuracy-") as tmp:
         json_path = Path(tmp) / "people.jsonl"

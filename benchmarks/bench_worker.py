@@ -160,11 +160,11 @@ class CpuUse:
     that shared the cores."""
 
     def __enter__(self) -> "CpuUse":
-        self._start = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+        self._start = (time.monotonic(), _own_cpu_s(), machine_busy_s())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._end = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+        self._end = (time.monotonic(), _own_cpu_s(), machine_busy_s())
 
     def percentages(self) -> dict[str, float | None]:
         wall_s = self._end[0] - self._start[0]
@@ -213,7 +213,7 @@ def _own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _machine_busy_s() -> float | None:
+def machine_busy_s() -> float | None:
     """Seconds of CPU time all processes have used since boot (Linux /proc/stat), else None."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]

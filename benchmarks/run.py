@@ -178,11 +178,11 @@ def run_worker(case: dict, work_dir: Path) -> dict:
 
 def machine_busy_percent(window_s: float = 2.0) -> float | None:
     """CPU used by all processes over ``window_s`` (percent of one core), from /proc/stat."""
-    from benchmarks.bench_worker import _machine_busy_s
+    from benchmarks.bench_worker import machine_busy_s
 
-    before = _machine_busy_s()
+    before = machine_busy_s()
     time.sleep(window_s)
-    after = _machine_busy_s()
+    after = machine_busy_s()
     return None if before is None or after is None else 100.0 * (after - before) / window_s
 
 

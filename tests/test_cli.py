@@ -79,7 +79,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, tmp_path, clip
 def test_a_failing_stage_exits_nonzero_naming_it(tmp_path, clip):
     script = (
         "import sys, run_stream\n"
-        "from stream.stages_impl import InferenceStage\n"
+        "from stream.runtime.stages import InferenceStage\n"
         "def explode(self, item):\n"
         "    raise RuntimeError('injected failure in frame %d' % item.index)\n"
         "InferenceStage.process = explode\n"

@@ -27,7 +27,7 @@ from tests.helpers_spine import (ROOT, cli_env, decode_video, index_of, make_vid
 
 ray = pytest.importorskip("ray")
 
-from stream.ray_runner import RayRun, connect, run_on_ray  # noqa: E402 - only with ray installed
+from stream.ray.runner import RayRun, connect, run_on_ray  # noqa: E402 - only with ray installed
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
         "inference.warmup": 0, "output.display": False, "run.progress": False, "run.ray": "local"}

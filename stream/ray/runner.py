@@ -6,9 +6,9 @@
     sinks, stats  ◄── poll ──  capture ─q─ preprocess ─q─ inference ── infer ──►  Batcher → engine
                                ─q─ postprocess ─q─ render (draw)  ◄───────────────┘
 
-One camera actor per source runs the local pipeline for that source (``stream.ray_actors``); a
+One camera actor per source runs the local pipeline for that source (``stream.ray.actors``); a
 pool of inference actors (one per GPU, or N on CPU) runs the engine over batches of the frames
-the cameras send at the same time (``stream.ray_inference``).  The driver owns what the local
+the cameras send at the same time (``stream.ray.inference``).  The driver owns what the local
 run's render stage feeds — the sinks (JSON lines, video, window, browser page, written on this
 machine) and the stats — so outputs have the local formats.  A camera or inference actor that dies
 is restarted by Ray (``ray.max_restarts``); a restarted camera carries on after the last frame
@@ -32,13 +32,13 @@ from typing import Any
 
 from posestream_common.errors import ConfigError
 from stream.config import Config
-from stream.ray_inference import plan_pool
-from stream.ray_records import CameraRecord, build_report, raise_failures, stand_in_source, user_error
+from stream.ray.inference import plan_pool
+from stream.ray.records import CameraRecord, build_report, raise_failures, stand_in_source, user_error
 from stream.stats import StatsRecorder, format_summary, write_stats
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("stream", "stages", "backbones", "posestream_common")
 # A signal must end the run within 2 s, and a local cluster's own shutdown (ray.shutdown) takes
 # ~1.4 s of that here: the steps after a stop get what is left.
@@ -157,7 +157,7 @@ class RayRun:
         return self.report
 
     def _start_pool(self) -> list[Any]:
-        from stream.ray_inference import InferenceWorker
+        from stream.ray.inference import InferenceWorker
 
         sources = self.config.source_configs()
         plan = plan_pool(self.settings, self.config.model.device, self.ray.cluster_resources(), len(sources))
@@ -175,7 +175,7 @@ class RayRun:
         return [member.ready.remote() for member in self.pool]
 
     def _open_cameras(self) -> None:
-        from stream.ray_actors import CameraWorker
+        from stream.ray.actors import CameraWorker
         from stream.sinks import has_display
 
         output = self.config.output
@@ -216,10 +216,10 @@ class RayRun:
             raise
 
     def _build_sinks(self) -> None:
-        from stream.pipeline import _build_sinks
+        from stream.outputs import build_sinks
 
         sources = [stand_in_source(record.name, record.info) for record in self.cameras.values()]
-        self.sinks = _build_sinks(self.config, sources, self.stop, self.live_report)
+        self.sinks = build_sinks(self.config, sources, self.stop, self.live_report)
 
     def _start_camera(self, record: CameraRecord, resume: Any) -> Any:
         info = self.pool_info

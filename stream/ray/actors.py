@@ -2,7 +2,7 @@
 
 A camera actor (:class:`CameraWorker`) runs the local :class:`~stream.pipeline.Pipeline` for its
 one source — the same stages, queues and loops — with one change: the engine behind the local
-``InferenceStage`` is a :class:`~stream.ray_inference.RemoteEngine`.  ``ray.in_flight`` threads
+``InferenceStage`` is a :class:`~stream.ray.inference.RemoteEngine`.  ``ray.in_flight`` threads
 work that stage, so at most that many of the camera's frames are in the pool at once; when the
 pool is slow the bounded queues in front of it fill up and a live source drops its oldest frames
 (counted) while a file waits: the local back-pressure, unchanged.  The render stage draws (only
@@ -25,10 +25,10 @@ import numpy as np
 
 from stream.config import Config
 from stream.items import Posed
-from stream.pipeline import Pipeline, _make_drawer, _postprocess_stage
-from stream.ray_inference import WAIT_SLICE_S, RemoteEngine, configure_worker_logging
+from stream.pipeline import Pipeline
+from stream.ray.inference import WAIT_SLICE_S, RemoteEngine, configure_worker_logging
+from stream.runtime import CaptureStage, build_stages
 from stream.sinks.base import Sink
-from stream.stages_impl import CaptureStage, InferenceStage, PreprocessStage, RenderStage
 from stream.stats import StatsRecorder
 
 log = logging.getLogger(__name__)
@@ -188,14 +188,9 @@ class CameraPipeline(Pipeline):
         self.sources = [self._source]
         self.captures = [CaptureStage(self._source, frames_left, seconds_left)]
         self.engine = self._engine
-        model = self.config.model
-        draw = _make_drawer(self.config, self._engine.stride) if self._send_images else (lambda item: None)
-        self.stages = [
-            PreprocessStage(self._engine.preprocess, model.input_height, model.scale),
-            InferenceStage(self._engine),
-            _postprocess_stage(self.config, self._engine.stride),
-            RenderStage(draw, {self._source.name: OutboxSink(self._outbox, self._send_images)}),
-        ]
+        self.stages = build_stages(self.config, self._engine,
+                                   {self._source.name: OutboxSink(self._outbox, self._send_images)},
+                                   draw=self._send_images)
         for stage in self.stages:
             stage.open()
         return self

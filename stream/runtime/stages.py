@@ -1,7 +1,7 @@
 """The five pipeline stages: capture, preprocess, inference, postprocess, render (+ sinks).
 
 Each is a :class:`stream.stage.Stage` that only computes; the loops in ``stream/stage.py`` move
-items between them.  Items are the frozen dataclasses of ``stream/items.py``, each stage extending
+items between them, and ``stream.runtime.build`` puts them together from a config.  Items are the frozen dataclasses of ``stream/items.py``, each stage extending
 the previous one: Frame → Prepared → Inferred → Posed.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from stages.preprocess import prepare
-from stream.batching import group_by_shape
+from stream.runtime.batching import group_by_shape
 from stream.items import END, Frame, Inferred, Posed, Prepared
 from stream.stage import Stage
 
@@ -96,6 +96,7 @@ class InferenceStage(Stage):
     """
 
     name = "inference"
+    batched = True
 
     def __init__(self, engine: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
                  max_batch: int | None = None):

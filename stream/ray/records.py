@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
 from posestream_common.errors import PoseStreamError, SourceError, StageError
-from stream.ray_actors import Resume
+from stream.ray.actors import Resume
 from stream.stats import StatsRecorder
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ frames.  The pool is ``ray.inference_actors`` of them (one per GPU, or N on CPU)
 ``InferenceStage`` uses unchanged: each call sends one frame to the next actor in turn and, when
 that actor died, to another one (Ray restarts the dead one).
 
-These are plain classes; ``stream.ray_runner`` makes actors of them with ``ray.remote``.  Only
+These are plain classes; ``stream.ray.runner`` makes actors of them with ``ray.remote``.  Only
 ``RemoteEngine.__call__`` imports ray, and it runs inside a camera actor.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from posestream_common.errors import ConfigError, StageError
 from stream.config import Config
-from stream.pipeline import load_engine
+from stream.runtime import load_engine
 
 log = logging.getLogger(__name__)
 
