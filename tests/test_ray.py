@@ -191,7 +191,9 @@ def test_a_killed_camera_actor_restarts_and_carries_on_while_the_others_go_on(cl
 def test_a_killed_live_camera_reconnects_and_numbers_its_frames_on(cluster, rtsp_server, tmp_path):
     # two cameras on the same RTSP stream; live1's actor is killed: only what it had in flight is
     # lost, its frames go on with increasing index and time, live0 does not notice
-    config = ray_config([rtsp_server.url, rtsp_server.url], tmp_path, **{"run.max_seconds": 6.0})
+    # the run goes on until the restarted camera has written more frames (a restart takes
+    # seconds more on a busy machine), then it is stopped
+    config = ray_config([rtsp_server.url, rtsp_server.url], tmp_path, **{"run.max_seconds": 90.0})
     config = config.model_copy(update={"sources": tuple(source.model_copy(update={"name": f"live{n}"})
                                                         for n, source in enumerate(config.sources))})
     run, thread, result = run_in_thread(config)
@@ -199,6 +201,8 @@ def test_a_killed_live_camera_reconnects_and_numbers_its_frames_on(cluster, rtsp
     wait_for(lambda: line_count(victim) >= 10)
     killed_after = line_count(victim)
     ray.kill(run.cameras["live1"].handle, no_restart=False)
+    wait_for(lambda: line_count(victim) > killed_after + 5 or not thread.is_alive())
+    run.stop()
     report = finished(thread, result)
 
     lines = read_json_lines(victim)
