@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--image", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--video", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--backbone", "-backbone", metavar="NAME", type=str.lower,
-        help="cmu, mobilenet, mobilenet_thin (default) or omz (any case)")
+        help="auto (default: the most accurate that keeps run.target_fps here), cmu, mobilenet, "
+             "mobilenet_thin or omz (any case)")
     add("--device", metavar="DEV", help="auto (default), cpu or cuda")
     add("--weights", metavar="PATH", help="weights file, or 'random' (tests/benchmarks only); "
                                           "default weights/<backbone>.pth")

@@ -55,6 +55,25 @@ def default_weights_path(name: str) -> Path:
     return weights_dir() / f"{name}.pth"
 
 
+def obtainable(name: str) -> bool:
+    """Whether the default weights of ``name`` are here, or can be fetched or made now (they are
+    then); a failure is logged, not raised (``auto`` then looks at the next network)."""
+    path = default_weights_path(name)
+    if path.is_file():
+        return True
+    from posestream_common.errors import PoseStreamError
+
+    try:
+        spec = get_spec(name)
+        if spec.fetch_default is None:
+            return False
+        spec.fetch_default(path, None)
+    except (PoseStreamError, OSError) as error:
+        log.info("%s is not available here: %s", name, error)
+        return False
+    return path.is_file()
+
+
 NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin")
 
 

@@ -57,7 +57,7 @@ class SourceConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: str = "mobilenet_thin"
+    backbone: str = "auto"                              # auto: chosen per machine (stream/auto.py)
     weights: str | None = None
     weights_url: str | None = None
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -126,6 +126,7 @@ class RunConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     progress: bool = True
     ray: str | None = None
+    target_fps: float = Field(15.0, gt=0, le=1000)     # what auto keeps the stream at
 
 
 class RayConfig(_Section):

@@ -78,6 +78,9 @@ class Pipeline:
         try:
             self._open_sources()
             if self._given_engine is None:
+                from stream.auto import resolve
+
+                self.config = resolve(self.config)
                 self.engine = load_engine(self.config)
             else:
                 self.engine = self._given_engine

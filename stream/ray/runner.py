@@ -100,6 +100,9 @@ def run_on_ray(config: Config, stop_event: threading.Event | None = None) -> dic
     """Run ``config`` on the Ray cluster ``config.run.ray`` names; returns the stats report."""
     address = config.run.ray or "local"
     ray = import_ray(address)
+    from stream.auto import resolve
+
+    config = resolve(config)            # measured here, on the driver's machine
     started = connect(ray, address, config.ray)
     try:
         return RayRun(config, stop_event).run()

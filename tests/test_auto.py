@@ -1,0 +1,135 @@
+"""``auto``: the most accurate configuration that keeps run.target_fps on this machine, from
+measured engine speed (injected here where a test needs chosen figures, real where it measures)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from stream import auto
+from stream.config import load_config
+
+RATES = {("omz", "auto"): 60.0, ("omz", "fp32"): 50.0, ("omz", "bf16"): 60.0, ("mobilenet_thin", "fp32"): 14.0, ("mobilenet_thin", "bf16"): 30.0,
+         ("mobilenet_thin", "int8"): 36.0}
+
+
+def config_with(**values):
+    return load_config(None, values={"output.display": False, **values})
+
+
+class Measure:
+    """Engine fps by network and precision, counting the calls (the cache must spare them)."""
+
+    def __init__(self, rates=RATES):
+        self.rates, self.calls = rates, []
+
+    def __call__(self, config):
+        pair = (config.model.backbone, config.inference.precision)
+        self.calls.append((*pair, config.model.input_height))
+        return self.rates[pair]
+
+
+def everywhere(backbone, weights):
+    return True
+
+
+def without_omz(backbone, weights):
+    return backbone != "omz"
+
+
+def test_the_most_accurate_candidate_that_keeps_the_target_wins(tmp_path):
+    measure = Measure()
+    chosen = auto.resolve(config_with(), measure=measure, cache_path=tmp_path / "m.json",
+                          available=everywhere)
+    assert chosen.model.backbone == "omz" and chosen.model.input_height == 256
+    assert measure.calls == [("omz", "auto", auto.REFERENCE_HEIGHT)]     # one measurement
+
+
+def test_offline_without_omz_the_next_network_is_taken_by_measured_speed(tmp_path, monkeypatch):
+    monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: True)
+    measure = Measure()
+    chosen = auto.resolve(config_with(), measure=measure, cache_path=tmp_path / "m.json",
+                          available=without_omz)
+    # fp32 at 14 fps (h368) is too slow at 480 and 368; bf16 at 30 fps h368 is ~17 fps at h480
+    assert (chosen.model.backbone, chosen.inference.precision, chosen.model.input_height) == \
+        ("mobilenet_thin", "bf16", 480)
+    assert [call[:2] for call in measure.calls] == [("mobilenet_thin", "fp32"), ("mobilenet_thin", "bf16")]
+
+
+def test_a_higher_target_trades_accuracy_for_speed(tmp_path, monkeypatch):
+    monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: True)
+    chosen = auto.resolve(config_with(**{"run.target_fps": 40}), measure=Measure(),
+                          cache_path=tmp_path / "m.json", available=without_omz)
+    assert chosen.model.input_height == 256         # only the smallest input reaches 40 fps
+
+
+def test_when_nothing_reaches_the_target_the_fastest_is_taken(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: False)
+    slow = Measure({("mobilenet_thin", "fp32"): 4.0, ("mobilenet_thin", "int8"): 5.0})
+    with caplog.at_level(logging.INFO, logger="stream.auto"):
+        chosen = auto.resolve(config_with(), measure=slow, cache_path=tmp_path / "m.json",
+                              available=without_omz)
+    assert (chosen.inference.precision, chosen.model.input_height) in {("int8", 256), ("fp32", 256)}
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("auto:")]
+    assert len(lines) == 1 and "none reaches 15 fps" in lines[0]
+
+
+def test_measurements_are_kept_per_machine_and_busy_ones_are_taken_again(tmp_path, monkeypatch):
+    cache = tmp_path / "m.json"
+    monkeypatch.setattr(auto, "machine_busy", lambda: False)
+    first = Measure()
+    auto.resolve(config_with(), measure=first, cache_path=cache, available=everywhere)
+    again = Measure()
+    auto.resolve(config_with(), measure=again, cache_path=cache, available=everywhere)
+    assert first.calls and not again.calls
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry["engine_fps"] == RATES[("omz", "auto")] and auto.cpu_model() in next(iter(json.loads(cache.read_text())))
+
+    monkeypatch.setattr(auto, "machine_busy", lambda: True)
+    cache.unlink()
+    busy = Measure()
+    auto.resolve(config_with(), measure=busy, cache_path=cache, available=everywhere)
+    later = Measure()
+    auto.resolve(config_with(), measure=later, cache_path=cache, available=everywhere)
+    assert busy.calls and later.calls                # a figure from a busy machine is not kept
+
+
+def test_every_explicit_setting_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: True)
+    measure = Measure()
+    kwargs = {"measure": measure, "cache_path": tmp_path / "m.json", "available": everywhere}
+    fixed_net = auto.resolve(config_with(**{"model.backbone": "mobilenet_thin"}), **kwargs)
+    assert fixed_net.model.backbone == "mobilenet_thin"
+    fixed_precision = auto.resolve(config_with(**{"inference.precision": "fp32"}), **kwargs)
+    assert fixed_precision.inference.precision == "fp32" and fixed_precision.model.backbone == "omz"
+    fixed_size = auto.resolve(config_with(**{"model.input_height": 200, "inference.precision": "bf16"}), **kwargs)
+    assert fixed_size.model.input_height == 200 and fixed_size.inference.precision == "bf16"
+    assert fixed_size.model.backbone == "omz"        # the most accurate network, at the given size
+    calls = len(measure.calls)
+    # network and size both given: nothing to choose, nothing measured
+    both = config_with(**{"model.backbone": "cmu", "model.input_height": 184})
+    assert auto.resolve(both, **kwargs) == both and len(measure.calls) == calls
+
+
+def test_weights_without_a_network_name_theirs(tmp_path):
+    measure = Measure()
+    kwargs = {"measure": measure, "cache_path": tmp_path / "m.json", "available": everywhere}
+    ir = auto.resolve(config_with(**{"model.weights": str(tmp_path / "net.xml")}), **kwargs)
+    assert ir.model.backbone == "omz"
+    random = auto.resolve(config_with(**{"model.weights": "random", "model.input_height": 64}), **kwargs)
+    assert random.model.backbone == "mobilenet_thin"
+
+
+def test_a_real_engine_is_measured(tmp_path):
+    config = config_with(**{"model.backbone": "mobilenet_thin", "model.weights": "random",
+                            "model.input_height": 64, "inference.precision": "fp32"})
+    rate = auto.measure_engine_fps(config)
+    assert rate > 1.0
+
+
+def test_estimate_accounts_for_the_rest_of_the_pipeline():
+    assert auto.estimate_fps(1000.0, auto.NOMINAL_FRAME, cores=2) < 1000.0
+    assert auto.estimate_fps(20.0, auto.NOMINAL_FRAME, cores=2) == pytest.approx(
+        1 / (1 / 20 + auto.OTHER_CORE_MS / 2000), rel=1e-6)
