@@ -12,7 +12,7 @@ import time
 import pytest
 
 from stream.events.mqtt import MqttOutput, MqttSettings
-from tests.mqtt_broker import MosquittoBroker, Subscriber, mosquitto_missing, wait_for
+from tests.mqtt_broker import MosquittoBroker, Subscriber, free_port, mosquitto_missing, wait_for
 
 pytestmark = pytest.mark.skipif(mosquitto_missing() is not None, reason=str(mosquitto_missing()))
 
@@ -195,3 +195,14 @@ def test_password_never_logged(caplog):
         broker.cleanup()
     assert "hunter2-Sekrit" not in caplog.text and "wrong-Sekrit-99" not in caplog.text
     assert "settings: MqttSettings(" in caplog.text
+
+
+def test_close_with_the_broker_away_returns_in_time_and_counts_the_rest():
+    port = free_port()                     # nothing listens there
+    output = MqttOutput(MqttSettings("127.0.0.1", port)).open()
+    for i in range(3):
+        output.publish(record(i))
+    started = time.monotonic()
+    output.close(1.0)
+    assert time.monotonic() - started < 5.0
+    assert output.counters() == {"sent": 0, "dropped": 3, "queued": 0, "connected": False}

@@ -60,18 +60,21 @@ class _Clip:
         self.source = source
         self.event_id = event_id
         self.path = path
+        frames = list(frames)
         self.frames = collections.deque(frames)
         self.limit = limit                  # frames waiting at most (beyond: skipped, counted)
         self.until = max_until              # stream time of the last frame it needs
         self.ended = False                  # end_clip was called
         self.complete = False               # no more frames will come
         self.skipped = 0
+        self.last_t = frames[-1][0] if frames else float("-inf")   # the newest frame fed
         self.cond = threading.Condition()
 
     def feed(self, stream_time: float, image) -> None:
         with self.cond:
             if self.complete:
                 return
+            self.last_t = stream_time
             if len(self.frames) < self.limit:
                 self.frames.append((stream_time, image))
             else:
@@ -161,13 +164,13 @@ class ClipRecorder:
                     clip.ended = True
                     with clip.cond:
                         clip.until = min(clip.until, float(stream_time) + self.settings.post_s)
-                        if clip.frames and clip.frames[-1][0] >= clip.until:
+                        if clip.last_t >= clip.until:
                             clip.complete = True
                             clip.cond.notify()
                     return
         log.debug("clips: no open clip for event %s of %s", event_id, source)
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         """Finish every open clip with the frames it has (playable files), wait for the encoders."""
         with self._lock:
             clips = [clip for clips in self._open.values() for clip in clips]

@@ -102,6 +102,7 @@ class MqttOutput:
             client.username_pw_set(s.username, s.password)
         client.will_set(self._topic("status"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_s)))
+        client.connect_timeout = 3.0         # a silent host must not hold close() for long
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
