@@ -206,3 +206,18 @@ def test_close_with_the_broker_away_returns_in_time_and_counts_the_rest():
     output.close(1.0)
     assert time.monotonic() - started < 5.0
     assert output.counters() == {"sent": 0, "dropped": 3, "queued": 0, "connected": False}
+
+
+def test_odd_source_names_stay_one_topic_level_and_a_bad_record_does_not_stall(broker):
+    subscriber = Subscriber(broker, f"{PREFIX}/#", clean=True)
+    subscriber.wait_subscribed()
+    output = MqttOutput(MqttSettings(broker.host, broker.port)).open()
+    output.publish(record(0, source="yard/gate#1"))
+    output.publish({**record(1), "box": object()})           # not JSON: dropped, not retried
+    output.publish(record(2, source="yard/gate#1"))
+    wait_for(lambda: output.counters()["sent"] == 2, 30, "the two good records")
+    wait_for(lambda: len(event_ids(subscriber, "yard_gate_1")) == 2, 30, "their arrival")
+    assert event_ids(subscriber, "yard_gate_1") == ["ev-0", "ev-2"]
+    assert output.counters()["dropped"] == 1
+    output.close()
+    subscriber.close()

@@ -115,3 +115,14 @@ def test_close_flushes_within_its_timeout_then_counts_the_rest_as_dropped():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         Outbox("test", print, capacity=0)
+
+
+def test_payload_json_turns_numpy_values_plain_and_rejects_what_is_not_json():
+    import numpy as np
+
+    from stream.events.outbox import payload_json
+
+    text = payload_json({"box": np.array([1.5, 2.0], np.float32), "frame": np.int64(7)})
+    assert text == '{"box":[1.5,2.0],"frame":7}'
+    with pytest.raises(Rejected):
+        payload_json({"x": object()})

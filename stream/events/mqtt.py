@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from posestream_common.errors import ConfigError
-from stream.events.outbox import Outbox
+from stream.events.outbox import Outbox, payload_json
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 def utc_now() -> str:
     """The wall-clock time as ISO-8601 UTC with milliseconds (the records' ``time`` format)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def topic_level(name: object) -> str:
+    """``name`` as one MQTT topic level: ``/``, ``+``, ``#`` and NUL become ``_`` (a camera named
+    ``a/b`` must not publish under another topic or as a wildcard)."""
+    text = "".join("_" if c in "/+#\0" else c for c in str(name))
+    return text or "_"
 
 
 @dataclass(frozen=True)
@@ -172,8 +179,8 @@ class MqttOutput:
         while not self._connected.wait(0.2):
             if self._outbox.stopping.is_set():
                 raise ConnectionError("closed while the broker was away")
-        topic = self._topic(str(record.get("source", "default")), "events")
-        payload = json.dumps(record, separators=(",", ":"))
+        payload = payload_json(record)
+        topic = self._topic(topic_level(record.get("source", "default")), "events")
         info = self._client.publish(topic, payload, qos=1)
         if not self._wait_ack(info.mid, self._outbox.stopping.is_set):
             raise ConnectionError("closed before the broker acknowledged the record")
@@ -207,7 +214,8 @@ class MqttOutput:
 
     def _publish_state(self, source: str, state: tuple[bool, int]) -> None:
         payload = json.dumps({"up": state[0], "people": state[1], "time": utc_now()})
-        info = self._client.publish(self._topic(source, "state"), payload, qos=1, retain=True)
+        info = self._client.publish(self._topic(topic_level(source), "state"), payload, qos=1,
+                                    retain=True)
         self._forget_ack(info.mid)
 
     def _forget_ack(self, mid: int) -> None:

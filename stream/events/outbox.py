@@ -16,6 +16,7 @@ for something should give up when ``outbox.stopping`` is set (``close`` sets it 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -27,6 +28,20 @@ log = logging.getLogger(__name__)
 
 class Rejected(Exception):
     """Raised by a send function when the receiver refused the record for good (no retry)."""
+
+
+def payload_json(record: Any) -> str:
+    """``record`` as compact JSON, the body every output sends (numpy values become plain ones);
+    ``Rejected`` when it cannot be written as JSON (retrying would not help)."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    try:
+        return json.dumps(record, separators=(",", ":"), default=plain)
+    except (TypeError, ValueError) as error:
+        raise Rejected(f"the record is not JSON: {error}") from None
 
 
 def backoff_delay(failures: int, initial_s: float, max_s: float) -> float:

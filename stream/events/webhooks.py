@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from posestream_common.errors import ConfigError
-from stream.events.outbox import Outbox, Rejected
+from stream.events.outbox import Outbox, Rejected, payload_json
 from stream.sources import redact_uri
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class WebhookOutput:
 
     def _send(self, record: dict) -> None:
         target = self._target
-        body = json.dumps(record, separators=(",", ":")).encode("utf-8")
+        body = payload_json(record).encode("utf-8")
         kind = http.client.HTTPSConnection if target.https else http.client.HTTPConnection
         connection = kind(target.host, target.port, timeout=self.settings.timeout_s)
         try:
