@@ -64,6 +64,7 @@ def obtainable(name: str) -> bool:
     from posestream_common.errors import PoseStreamError
 
     try:
+        preprocess_spec(name)                   # torch-free: an unknown name ends here
         spec = get_spec(name)
         if spec.fetch_default is None:
             return False

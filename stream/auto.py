@@ -6,9 +6,11 @@ where that too is ``auto``, from two things:
 
 - how accurate each configuration is: ``CANDIDATES``, COCO keypoint AP on the 260 val2017 images
   of ``python -m benchmarks.accuracy`` (benchmarks/results), best first;
-- how fast this machine runs it: the engine alone, measured once per machine and network (a
-  second or two each, cached in ``<weights>/auto/measurements.json``), turned into an end-to-end
-  estimate with the rest of the pipeline's cost per frame (``OTHER_CORE_MS``).
+- how fast this machine runs it: the CPU time a frame costs the engine alone (core-ms), measured
+  once per machine, network and precision (a second or two each, cached in
+  ``<weights>/auto/measurements.json``), plus what the rest of the pipeline costs a frame
+  (``OTHER_CORE_MS``); the cores divided by that sum is the estimate.  CPU time, not wall time:
+  other work on the machine while it measures barely changes it.
 
 The first candidate whose estimate reaches the target wins; when none does, the fastest one
 measured.  A candidate is skipped when it cannot run here: a network whose files are missing and
@@ -44,6 +46,12 @@ OTHER_CORE_MS = 7.5             # core-ms a 640x480 frame costs outside the engi
 INT8_MAX_AP_COST = 0.010        # int8 is a candidate only where it loses at most this against fp32
 MEASURE_SECONDS = 0.6           # timed engine calls per network and precision (after a warm-up)
 REFERENCE_HEIGHT = 368          # net-input rows a network is measured at (other sizes: by pixels)
+# what each engine runs on a CPU ("auto": Intel's IR, which only OpenVINO reads)
+ENGINE_PRECISIONS = {"openvino": {"auto", "fp32", "bf16", "int8"}, "torch": {"fp32", "bf16"},
+                     "onnxruntime": {"fp32"}}
+INT8_GAIN = 1.2                 # int8 core-ms = its network's fp32/bf16 core-ms / this (benchmarks:
+                                # 1.20x bf16 on AVX512-BF16, 1.25-1.3x fp32 on AVX2); not measured, as
+                                # its model exists only after a calibration that must not delay a start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +102,7 @@ def resolve(config: Config, *, measure: Callable[[Config], float] | None = None,
     if not candidates_for(config, available):
         return config.model_copy(update={"model": config.model.model_copy(
             update={"backbone": _network(config.model.backbone)})})
-    choice = choose(config, measure=measure or measure_engine_fps, cache_path=cache_path,
+    choice = choose(config, measure=measure or measure_engine_cost, cache_path=cache_path,
                     available=available)
     log.info("auto: %s", choice.reason)
     return apply(config, choice.candidate)
@@ -137,18 +145,18 @@ def choose(config: Config, *, measure: Callable[[Config], float], cache_path: Pa
            available: Callable[[str, str | None], bool] | None = None) -> Choice:
     """The most accurate candidate whose estimated fps reaches ``run.target_fps``, else the
     fastest one.  Each network and precision is measured once, at ``REFERENCE_HEIGHT``
-    (``measure(config) -> engine frames/s``), where the cache has no figure for this machine;
-    other sizes scale with the net input's pixels."""
+    (``measure(config) -> engine core-ms a frame``), where the cache has no figure for this
+    machine; other sizes scale with the net input's pixels."""
     target = float(config.run.target_fps)
     cache = MeasurementCache(cache_path or default_cache_path())
-    rates: dict[tuple[str, str], float] = {}
+    costs: dict[tuple[str, str], float] = {}
     tried: list[tuple[Candidate, float]] = []
     for candidate in candidates_for(config, available or network_available):
         pair = (candidate.backbone, candidate.precision)
-        if pair not in rates:
-            rates[pair] = engine_rate(config, candidate, cache, measure)
-        engine_fps = rates[pair] * net_pixels(REFERENCE_HEIGHT) / net_pixels(candidate.input_height)
-        fps = estimate_fps(engine_fps, NOMINAL_FRAME)
+        if pair not in costs:
+            costs[pair] = engine_cost(config, candidate, cache, measure)
+        core_ms = costs[pair] * net_pixels(candidate.input_height) / net_pixels(REFERENCE_HEIGHT)
+        fps = estimate_fps(core_ms, NOMINAL_FRAME)
         tried.append((candidate, fps))
         if fps >= target:
             return Choice(candidate, fps, describe(candidate, fps, target, met=True, slower=len(tried) - 1))
@@ -156,37 +164,31 @@ def choose(config: Config, *, measure: Callable[[Config], float], cache_path: Pa
     return Choice(candidate, fps, describe(candidate, fps, target, met=False, slower=len(tried) - 1))
 
 
-def engine_rate(config: Config, candidate: Candidate, cache: "MeasurementCache",
+def engine_cost(config: Config, candidate: Candidate, cache: "MeasurementCache",
                 measure: Callable[[Config], float]) -> float:
-    """The engine's frames/s for ``candidate``'s network and precision at ``REFERENCE_HEIGHT``:
-    cached, else measured (and kept; a figure taken while the machine was busy is used once and
-    measured again at the next start)."""
+    """The engine's core-ms a frame for ``candidate``'s network and precision at
+    ``REFERENCE_HEIGHT``: cached, else measured and kept.  int8: its network's unquantized cost /
+    ``INT8_GAIN``."""
+    from stages.engines import cpu_supports_bf16
+
+    if candidate.precision == "int8":
+        base = "bf16" if cpu_supports_bf16() else "fp32"
+        return engine_cost(config, dataclasses.replace(candidate, precision=base), cache, measure) / INT8_GAIN
     key = cache_key(config, candidate)
-    rate = cache.get(key)
-    if rate is None:
-        busy = machine_busy()
+    cost = cache.get(key)
+    if cost is None:
         at_reference = apply(config, candidate)
         at_reference = at_reference.model_copy(update={"model": at_reference.model.model_copy(
             update={"input_height": REFERENCE_HEIGHT, "scale": None})})
-        rate = measure(at_reference)
-        cache.put(key, rate, busy=busy)
-    return rate
+        cost = measure(at_reference)
+        cache.put(key, cost)
+    return cost
 
 
 def net_pixels(height: int) -> int:
     """Net-input pixels of a 640x480 frame at ``height`` rows (width padded to a multiple of 8)."""
     width = height * NOMINAL_FRAME[1] / NOMINAL_FRAME[0]
     return height * (-(-round(width) // 8) * 8)
-
-
-def machine_busy() -> bool:
-    """Whether other work loads the cores now (1-minute load above the core count)."""
-    from stages.inference import available_cores
-
-    try:
-        return os.getloadavg()[0] > available_cores()
-    except OSError:
-        return False
 
 
 def describe(candidate: Candidate, fps: float, target: float, *, met: bool, slower: int) -> str:
@@ -205,9 +207,15 @@ def candidates_for(config: Config,
     available = available or network_available
     from stages.engines import cpu_supports_bf16, has_module
 
+    from stages.engines import resolve_engine
+
     model, inference = config.model, config.inference
+    runs = ENGINE_PRECISIONS.get(resolve_engine(config.model_copy(update={"model": model.model_copy(
+        update={"backbone": model.backbone if model.backbone != AUTO else "mobilenet_thin"})})), set())
     chosen = []
     for candidate in CANDIDATES:
+        if candidate.precision not in runs or (candidate.backbone == "omz" and "auto" not in runs):
+            continue
         if model.backbone not in (AUTO, candidate.backbone):
             continue
         if inference.precision not in (AUTO, candidate.precision) and candidate.precision != AUTO:
@@ -260,19 +268,19 @@ def network_available(backbone: str, weights: str | None) -> bool:
     return backbones.obtainable(backbone)
 
 
-def estimate_fps(engine_fps: float, frame: Sequence[int], cores: int | None = None) -> float:
-    """End-to-end fps from the engine's own rate: every frame also costs ``OTHER_CORE_MS``
-    core-ms (scaled with the frame's pixels) on the cores the engine shares."""
+def estimate_fps(engine_core_ms: float, frame: Sequence[int], cores: int | None = None) -> float:
+    """End-to-end fps: the cores over what a frame costs them, the engine's core-ms plus
+    ``OTHER_CORE_MS`` (scaled with the frame's pixels) for capture, resizing, decoding, drawing."""
     from stages.inference import available_cores
 
     cores = cores or available_cores()
-    other_s = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1]) / 1000.0
-    return 1.0 / (1.0 / engine_fps + other_s / cores)
+    other_ms = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
+    return cores * 1000.0 / (engine_core_ms + other_ms)
 
 
-def measure_engine_fps(config: Config) -> float:
-    """The engine's frames per second on a 640x480 frame's net input, with as many threads
-    calling it as the pipeline uses (``engine.workers``)."""
+def measure_engine_cost(config: Config) -> float:
+    """The engine's CPU time (core-ms) a frame on a 640x480 frame's net input, with as many
+    threads calling it as the pipeline uses (``engine.workers``)."""
     import numpy as np
 
     from stream.runtime import expected_input_size, load_engine
@@ -290,17 +298,14 @@ def measure_engine_fps(config: Config) -> float:
             engine(batch)
             counts[slot] += 1
 
-    started = time.perf_counter()
+    cpu_started = time.process_time()
     threads = [threading.Thread(target=call, args=(slot,)) for slot in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    close = getattr(engine, "close", None)
-    if callable(close):
-        close()
-    return max(sum(counts), 1) / elapsed
+    cpu_s = time.process_time() - cpu_started
+    return cpu_s * 1000.0 / max(sum(counts), 1)
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -348,7 +353,7 @@ def _version(module: str) -> str:
 
 
 class MeasurementCache:
-    """Engine fps per (machine, candidate) in one JSON file, written atomically; an unreadable
+    """Engine core-ms a frame per (machine, network, precision) in one JSON file, written atomically; an unreadable
     file is treated as empty (it is only a cache)."""
 
     def __init__(self, path: Path):
@@ -362,16 +367,16 @@ class MeasurementCache:
         return data if isinstance(data, dict) else {}
 
     def get(self, key: str) -> float | None:
-        """The kept figure; None when there is none or it was taken on a busy machine."""
+        """The kept figure, or None."""
         entry = self._load().get(key)
         try:
-            return None if not entry or entry.get("busy") else float(entry["engine_fps"])
+            return float(entry["engine_core_ms"]) if entry else None
         except (AttributeError, TypeError, KeyError, ValueError):
             return None
 
-    def put(self, key: str, engine_fps: float, *, busy: bool = False) -> None:
+    def put(self, key: str, engine_core_ms: float) -> None:
         data = self._load()
-        data[key] = {"engine_fps": round(engine_fps, 2), "busy": busy,
+        data[key] = {"engine_core_ms": round(engine_core_ms, 3),
                      "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

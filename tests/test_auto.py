@@ -11,8 +11,9 @@ import pytest
 from stream import auto
 from stream.config import load_config
 
-RATES = {("omz", "auto"): 60.0, ("omz", "fp32"): 50.0, ("omz", "bf16"): 60.0, ("mobilenet_thin", "fp32"): 14.0, ("mobilenet_thin", "bf16"): 30.0,
-         ("mobilenet_thin", "int8"): 36.0}
+# engine core-ms a frame at REFERENCE_HEIGHT (368 rows of a 640x480 frame)
+COSTS = {("omz", "auto"): 30.0, ("omz", "fp32"): 40.0, ("omz", "bf16"): 30.0,
+         ("mobilenet_thin", "fp32"): 140.0, ("mobilenet_thin", "bf16"): 60.0}
 
 
 def config_with(**values):
@@ -20,15 +21,15 @@ def config_with(**values):
 
 
 class Measure:
-    """Engine fps by network and precision, counting the calls (the cache must spare them)."""
+    """Engine core-ms by network and precision, counting the calls (the cache must spare them)."""
 
-    def __init__(self, rates=RATES):
-        self.rates, self.calls = rates, []
+    def __init__(self, costs=COSTS):
+        self.costs, self.calls = costs, []
 
     def __call__(self, config):
         pair = (config.model.backbone, config.inference.precision)
         self.calls.append((*pair, config.model.input_height))
-        return self.rates[pair]
+        return self.costs[pair]
 
 
 def everywhere(backbone, weights):
@@ -52,7 +53,7 @@ def test_offline_without_omz_the_next_network_is_taken_by_measured_speed(tmp_pat
     measure = Measure()
     chosen = auto.resolve(config_with(), measure=measure, cache_path=tmp_path / "m.json",
                           available=without_omz)
-    # fp32 at 14 fps (h368) is too slow at 480 and 368; bf16 at 30 fps h368 is ~17 fps at h480
+    # fp32 (140 core-ms at h368) gives 8 fps at h480; bf16 (60) gives 18 fps at h480
     assert (chosen.model.backbone, chosen.inference.precision, chosen.model.input_height) == \
         ("mobilenet_thin", "bf16", 480)
     assert [call[:2] for call in measure.calls] == [("mobilenet_thin", "fp32"), ("mobilenet_thin", "bf16")]
@@ -67,33 +68,38 @@ def test_a_higher_target_trades_accuracy_for_speed(tmp_path, monkeypatch):
 
 def test_when_nothing_reaches_the_target_the_fastest_is_taken(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: False)
-    slow = Measure({("mobilenet_thin", "fp32"): 4.0, ("mobilenet_thin", "int8"): 5.0})
+    slow = Measure({("mobilenet_thin", "fp32"): 400.0})
     with caplog.at_level(logging.INFO, logger="stream.auto"):
         chosen = auto.resolve(config_with(), measure=slow, cache_path=tmp_path / "m.json",
                               available=without_omz)
-    assert (chosen.inference.precision, chosen.model.input_height) in {("int8", 256), ("fp32", 256)}
+    assert (chosen.inference.precision, chosen.model.input_height) == ("fp32", 256)
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("auto:")]
     assert len(lines) == 1 and "none reaches 15 fps" in lines[0]
 
 
-def test_measurements_are_kept_per_machine_and_busy_ones_are_taken_again(tmp_path, monkeypatch):
+def test_measurements_are_kept_per_machine(tmp_path):
     cache = tmp_path / "m.json"
-    monkeypatch.setattr(auto, "machine_busy", lambda: False)
     first = Measure()
     auto.resolve(config_with(), measure=first, cache_path=cache, available=everywhere)
     again = Measure()
     auto.resolve(config_with(), measure=again, cache_path=cache, available=everywhere)
     assert first.calls and not again.calls
-    (entry,) = json.loads(cache.read_text()).values()
-    assert entry["engine_fps"] == RATES[("omz", "auto")] and auto.cpu_model() in next(iter(json.loads(cache.read_text())))
+    ((key, entry),) = json.loads(cache.read_text()).items()
+    assert entry["engine_core_ms"] == COSTS[("omz", "auto")] and auto.cpu_model() in key
+    cache.write_text("not json")                    # a broken cache is only measured again
+    broken = Measure()
+    auto.resolve(config_with(), measure=broken, cache_path=cache, available=everywhere)
+    assert broken.calls
 
-    monkeypatch.setattr(auto, "machine_busy", lambda: True)
-    cache.unlink()
-    busy = Measure()
-    auto.resolve(config_with(), measure=busy, cache_path=cache, available=everywhere)
-    later = Measure()
-    auto.resolve(config_with(), measure=later, cache_path=cache, available=everywhere)
-    assert busy.calls and later.calls                # a figure from a busy machine is not kept
+
+def test_int8_is_estimated_from_its_network_never_quantized_to_choose(tmp_path, monkeypatch):
+    monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: False)
+    measure = Measure({("mobilenet_thin", "fp32"): 60.0})
+    chosen = auto.resolve(config_with(**{"run.target_fps": 33}), measure=measure,
+                          cache_path=tmp_path / "m.json", available=without_omz)
+    # fp32 h368 is 29.6 fps, int8 h368 (60 / 1.2 core-ms) 34.8 fps: int8, never measured itself
+    assert (chosen.inference.precision, chosen.model.input_height) == ("int8", 368)
+    assert {call[1] for call in measure.calls} == {"fp32"}
 
 
 def test_every_explicit_setting_is_kept(tmp_path, monkeypatch):
@@ -122,14 +128,16 @@ def test_weights_without_a_network_name_theirs(tmp_path):
     assert random.model.backbone == "mobilenet_thin"
 
 
-def test_a_real_engine_is_measured(tmp_path):
-    config = config_with(**{"model.backbone": "mobilenet_thin", "model.weights": "random",
-                            "model.input_height": 64, "inference.precision": "fp32"})
-    rate = auto.measure_engine_fps(config)
-    assert rate > 1.0
+def test_a_real_engine_is_measured_in_cpu_time():
+    def cost(height):
+        return auto.measure_engine_cost(config_with(**{
+            "model.backbone": "mobilenet_thin", "model.weights": "random",
+            "model.input_height": height, "inference.precision": "fp32"}))
+    small, large = cost(64), cost(256)
+    assert 0 < small < large                         # 16x the pixels costs more CPU
 
 
-def test_estimate_accounts_for_the_rest_of_the_pipeline():
-    assert auto.estimate_fps(1000.0, auto.NOMINAL_FRAME, cores=2) < 1000.0
-    assert auto.estimate_fps(20.0, auto.NOMINAL_FRAME, cores=2) == pytest.approx(
-        1 / (1 / 20 + auto.OTHER_CORE_MS / 2000), rel=1e-6)
+def test_estimate_is_the_cores_over_a_frames_cost():
+    assert auto.estimate_fps(92.5, auto.NOMINAL_FRAME, cores=2) == pytest.approx(
+        2000 / (92.5 + auto.OTHER_CORE_MS))
+    assert auto.estimate_fps(50.0, (960, 1280), cores=2) < auto.estimate_fps(50.0, (480, 640), cores=2)
