@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import backbones
 from backbones.download import TIMEOUT_S, DownloadError, download
 from backbones.registry import BackboneSpec, WeightSource
 from posestream_common.errors import ConfigError, WeightsError
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "SHA256SUMS"
 MANIFEST_MAX_BYTES = 1 << 20
-RANDOM = "random"
 
 
 def variants(spec: BackboneSpec) -> tuple[str, ...]:
@@ -42,8 +42,6 @@ def variants(spec: BackboneSpec) -> tuple[str, ...]:
 
 def ir_folder(spec: BackboneSpec) -> Path:
     """``<weights folder>/<ir.folder>`` (the weights folder follows ``$POSESTREAM_WEIGHTS_DIR``)."""
-    import backbones
-
     return backbones.weights_dir() / spec.ir.folder
 
 
@@ -87,7 +85,7 @@ def resolve_ir(spec: BackboneSpec, weights: str | Path | None = None, *,
     """The ``.xml`` to run (its ``.bin`` beside it): ``weights`` when given (checked), else the
     installed IR, else the default variant fetched now.  ConfigError / WeightsError otherwise."""
     fetch_hint = f"python -m backbones.fetch {spec.name} fetches it into {ir_path(spec)}"
-    if weights is not None and str(weights) == RANDOM:
+    if weights is not None and str(weights) == backbones.RANDOM:
         raise ConfigError(f"model.weights 'random': the {spec.name} backbone is an OpenVINO IR and "
                           f"has no random variant; leave --weights out ({fetch_hint})")
     if weights is None:
@@ -175,8 +173,8 @@ def _fetch_file(spec: BackboneSpec, source: WeightSource, dest: Path, base: str 
         download(url, dest, label=f"{spec.name} {source.file_name}", **checks)
     except DownloadError as exc:
         if exc.offline:
-            raise WeightsError(f"no {spec.name} IR at {dest} and cannot reach the server "
-                               f"(offline?): {exc}. Download {url} and save it as {dest} (its "
+            raise WeightsError(f"{spec.name} IR file {dest} is missing and the server cannot "
+                               f"be reached (offline?): {exc}. Download {url} and save it as {dest} (its "
                                f".xml/.bin pair in that folder), or pass --weights FILE.xml"
                                ) from None
         raise WeightsError(f"{spec.name} {source.file_name} not saved at {dest}: {exc}") from None

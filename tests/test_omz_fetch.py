@@ -4,8 +4,8 @@
 (tests/http_files.py), with resume, checksums, a mirror's own SHA256SUMS and the offline error;
 an IR put there by hand is used as it is.
 
-The IR served is the one in ../shared/weights/omz (skipped without it): an older release than
-the one Open Model Zoo's model.yml lists, so the mirror carries its own checksums."""
+The IR served is the shared test files' weights/omz one (skipped without it): an older release
+than the one Open Model Zoo's model.yml lists, so the mirror carries its own checksums."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import backbones
 from backbones import fetch
 from backbones.download import part_path
 from backbones.ir import installed_ir, variants
-from posestream_common.errors import WeightsError
+from posestream_common.errors import ConfigError, WeightsError
 from stages.inference import make_engine
 from stream.config import load_config
 from tests.helpers_spine import ROOT, cli_env
@@ -242,3 +242,12 @@ def test_cli_offline_first_use_is_one_line_exit_2(tmp_path):
     target = tmp_path / "w" / "omz" / "FP16-INT8" / f"{MODEL}.bin"
     assert f"Download {base}/FP16-INT8/{MODEL}.bin and save it as {target}" in errors[0]
     assert "openvino-dev" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_int8_is_refused_before_anything_is_fetched(weights_dir, monkeypatch):
+    pytest.importorskip("openvino")
+    with FileServer({}) as server:
+        monkeypatch.setenv(URL_ENV, server.url("mirror"))
+        with pytest.raises(ConfigError, match="FP16-INT8 variant is quantized by Intel already"):
+            make_engine(omz_config(**{"inference.precision": "int8"}))
+        assert server.requests == []

@@ -244,7 +244,7 @@ def ir_int8_error(spec: Any) -> ConfigError:
     if ir.int8_variant is None:
         return ConfigError(f"inference.precision 'int8': {spec.name!r} is an OpenVINO IR, which is "
                            "not quantized here; run it with --precision bf16 or fp32")
-    where = ("its default" if ir.int8_variant == ir.default_variant
+    where = ("the default variant" if ir.int8_variant == ir.default_variant
              else f"python -m backbones.fetch {spec.name} --variant {ir.int8_variant}")
     return ConfigError(f"inference.precision 'int8': the {spec.name} IR's {ir.int8_variant} "
                        f"variant is quantized by Intel already ({where}); run it with "
