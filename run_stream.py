@@ -72,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--video", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--backbone", "-backbone", metavar="NAME", type=str.lower,
         help="auto (default: the most accurate that keeps run.target_fps here), cmu, mobilenet, "
-             "mobilenet_thin or omz (any case)")
+             "mobilenet_thin or omz (Intel's OpenVINO IR; any case)")
     add("--device", metavar="DEV", help="auto (default), cpu or cuda")
-    add("--weights", metavar="PATH", help="weights file, or 'random' (tests/benchmarks only); "
-                                          "default weights/<backbone>.pth")
+    add("--weights", metavar="PATH", help="weights file (omz: an IR .xml), or 'random' "
+                                          "(tests/benchmarks only); default weights/<backbone>.pth, "
+                                          "omz: weights/omz/FP16-INT8/")
     add("--input-height", type=int, metavar="H", help="net input height (width keeps the aspect ratio)")
     add("--scale", "-scale", type=float, metavar="F",
         help="net input = frame size x F (instead of --input-height)")

@@ -196,10 +196,7 @@ def calibrated_apart(setup: Setup, clip: Path) -> Setup:
 def default_height(backbone: str) -> int | None:
     """The net input height a backbone runs at when none is given."""
     import backbones
-    from stages.engines.omz import OMZ_PREPROCESS
 
-    if backbone == "omz":
-        return OMZ_PREPROCESS.default_height
     if backbone in backbones.list_backbones():
         return backbones.get_spec(backbone).preprocess.default_height
     return None

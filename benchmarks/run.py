@@ -99,9 +99,11 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def omz_weights(args: argparse.Namespace) -> Path | None:
-    from stages.engines.omz import omz_default_weights
+    import backbones
+    from backbones.ir import installed_ir
 
-    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR, omz_default_weights()):
+    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR,
+                      installed_ir(backbones.get_spec("omz"))):
         if candidate is not None and Path(candidate).is_file():
             return Path(candidate)
     return None

@@ -143,13 +143,14 @@ def _to_numpy(tensor: "torch.Tensor") -> np.ndarray:
 def check_backbone(name: str) -> None:
     """ConfigError naming the valid backbones when ``name`` is not a torch network."""
     import backbones
+    from backbones.ir import engine_error
 
-    if name == "omz":
-        raise ConfigError("model.backbone 'omz' is Intel's OpenVINO IR: it runs only with "
-                          "--engine openvino (and --weights FILE.xml)")
     known = list(backbones.list_backbones())
     if name not in known:
         raise ConfigError(f"model.backbone {name!r} is unknown; choose from {', '.join(known)}")
+    spec = backbones.get_spec(name)
+    if spec.ir is not None:
+        raise engine_error(spec, "torch")
 
 
 def cpu_parallelism(threads: int | None, workers: int | None, mode: str, cores: int) -> tuple[int, int]:
