@@ -324,7 +324,8 @@ def benchmark(args: argparse.Namespace) -> list[Path]:
     summary["meta"] = accuracy_report.run_meta(load_before, load_average(), time.monotonic() - started,
                                                clip, settings)
     paths = store.write_results("accuracy", summary, accuracy_report.markdown, out=args.out,
-                                chart=accuracy_report.write_chart, headline=accuracy_report.headline_line(summary))
+                                chart=accuracy_report.write_chart, headline=accuracy_report.headline_line(summary),
+                                load_before=load_before)
     for path in paths:
         print(path)
     print(accuracy_report.goals_text(summary))

@@ -118,8 +118,9 @@ def tune(args: argparse.Namespace) -> list[Path]:
         best, steps = ascend(scorers[args.split], args.params or list(CANDIDATES), args.rounds)
         report = {half: {"defaults": scorer({}), "tuned": scorer(best)} for half, scorer in scorers.items()}
     result = {"setup": setup.label, "tuned_on": args.split, "chosen": best, "halves": report, "steps": steps}
+    picked = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in best.items())
     paths = store.write_results("accuracy_tuning", result, markdown, out=args.out,
-                                headline="coordinate ascent's pick: " + (", ".join(f"{k.split('.')[-1]}={v}" for k, v in best.items()) or "the defaults"))
+                                headline=f"coordinate ascent's pick: {picked or 'the defaults'}")
     print(markdown(result))
     return paths
 
@@ -127,12 +128,12 @@ def tune(args: argparse.Namespace) -> list[Path]:
 def markdown(result: dict) -> str:
     lines = [f"# Decoder thresholds tuned on the {result['tuned_on']} image ids ({result['setup']})", "",
              store.machine_header(result), "",
-             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", "",
-             "| half | role | AP defaults | AP tuned | people defaults | people tuned |", "|---|---|---:|---:|---:|---:|"]
-    for half, scores in result["halves"].items():
-        role = "tuned on" if half == result["tuned_on"] else "held out"
-        lines.append(f"| {half} | {role} | {scores['defaults']['AP']:.4f} | {scores['tuned']['AP']:.4f} | "
-                     f"{scores['defaults']['people']} | {scores['tuned']['people']} |")
+             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", ""]
+    rows = [[half, "tuned on" if half == result["tuned_on"] else "held out", f"{scores['defaults']['AP']:.4f}",
+             f"{scores['tuned']['AP']:.4f}", scores["defaults"]["people"], scores["tuned"]["people"]]
+            for half, scores in result["halves"].items()]
+    lines += store.markdown_table(("half", "role", "AP defaults", "AP tuned", "people defaults", "people tuned"),
+                                  rows, align="llrrrr")
     return "\n".join(lines) + "\n"
 
 

@@ -76,13 +76,22 @@ def prepare_clip(work_dir: Path, shared: Path | None = None, frames: int | None 
         clip = work_dir / f"{original.stem}-{CLIP_WIDTH}x{CLIP_HEIGHT}{cut}.mp4"
         if not clip.is_file():
             _write_video(clip, itertools.islice(_resized_frames(original), frames))
-        return clip, f"{original} resized to {CLIP_WIDTH}x{CLIP_HEIGHT} (two dancers){cut and f', {frames} frames'}"
+        note = f"{original} resized to {CLIP_WIDTH}x{CLIP_HEIGHT} (two dancers)"
+        return clip, note + (f", {frames} frames" if frames else "")
     count = frames or GENERATED_FRAMES
     clip = work_dir / f"generated-{CLIP_WIDTH}x{CLIP_HEIGHT}-{count}f.mp4"
     if not clip.is_file():
         _write_video(clip, _demo_frames(count))
     return clip, (f"no {original}: a clip generated from the built-in demo stream "
                   f"({count} frames, {CLIP_WIDTH}x{CLIP_HEIGHT})")
+
+
+def clip_net_input(spec: Any, height: int | None, scale: float | None = None) -> tuple[int, int]:
+    """The padded net-input (height, width) the pipeline makes of one clip frame (640x480)."""
+    from stages.preprocess import net_size, padded_size
+
+    net_height, net_width, _ = net_size(CLIP_HEIGHT, CLIP_WIDTH, spec, height, scale)
+    return padded_size(net_height, net_width, int(spec.size_multiple))
 
 
 def _resized_frames(path: Path):

@@ -124,18 +124,13 @@ def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| maps | people | decoder | ms/frame | speed-up | people complete | mean error px "
-        "| false people |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['maps']} | {row['people']} | {row['decoder']} | {row['ms_per_frame']:.2f} | "
-            f"{row['speedup']:.1f}x | {100 * row['complete_fraction']:.1f} % "
-            f"({row['people_complete']}/{row['people_true']}) | {row['mean_error_px']:.2f} | "
-            f"{100 * row['false_fraction']:.1f} % ({row['false_people']}) |")
-    return "\n".join(lines)
+    cells = [[row["maps"], row["people"], row["decoder"], f"{row['ms_per_frame']:.2f}", f"{row['speedup']:.1f}x",
+              f"{100 * row['complete_fraction']:.1f} % ({row['people_complete']}/{row['people_true']})",
+              f"{row['mean_error_px']:.2f}", f"{100 * row['false_fraction']:.1f} % ({row['false_people']})"]
+             for row in rows]
+    return "\n".join(store.markdown_table(
+        ("maps", "people", "decoder", "ms/frame", "speed-up", "people complete", "mean error px", "false people"),
+        cells, align="lrlrrrrr"))
 
 
 def main(argv=None) -> int:
@@ -146,7 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="folder for decoder.md/.json (default: benchmarks/results/CLASS)")
     args = parser.parse_args(argv)
 
-    load_before = (load_average() or [float("nan")])[0]
+    loads = load_average()
+    load_before = (loads or [float("nan")])[0]
     rows = run(args.scenes, args.repeats, not args.no_torch)
     load_after = (load_average() or [float("nan")])[0]
     table = markdown(rows)
@@ -158,10 +154,11 @@ def main(argv=None) -> int:
               f"keypoints down to {CROWD['min_separation_px']:g} px apart; one thread, "
               f"numpy {np.__version__}, opencv {cv2.__version__}; "
               f"load average {load_before:.1f} at the start, {load_after:.1f} at the end.")
-    crowd = next(r for r in rows if r["people"] == CROWDED and r["maps"] == NETWORK_LIKE and r["decoder"] == "ours")
+    crowd = next(r for r in rows if (r["people"], r["maps"], r["decoder"]) == (CROWDED, NETWORK_LIKE, "ours"))
     store.write_results("decoder", summary, lambda s: f"{header}  {store.machine_header(s)}\n\n{table}\n",
-                        out=args.out, headline=f"crowds: ours completes {crowd['people_complete']}/"
-                                               f"{crowd['people_true']} people at {crowd['speedup']:.0f}x the x8 decoder's speed")
+                        out=args.out, load_before=loads,
+                        headline=f"crowds: ours completes {crowd['people_complete']}/{crowd['people_true']} "
+                                 f"people at {crowd['speedup']:.0f}x the x8 decoder's speed")
     print(header + "\n\n" + table)
     return 0
 

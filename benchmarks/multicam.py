@@ -5,17 +5,18 @@ vs unbatched inference; and the latency of a live camera.
     python benchmarks/multicam.py --live [--seconds 30] [--repeats 2] [--before OTHER_CHECKOUT]
 
 Files: every camera reads the benchmarks' 640x480 clip (``bench_media.prepare_clip``: the test
-media's dance2.mp4 resized, else the built-in demo stream; its first ``--frames``) through the full pipeline with mobilenet_thin
-and its real weights, writing JSON lines.  *batched*: the inference stage takes the newest frame
-of every camera as one forward (``Pipeline(max_batch=cameras)``); *unbatched*: one frame per
-forward, cameras served in turn (``max_batch=1``).  Also: the engine alone, ms per frame in
+media's dance2.mp4 resized, else the built-in demo stream; its first ``--frames``) through the
+full pipeline with mobilenet_thin and its real weights, writing JSON lines.  *batched*: the
+inference stage takes the newest frame of every camera as one forward
+(``Pipeline(max_batch=cameras)``); *unbatched*: one frame per forward, cameras served in turn
+(``max_batch=1``).  Also: the engine alone, ms per frame in
 batches of 1, 2 and 4, and what the pipeline's default (``max_batch=None``: timed at start-up)
 chooses for each camera count.  Settings alternate within each repeat so slow phases of a shared
 machine hit every setting alike; the median run counts.  Per-camera fps is each camera's frames
 over its own time to its last frame (the stats' ``sources`` section).
 
-``--live``: one camera on the real RTSP test server (``benchmarks/rtsp_camera.py``, 640x480 at 15 fps)
-for ``--seconds``; reports end-to-end latency against the inference time.  ``--before`` also runs
+``--live``: one camera on the real RTSP test server (``benchmarks/rtsp_camera.py``, 640x480 at
+15 fps) for ``--seconds``; reports end-to-end latency against the inference time.  ``--before`` also runs
 the pipeline of another checkout (e.g. ``git archive`` of an older commit), alternating with this
 one, each in a fresh process, for a before/after comparison.
 Prints a table and writes JSON and Markdown into benchmarks/results/CLASS (``--out``).
@@ -31,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import store
-from benchmarks.bench_media import ROOT, prepare_clip
+from benchmarks.bench_media import ROOT, clip_net_input, prepare_clip
 from benchmarks.machine import load_average
 
 
@@ -63,11 +64,11 @@ def engine_per_frame_ms(args: argparse.Namespace, repeats: int = 3) -> dict[str,
     """The engine alone: best ms per frame for batches of 1, 2 and 4 at the pipeline's input size."""
     from stream.batching import time_batches
     from stream.config import load_config
-    from stream.pipeline import _expected_input_size, load_engine
+    from stream.pipeline import load_engine
 
     config = load_config(None, values=base_values(args))
     engine = load_engine(config)
-    height, width = _expected_input_size(config, engine.preprocess)
+    height, width = clip_net_input(engine.preprocess, config.model.input_height, config.model.scale)
     result = {}
     for frames in (2, 4):
         single_ms, batched_ms = time_batches(engine, frames, height, width, repeats)
@@ -213,8 +214,9 @@ def main() -> None:
     else:
         summary.update(bench_files(args))
     summary["load_before"], summary["load_after"] = load_before, load_average()
-    out_dir, stem = (args.out.parent, args.out.stem) if args.out else (None, "multicam_live" if args.live else "multicam")
-    store.write_results(stem, summary, markdown, out=out_dir, headline=headline(summary))
+    stem = args.out.stem if args.out else ("multicam_live" if args.live else "multicam")
+    store.write_results(stem, summary, markdown, out=args.out.parent if args.out else None,
+                        headline=headline(summary), load_before=load_before)
     print(markdown(summary))
 
 

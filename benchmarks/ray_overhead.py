@@ -43,7 +43,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import store  # noqa: E402
-from benchmarks.bench_media import find_shared, prepare_clip  # noqa: E402
+from benchmarks.bench_media import clip_net_input, find_shared, prepare_clip  # noqa: E402
 from benchmarks.bench_worker import ENGINE_VARIANTS  # noqa: E402
 from benchmarks.machine import describe_machine, load_average  # noqa: E402
 
@@ -200,7 +200,6 @@ def raw_call_ms(ray: Any, net_shape: tuple[int, ...], maps_shape: tuple[int, ...
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from stages.preprocess import net_size, padded_size
     from stream.config import load_config
     from stream.ray_runner import connect
 
@@ -218,8 +217,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import backbones
 
     spec = backbones.get_spec(args.backbone).preprocess
-    height, width, _ = net_size(480, 640, spec, args.height, None)
-    height, width = padded_size(height, width, int(spec.size_multiple))
+    height, width = clip_net_input(spec, args.height)
     raw = raw_call_ms(ray, (1, 3, height, width), (1, 57, height // 8, width // 8))
     ray.shutdown()
     medians = {name: {key: round(statistics.median(run[key] for run in results), 3) for key in results[0]}
@@ -227,7 +225,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     overhead = {pair: {key: round(medians[f"ray, {pair}"][key] - medians[f"local threaded, {pair}"][key], 3)
                        for key in ("wall_ms_per_frame", "cpu_ms_per_frame", "latency_p50_ms", "inference_p50_ms")}
                 for pair in PAIRS}
-    return {"machine": describe_machine(),
+    return {"machine": {**describe_machine(), "load_average": load_before},
             "meta": {"load_before": load_before, "load_after": load_average(), "ray": ray.__version__,
                      "clip": clip_note, "backbone": args.backbone, "weights": weights, "engine": args.engine,
                      "height": args.height, "net_input": [height, width], "frames": args.frames,

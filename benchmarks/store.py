@@ -33,9 +33,9 @@ CLASS_NOTES = {
 }
 
 
-def results_dir(device: str = "cpu", root: Path = RESULTS) -> Path:
+def results_dir(device: str = "cpu", root: Path | None = None) -> Path:
     """The folder of this machine's class (``device`` as in ``machine.cpu_class``)."""
-    return root / cpu_class(device)
+    return (root or RESULTS) / cpu_class(device)
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
@@ -57,12 +57,16 @@ def atomic_write(path: Path, text: str) -> Path:
 
 def write_results(stem: str, summary: dict[str, Any], markdown: str | Callable[[dict], str], *,
                   out: Path | None = None, chart: Callable[[dict, Path], Any] | None = None,
-                  device: str = "cpu", headline: str | None = None) -> list[Path]:
+                  device: str = "cpu", headline: str | None = None,
+                  load_before: list[float] | None = None) -> list[Path]:
     """``stem``.json, .md (and .png when ``chart`` draws one) in ``out`` (default: the class
-    folder of ``device``); the summary gains ``machine`` and ``command`` where it lacks them,
-    and ``headline`` (one line for the class table) when given.  Returns the paths written."""
+    folder of ``device``); the summary gains ``machine`` (its load average: ``load_before``, the
+    run's at its start, else now) and ``command`` where it lacks them, and ``headline`` (one line
+    for the class table) when given.  Returns the paths written."""
     if not isinstance(summary.get("machine"), dict):
         summary["machine"] = describe_machine(device, with_versions=True)
+        if load_before is not None:
+            summary["machine"]["load_average"] = load_before
     summary.setdefault("command", command_line())
     if headline is not None:
         summary["headline"] = headline
@@ -110,7 +114,8 @@ def write_index(folder: Path) -> Path:
         load = machine.get("load_average") or ["?"]
         rows.append([files, f"`{row['command']}`" if row["command"] else "", str(machine.get("date", "?"))[:10],
                      machine.get("cpu", "?"), str(machine.get("cores", "?")), str(load[0]), row["headline"]])
-    lines += markdown_table(("results", "command", "date", "CPU model", "cores", "load", "headline"), rows)
+    lines += markdown_table(("results", "command", "date", "CPU model", "cores", "load at start", "headline"),
+                            rows)
     return atomic_write(folder / INDEX, "\n".join(lines) + "\n")
 
 
@@ -146,10 +151,11 @@ def save_figure(figure: Any, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-def latest_result(names: Sequence[str], root: Path = RESULTS,
+def latest_result(names: Sequence[str], root: Path | None = None,
                   prefer: str | None = None) -> Path | None:
     """The result file of one of ``names`` (e.g. ``results.json``): in the class folder
     ``prefer`` when it has one, else the newest by its recorded date across the classes."""
+    root = root or RESULTS
     if prefer is not None:
         for name in names:
             if (root / prefer / name).is_file():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks import store
 from benchmarks.bench_media import prepare_clip
+from benchmarks.machine import load_average
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 DEFAULT_SETTINGS = "sequential:2:1,sequential:1:1,threaded:2:1,threaded:1:1,threaded:1:2"
@@ -99,6 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = [_parse_setting(text) for text in args.settings.split(",")]
+    load_before = load_average()
 
     import backbones
 
@@ -142,7 +144,7 @@ def main() -> None:
     best = max(results.items(), key=lambda item: item[1]["fps"])
     out_dir, stem = (args.out.parent, args.out.stem) if args.out else (None, "threads")
     for path in store.write_results(stem, summary, lambda s: markdown(s, text), out=out_dir,
-                                    headline=f"best {best[0]}: {best[1]['fps']:.2f} fps"):
+                                    load_before=load_before, headline=f"best {best[0]}: {best[1]['fps']:.2f} fps"):
         print(f"wrote {path}")
 
 

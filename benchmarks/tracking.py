@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_before": load_before, "load_after": load_average()},
     }
     first = rows[0]["figures"]
-    store.write_results(args.name, report, markdown, out=args.out,
+    store.write_results(args.name, report, markdown, out=args.out, load_before=load_before,
                         headline=f"{first['ids']} ids, both dancers {100 * first['both_found']:.1f} % of frames, "
                                  f"--smooth cuts jitter {100 * first['jitter_cut']:.0f} %")
     log.info("%s", markdown(report))

@@ -203,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_from_s = max(args.kill_at, args.stall_at) + args.down_s + QUIET_AFTER_S
     result["memory"] = _memory_summary(result["samples"], quiet_from_s)
     out = Path(args.out) if args.out else None
+    memory = result["memory"]
     store.write_results(out.name if out else "wall_soak", result, _markdown, out=out.parent if out else None,
-                        headline=f"SIGINT exit {result.get('sigint_exit_code')} after {result.get('sigint_exit_s')} s; "
-                                 f"RSS {result['memory'].get('rss_start_mb')} -> {result['memory'].get('rss_end_mb')} MB")
+                        headline=f"SIGINT exit {result.get('sigint_exit_code')} after {result.get('sigint_exit_s')} "
+                                 f"s; RSS {memory.get('rss_start_mb')} -> {memory.get('rss_end_mb')} MB")
     print(_markdown(result))
     return 0
 
