@@ -6,7 +6,7 @@
 Each configuration (backbone × engine × precision × input height) runs the real pipeline
 (``stream.pipeline.Pipeline``, what ``run_stream.py --source FOLDER --json …`` runs) over the
 images; its JSON lines (people in CMU-18 with their person ``score``) are mapped to COCO-17
-(``stages.coco``) and scored by pycocotools' ``COCOeval`` with ``params.imgIds`` = every image of
+(``coco_eval.to_coco17``) and scored by pycocotools' ``COCOeval`` with ``params.imgIds`` = every image of
 the annotation file in the split.  With ``--split all`` every AP is also given for the even and
 the odd image ids, so thresholds tuned on one half can be checked on the other.  Side by side on
 the same images: the x8 reference decoder on the very maps of the openvino fp32 row
