@@ -7,20 +7,20 @@ image ids) through the real pipeline, its maps recorded; then every candidate va
 ``postprocess`` threshold is tried by re-decoding those very maps in the pipeline
 (``MapsReplay``: no network), one parameter at a time, keeping a change only when it raises AP
 (coordinate ascent, ``--rounds`` passes).  The chosen values are then scored on the other half,
-which played no part in choosing them.  Results: benchmarks/results/accuracy_tuning.md/.json.
+which played no part in choosing them.  Results: benchmarks/results/CLASS/accuracy_tuning.md/.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import RESULTS, THIN, parse_args as accuracy_args
+from benchmarks import store
+from benchmarks.accuracy import THIN, parse_args as accuracy_args
 from benchmarks.accuracy_runs import RecordedMaps, Setup, run_images
 from benchmarks.coco_eval import Dataset, detections_from_lines, keypoint_ap, link_images, load_dataset, \
     split_ids
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, help="net input height (default: the backbone's)")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the parameters")
     parser.add_argument("--params", nargs="+", choices=sorted(CANDIDATES), help="default: all")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="where accuracy_tuning.* go (default: benchmarks/results/CLASS)")
     return parser.parse_args(argv)
 
 
@@ -118,22 +118,22 @@ def tune(args: argparse.Namespace) -> list[Path]:
         best, steps = ascend(scorers[args.split], args.params or list(CANDIDATES), args.rounds)
         report = {half: {"defaults": scorer({}), "tuned": scorer(best)} for half, scorer in scorers.items()}
     result = {"setup": setup.label, "tuned_on": args.split, "chosen": best, "halves": report, "steps": steps}
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = args.out / "accuracy_tuning.json", args.out / "accuracy_tuning.md"
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    md_path.write_text(markdown(result))
+    picked = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in best.items())
+    paths = store.write_results("accuracy_tuning", result, markdown, out=args.out,
+                                headline=f"coordinate ascent's pick: {picked or 'the defaults'}")
     print(markdown(result))
-    return [json_path, md_path]
+    return paths
 
 
 def markdown(result: dict) -> str:
     lines = [f"# Decoder thresholds tuned on the {result['tuned_on']} image ids ({result['setup']})", "",
-             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", "",
-             "| half | role | AP defaults | AP tuned | people defaults | people tuned |", "|---|---|---:|---:|---:|---:|"]
-    for half, scores in result["halves"].items():
-        role = "tuned on" if half == result["tuned_on"] else "held out"
-        lines.append(f"| {half} | {role} | {scores['defaults']['AP']:.4f} | {scores['tuned']['AP']:.4f} | "
-                     f"{scores['defaults']['people']} | {scores['tuned']['people']} |")
+             store.machine_header(result), "",
+             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", ""]
+    rows = [[half, "tuned on" if half == result["tuned_on"] else "held out", f"{scores['defaults']['AP']:.4f}",
+             f"{scores['tuned']['AP']:.4f}", scores["defaults"]["people"], scores["tuned"]["people"]]
+            for half, scores in result["halves"].items()]
+    lines += store.markdown_table(("half", "role", "AP defaults", "AP tuned", "people defaults", "people tuned"),
+                                  rows, align="llrrrr")
     return "\n".join(lines) + "\n"
 
 

@@ -319,7 +319,7 @@ def default_cache_path() -> Path:
 
 def machine_key() -> str:
     """CPU model, instruction class, cores and engine versions: what the measurements depend on."""
-    from stages.engines import cpu_class
+    from posestream_common.machine import cpu_class, cpu_model
     from stages.inference import available_cores
 
     return f"{cpu_model()}|{cpu_class()}|{available_cores()} cores|openvino {_version('openvino')}"
@@ -329,18 +329,6 @@ def cache_key(config: Config, candidate: Candidate) -> str:
     weights = config.model.weights or "default"
     return (f"{machine_key()}|{candidate.backbone} {candidate.precision} h{REFERENCE_HEIGHT}"
             f"|weights {weights}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def _version(module: str) -> str:

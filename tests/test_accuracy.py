@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.coco_eval import detections_from_lines, keypoint_ap, load_dataset, split_ids
-from stages.coco import COCO_KEYPOINTS, NECK, from_coco17, to_coco17
+from benchmarks.coco_eval import (COCO_KEYPOINTS, NECK, detections_from_lines, from_coco17, keypoint_ap,
+                                  load_dataset, split_ids, to_coco17)
 from stream.items import Posed
 from stream.sinks.json_lines import pose_record
 

@@ -209,7 +209,7 @@ class SceneEngine:
 
 def test_a_given_engine_is_warmed_up_and_its_maps_become_the_people(video_200, tmp_path):
     import backbones
-    from stages.postprocess.synthetic import make_scene
+    from benchmarks.synthetic import make_scene
 
     scene = make_scene(3, 2, net_size=(120, 160))
     engine = SceneEngine(scene, backbones.get_spec("mobilenet_thin").preprocess)
@@ -234,7 +234,7 @@ def test_each_person_in_the_json_keeps_the_decoders_score(video_200, tmp_path, t
     """Tracking and smoothing must not separate a person from their score."""
     import backbones
     from stages.postprocess import decode_people
-    from stages.postprocess.synthetic import make_scene
+    from benchmarks.synthetic import make_scene
 
     scene = make_scene(11, 5, net_size=(120, 160))
     expected_people, expected_scores = decode_people(scene.heatmaps, scene.pafs)

@@ -109,33 +109,11 @@ def has_module(name: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def cpu_class() -> str:
-    """The CPU's instruction class, which decides the engines' speed: ``AMX``, ``AVX512-BF16``,
-    ``AVX512``, ``AVX2`` or ``other`` (Linux flags; ``other`` where they cannot be read)."""
-    flags = set(_cpu_flags())
-    if "amx_bf16" in flags:
-        return "AMX"
-    if "avx512_bf16" in flags:
-        return "AVX512-BF16"
-    if "avx512f" in flags:
-        return "AVX512"
-    return "AVX2" if "avx2" in flags else "other"
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return next((line.split(":", 1)[1].split() for line in text.splitlines()
-                 if line.startswith("flags")), [])
-
-
-@lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16; Linux flags)."""
-    flags = _cpu_flags()
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    from posestream_common.machine import cpu_flags
+
+    return any(flag in cpu_flags() for flag in _BF16_CPU_FLAGS)
 
 
 def parallelism(config: "Config") -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 Run it with Debian's python (it needs ``gi`` and GstRtspServer, which the project's python lacks)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--path /cam] [--fps 15]
+    /usr/bin/python3 benchmarks/rtsp_server.py --port 8554 [--path /cam] [--fps 15]
 
 It serves H.264 (640x480 by default) at ``rtsp://127.0.0.1:PORT/PATH`` and prints one line
 ``READY rtsp://…`` on stdout once it listens.  One shared pipeline feeds every client::
