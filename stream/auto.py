@@ -69,7 +69,7 @@ class Candidate:
         return f"{self.backbone} {self.precision} h{self.input_height}"
 
 
-# benchmarks/results/accuracy.md: the 260 COCO val2017 images, AP of the real pipeline.
+# benchmarks/results/AVX512-BF16/accuracy.md: the 260 COCO val2017 images, AP of the real pipeline.
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("omz", "auto", 256, 0.356),
     Candidate("mobilenet_thin", "fp32", 480, 0.356),
