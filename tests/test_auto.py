@@ -142,3 +142,25 @@ def test_estimate_is_the_cores_over_a_frames_cost():
     assert auto.estimate_fps(92.5, auto.NOMINAL_FRAME, cores=2) == pytest.approx(
         2000 / (92.5 + auto.OTHER_CORE_MS))
     assert auto.estimate_fps(50.0, (960, 1280), cores=2) < auto.estimate_fps(50.0, (480, 640), cores=2)
+
+
+def test_the_ap_table_is_the_accuracy_benchmarks():
+    """auto ranks by the COCO AP that benchmarks.accuracy measured: each candidate with a row in
+    the results file has that row's AP (all 260 images), to the third decimal."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "AVX512-BF16" / "accuracy.json"
+    rows = {row["label"]: row["ap"]["all"]["AP"] for row in json.loads(results.read_text())["rows"]}
+    checked = 0
+    for candidate in auto.CANDIDATES:
+        label = (f"omz openvino bf16 default height" if candidate.backbone == "omz" else
+                 f"{candidate.backbone} openvino {candidate.precision} h{candidate.input_height}")
+        if label in rows:
+            assert candidate.ap == pytest.approx(rows[label], abs=0.0015), label
+            checked += 1
+    assert checked >= 4
+
+
+def test_candidates_are_ranked_best_first():
+    aps = [candidate.ap for candidate in auto.CANDIDATES]
+    assert aps == sorted(aps, reverse=True)
