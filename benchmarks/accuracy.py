@@ -47,11 +47,12 @@ PLAN_ENGINES = ("openvino",)
 PLAN_HEIGHTS = (256, 368, 480)
 X8_SOURCE = ("openvino", "fp32")
 # The default command as it was before issue 14 chose new defaults with this benchmark (commit
-# 7e45b44): its row shows what the new defaults gain in AP and cost in FPS.
+# 7e45b44): its row shows what the new defaults gain in AP and cost in FPS.  Config values, and
+# the decoder's tuning internals (DecoderParams fields, given to the decoder directly).
 PREVIOUS_DEFAULTS: tuple[tuple[str, Any], ...] = (
-    ("model.input_height", 368), ("postprocess.peak_threshold", 0.1), ("postprocess.paf_threshold", 0.05),
-    ("postprocess.min_aligned_fraction", 0.8), ("postprocess.min_parts", 3),
+    ("model.input_height", 368), ("postprocess.peak_threshold", 0.1), ("postprocess.min_parts", 3),
     ("postprocess.min_mean_score", 0.4))
+PREVIOUS_DECODER: tuple[tuple[str, Any], ...] = (("paf_threshold", 0.05), ("min_aligned_fraction", 0.8))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -132,7 +133,8 @@ def plan_setups(args: argparse.Namespace, omz_xml: Path | None, settings: tuple)
     precisions = args.precisions or default_precisions
     setups = [] if args.no_default else [Setup(THIN, settings=settings, role="default command")]
     if not args.no_default and not grid_given and _differs_from_previous(settings):
-        setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, role="previous default"))
+        setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, decoder_values=PREVIOUS_DECODER,
+                            role="previous default"))
     for backbone in backbones:
         weights = str(omz_xml) if backbone == "omz" else None
         if backbone == "omz":
@@ -158,10 +160,12 @@ def _differs_from_previous(settings: tuple) -> bool:
     """Whether the default command (with ``settings``) is not the previous default any more."""
     from stream.config import load_config
 
-    now = load_config(None, values=dict(settings))
-    before = load_config(None, values=dict(PREVIOUS_DEFAULTS + settings))
-    height_now = now.model.input_height or default_height(THIN)
-    return now.postprocess != before.postprocess or height_now != before.model.input_height
+    now = Setup(THIN, settings=settings)
+    before = Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, decoder_values=PREVIOUS_DECODER)
+    config_now, config_before = (load_config(None, values=s.config_values()) for s in (now, before))
+    height_now = config_now.model.input_height or default_height(THIN)
+    return now.decoder_params(config_now) != before.decoder_params(config_before) or \
+        height_now != config_before.model.input_height
 
 
 def _without_duplicates(setups: list[Setup]) -> list[Setup]:
@@ -231,7 +235,7 @@ def _maps_key(setup: Setup) -> tuple:
 
 
 def _setup_json(setup: Setup) -> dict:
-    return {**vars(setup), "settings": dict(setup.settings)}
+    return {**vars(setup), "settings": dict(setup.settings), "decoder_values": dict(setup.decoder_values)}
 
 
 def measure_fps(setup: Setup, clip: Path, args: argparse.Namespace) -> dict:

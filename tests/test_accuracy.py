@@ -148,3 +148,36 @@ def test_default_plan_gives_omz_no_int8_row(tmp_path):
     assert omz and all(setup.precision != "int8" for setup in omz)
     if "int8" in precisions_available():
         assert any(setup.precision == "int8" for setup in setups if setup.backbone != "omz")
+
+
+def test_tuning_hands_decoder_values_to_the_decoder_not_the_config(coco_dir: Path, tmp_path: Path):
+    """The tuning benchmark's candidates are DecoderParams fields (tuning internals included) given
+    to the decoder directly: replaying one run's maps, a high peak threshold finds fewer people and
+    an internal value reaches the pipeline's decoder without being a config key."""
+    import dataclasses
+
+    import backbones
+    from benchmarks.accuracy_runs import Setup, run_images
+    from benchmarks.accuracy_tune import CANDIDATES
+    from benchmarks.coco_eval import link_images
+    from stages.postprocess import DecoderParams
+    from stream.config import load_config
+
+    assert set(CANDIDATES) <= {f.name for f in dataclasses.fields(DecoderParams)}
+    setup = Setup("mobilenet_thin", "openvino", "fp32", 256, decoder_values=(("paf_threshold", 0.2),))
+    assert setup.decoder_params(load_config(None, values=setup.config_values())) == DecoderParams(paf_threshold=0.2)
+    if not backbones.default_weights_path("mobilenet_thin").is_file():
+        pytest.skip("needs weights/mobilenet_thin.pth")
+    dataset = load_dataset(coco_dir / "images", coco_dir / SUBSET)
+    with_people = sorted({a["image_id"] for a in dataset.ground_truth.dataset["annotations"]
+                          if a["num_keypoints"] > 0})[:3]
+    link_images(dataset, with_people, tmp_path / "images")
+    recorded = run_images(Setup("mobilenet_thin", "openvino", "fp32", 256), tmp_path / "images",
+                          record_maps=True).recorded
+    found = {}
+    for values in ((), (("peak_threshold", 0.6),), (("min_aligned_fraction", 1.0),)):
+        run = run_images(Setup("mobilenet_thin", "openvino", "fp32", 256, decoder_values=values),
+                         tmp_path / "images", replay=recorded)
+        found[values] = sum(len(record["people"]) for record in run.records)
+    assert found[()] > found[(("peak_threshold", 0.6),)]
+    assert found[()] > found[(("min_aligned_fraction", 1.0),)]

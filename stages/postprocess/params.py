@@ -1,7 +1,8 @@
 """The decoder's thresholds, as one frozen dataclass with OpenPose's usual defaults.
 
-The config layer exposes every field as ``postprocess.<field>``; ``decode(..., **params)`` takes the
-same names.
+``decode(..., **params)`` takes the same names.  The config's ``postprocess`` section sets the few
+fields users turn (``peak_threshold``, ``min_parts``, ``min_mean_score``); the others are tuning
+internals, set from Python and by the tuning benchmark.
 """
 
 from __future__ import annotations

@@ -67,21 +67,22 @@ def expected_input_size(config: "Config", spec: Any) -> tuple[int, int]:
 def postprocess_stage(config: "Config", stride: int) -> PostprocessStage:
     """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
     brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
+    from dataclasses import asdict
+
     from stages.postprocess import decode_people, to_frame
-    from stream.config import section_params
 
     make_tracker = make_smoother = None
     if config.tracking.enabled or config.smoothing.enabled:
-        from stages.tracking import Tracker, TrackerParams
+        from stages.tracking import Tracker
 
-        tracker_params = TrackerParams(**section_params(config.tracking))
+        tracker_params = config.tracking.params()
         make_tracker = lambda: Tracker(tracker_params)  # noqa: E731
     if config.smoothing.enabled:
-        from stages.smoothing import Smoother, SmootherParams
+        from stages.smoothing import Smoother
 
-        smoother_params = SmootherParams(**section_params(config.smoothing))
+        smoother_params = config.smoothing.params()
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
-    return PostprocessStage(decode_people, to_frame, section_params(config.postprocess), stride,
+    return PostprocessStage(decode_people, to_frame, asdict(config.postprocess.params()), stride,
                             make_tracker, make_smoother, publish_ids=config.tracking.enabled)
 
 
