@@ -62,8 +62,11 @@ def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
 def make_engine(config: "Config") -> Engine:
     """The engine named by ``config.inference.engine`` (``auto``: the fastest one available, see
     ``stages.engines.resolve_engine``), loaded and ready (ConfigError if unknown)."""
-    from stages.engines import resolve_engine
+    from stages.engines import AUTO, named_backbone, resolve_engine
 
+    if config.model.backbone == AUTO:
+        config = config.model_copy(update={"model": config.model.model_copy(
+            update={"backbone": named_backbone(config)})})
     name = resolve_engine(config)
     if name not in _BUILDERS and name in _PLUGIN_MODULES:
         try:

@@ -100,8 +100,10 @@ def resolve(config: Config, *, measure: Callable[[Config], float] | None = None,
         return config
     available = available or network_available
     if not candidates_for(config, available):
+        from stages.engines import named_backbone
+
         return config.model_copy(update={"model": config.model.model_copy(
-            update={"backbone": _network(config.model.backbone)})})
+            update={"backbone": named_backbone(config)})})
     choice = choose(config, measure=measure or measure_engine_cost, cache_path=cache_path,
                     available=available)
     log.info("auto: %s", choice.reason)
@@ -117,13 +119,14 @@ def needs_choice(config: Config) -> bool:
 
 
 def name_network_of_weights(config: Config) -> Config:
-    """Weights given with ``model.backbone: auto`` name their network: an OpenVINO IR (.xml) is
-    omz, any other file (or ``random``) mobilenet_thin."""
+    """Weights given with ``model.backbone: auto`` name their network
+    (``stages.engines.named_backbone``: an .xml IR is omz, anything else mobilenet_thin)."""
+    from stages.engines import named_backbone
+
     model = config.model
     if model.backbone != AUTO or model.weights is None:
         return config
-    network = "omz" if str(model.weights).lower().endswith(".xml") else "mobilenet_thin"
-    return config.model_copy(update={"model": model.model_copy(update={"backbone": network})})
+    return config.model_copy(update={"model": model.model_copy(update={"backbone": named_backbone(config)})})
 
 
 def apply(config: Config, candidate: Candidate) -> Config:
@@ -249,12 +252,6 @@ def given_height(config: Config) -> int | None:
     if model.scale is not None:
         return max(8, round(NOMINAL_FRAME[0] * float(model.scale)))
     return None
-
-
-def _network(backbone: str) -> str:
-    """The network to fall back on when auto has no candidate: the one named, else the lightest
-    one that is made here from a published file."""
-    return "mobilenet_thin" if backbone == AUTO else backbone
 
 
 @lru_cache(maxsize=None)

@@ -47,6 +47,17 @@ ONNX_CACHE_DIR: Path | None = None     # None: onnx/ in backbones.weights_dir()
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def named_backbone(config: "Config") -> str:
+    """``model.backbone``, or where it is still ``auto`` (no measured choice was made: the engines
+    alone never measure; ``stream.auto`` does) the network the weights name: an OpenVINO IR
+    (.xml) is omz, anything else — and no weights at all — mobilenet_thin."""
+    backbone = str(config.model.backbone)
+    if backbone != AUTO:
+        return backbone
+    weights = config.model.weights
+    return "omz" if weights is not None and str(weights).lower().endswith(".xml") else "mobilenet_thin"
+
+
 def resolve_engine(config: "Config") -> str:
     """The engine name to build: ``inference.engine``, or for ``auto`` the fastest available."""
     requested = str(config.inference.engine)
