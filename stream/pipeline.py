@@ -32,6 +32,7 @@ import numpy as np
 from posestream_common.errors import PoseStreamError, StageError
 from stream.batching import BatchRunner, Lanes
 from stream.config import Config, section_params
+from stream.events.wiring import events_report
 from stream.items import Posed
 from stream.outputs import build_sinks as _build_sinks
 from stream.queues import BoundedQueue, QueuePolicy
@@ -213,6 +214,9 @@ class Pipeline:
         if inference is not None and inference.forwards:
             report["batches"] = {"forwards": inference.forwards,
                                  "mean_frames": round(inference.frames / inference.forwards, 3)}
+        events = events_report(self.sinks)
+        if events is not None:
+            report["events"] = events
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
