@@ -61,12 +61,13 @@ def ten_fps_copy(source: Path, target: Path, turn: tuple[float, float] | None = 
 
 
 def run_rules(tmp_path: Path, clip: Path, rules: str, height: int) -> list[dict]:
+    """The --events records of a CLI run (its --stats report in ``tmp_path / "stats.json"``)."""
     config = tmp_path / "rules.yaml"
     config.write_text(f"events:\n  rules:\n{rules}")
     events = tmp_path / "events.jsonl"
     run = subprocess.run([sys.executable, "run_stream.py", "--config", str(config), "--source", str(clip),
                           "--backbone", "mobilenet_thin", "--input-height", str(height), "--events", str(events),
-                          "--no-display", "--set", "run.progress=false"],
+                          "--stats", str(tmp_path / "stats.json"), "--no-display", "--set", "run.progress=false"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return [json.loads(line) for line in events.read_text().splitlines()]
@@ -90,6 +91,8 @@ def test_line_and_zone_counts_on_the_dance_floor(tmp_path, dance):
     assert zone[0]["person_id"] == zone[1]["person_id"] != crossings[0]["person_id"], "the man, not the woman"
     assert 8.0 <= zone[0]["stream_time"] <= 9.3 and zone[1]["stream_time"] >= 9.2
     assert zone[0]["polygon"][0] == [pytest.approx(0.8 * 702, abs=0.1), 240.0]
+    counted = json.loads((tmp_path / "stats.json").read_text())["events"]["sources"]["cam0"]
+    assert counted["rules"] == {"door": 1, "corner": 1} and counted["lines"] == {"door": {"left": 1}}
 
 
 def test_person_down_on_the_turned_clip(tmp_path, dance):

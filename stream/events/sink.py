@@ -85,9 +85,10 @@ class EventSink(Sink):
             self._open_file()
         if engine is None:
             return
-        height, width = item.image.shape[:2]
-        events = engine.update(item.index, item.time, item.people, item.person_ids,
-                               item.person_scores, width, height)
+        height, width = (item.image if item.image is not None else annotated).shape[:2]   # Ray: no image
+        with self._lock:                  # report() reads the engine's counts from other threads
+            events = engine.update(item.index, item.time, item.people, item.person_ids,
+                                   item.person_scores, width, height)
         self._last_image[source] = annotated
         for event in events:
             self.emit(source, event, annotated)
@@ -133,7 +134,9 @@ class EventSink(Sink):
         self._closed = True
         try:
             for source, engine in self.engines.items():
-                for event in engine.finish():
+                with self._lock:
+                    events = engine.finish()
+                for event in events:
                     self.emit(source, event, self._last_image.get(source))
         finally:
             if self._poller is not None:

@@ -6,10 +6,13 @@ clips), whose modules are imported only when configured.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Callable
 
 from stream.events.settings import rules_by_source
 from stream.events.sink import EventSink
+
+log = logging.getLogger(__name__)
 
 
 class ServeOutput:
@@ -53,6 +56,9 @@ def build_event_sink(config: Any, http: Any = None,
     wanted = any(rules.values()) or config.output.events or events.mqtt is not None or events.webhooks
     if not wanted:
         return None
+    if config.output.events and not any(rules.values()):
+        log.warning("--events %s: no rule in events.rules or a source's events.rules, so no event "
+                    "will be written", config.output.events)
     outputs = {"serve": ServeOutput(http)} if http is not None and any(rules.values()) else {}
     outputs.update(delivery_outputs(events))
     clips = None
