@@ -32,7 +32,7 @@ import numpy as np
 from posestream_common.errors import PoseStreamError, StageError
 from stream.batching import BatchRunner, Lanes
 from stream.config import Config, section_params
-from stream.events.wiring import events_report
+from stream.events.wiring import attach_turned_look, events_report
 from stream.items import Posed
 from stream.outputs import build_sinks as _build_sinks
 from stream.queues import BoundedQueue, QueuePolicy
@@ -95,6 +95,7 @@ class Pipeline:
                 _postprocess_stage(self.config, self.engine.stride),
             ]
             self.sinks = _build_sinks(self.config, self.sources, self.stop, self.live_report)
+            attach_turned_look(self.sinks, self.config, self.engine)
             self.stages.append(RenderStage(_make_drawer(self.config, self.engine.stride), self.sinks))
             for stage in self.stages:
                 stage.open()

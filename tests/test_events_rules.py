@@ -172,3 +172,20 @@ def test_count_above_in_a_zone():
     events = [e for e in run(EventEngine([zone, crowd]), [two_left] * 10 + [one_left] * 10) if e.rule == "crowd"]
     assert [(e.type, e.frame, e.count, e.person_id) for e in events] == [("start", 5, 2, -1), ("end", 13, 1, -1)]
     assert events[0].geometry["polygon"][1] == [320.0, 0.0]
+
+
+def test_turned_keypoints_map_back_to_the_frame():
+    """A dot found in the frame turned either way maps back to where it is in the frame."""
+    import cv2
+
+    from stream.events.turned import ROTATIONS, turn_back
+
+    image = np.zeros((48, 64), np.uint8)
+    image[10, 50] = 255                                          # at x 50, y 10
+    for rotation in ROTATIONS:
+        turned = cv2.rotate(image, rotation)
+        ys, xs = np.nonzero(turned)
+        people = np.zeros((1, 18, 3), np.float32)
+        people[0, 1] = (xs[0], ys[0], 0.9)
+        back = turn_back(people, rotation, *image.shape)
+        assert back[0, 1].tolist() == pytest.approx([50, 10, 0.9]) and not back[0, 0].any()

@@ -77,6 +77,7 @@ class FrameView:
     width: int
     height: int
     people: tuple[tuple[int, np.ndarray], ...]
+    lying: tuple[tuple[int, np.ndarray], ...] = ()     # found only in a turned look (person_down)
 
 
 @dataclass
@@ -107,12 +108,18 @@ class EventEngine:
 
     # -- frames ---------------------------------------------------------------------------------
 
+    @property
+    def watches_down(self) -> bool:
+        """Whether a person_down rule runs here (turned looks help it)."""
+        return any(rule.kind == "person_down" for rule in self.rules)
+
     def update(self, frame: int, time_s: float, people: np.ndarray, ids: Sequence[int],
-               scores: Sequence[float], width: int, height: int) -> list[Event]:
-        """Run every rule on one frame; the events it caused, in rule order."""
-        kept = tuple((int(person_id), people[row]) for row, person_id in enumerate(ids)
-                     if person_id >= 0 and (not len(scores) or scores[row] >= geo.MIN_SCORE))
-        view = FrameView(frame, float(time_s), int(width), int(height), kept)
+               scores: Sequence[float], width: int, height: int,
+               lying: Sequence[tuple[int, np.ndarray]] = ()) -> list[Event]:
+        """Run every rule on one frame; the events it caused, in rule order.  ``lying``: (id,
+        keypoints) of people found only in a turned look, for the person_down rules."""
+        view = FrameView(frame, float(time_s), int(width), int(height), counted_people(people, ids, scores),
+                         tuple(lying))
         self._last = view
         events: list[Event] = []
         for rule in self.rules:
@@ -157,7 +164,7 @@ class EventEngine:
         on_s = max(rule.loiter_seconds or 0.0, SETTLE_S) if rule.kind == "zone" else \
             max(rule_seconds(rule), SETTLE_S)
         events = []
-        for person_id, keypoints in view.people:
+        for person_id, keypoints in view.people + (view.lying if rule.kind == "person_down" else ()):
             state = people.get(person_id)
             if state is None:
                 state = people[person_id] = _Person(hold=Hold(on_s, SETTLE_S))
@@ -277,6 +284,13 @@ class EventEngine:
     def _next_pair(self) -> int:
         self._pairs += 1
         return self._pairs
+
+
+def counted_people(people: np.ndarray, ids: Sequence[int],
+                   scores: Sequence[float]) -> tuple[tuple[int, np.ndarray], ...]:
+    """(id, keypoints) of the people rules look at: tracked (id >= 0), scored >= MIN_SCORE."""
+    return tuple((int(person_id), people[row]) for row, person_id in enumerate(ids)
+                 if person_id >= 0 and (not len(scores) or scores[row] >= geo.MIN_SCORE))
 
 
 DEFAULT_SECONDS = {"person_down": 1.0, "hands_up": 1.0, "count": 1.0}

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from stream.events.engine import Event, EventEngine
+from stream.events.engine import Event, EventEngine, counted_people
 from stream.events.record import event_id, make_record, recent_entry, run_stamp
 from stream.events.snapshot import SnapshotWriter, draw_event, encode_jpeg
 from stream.items import Posed
@@ -63,6 +63,7 @@ class EventSink(Sink):
         self._poller = StatePoller(live_stats, self.outputs) if live_stats is not None and any(
             hasattr(output, "set_state") for output in self.outputs.values()) else None
         self._opened = self._closed = False
+        self.turned: Any = None          # a TurnedLook, set where the network is at hand
 
     def open(self) -> "EventSink":
         """Open the outputs and start the state poller (once; later calls do nothing)."""
@@ -86,9 +87,13 @@ class EventSink(Sink):
         if engine is None:
             return
         height, width = (item.image if item.image is not None else annotated).shape[:2]   # Ray: no image
+        lying = ()
+        if self.turned is not None and item.image is not None and engine.watches_down:
+            found = len(counted_people(item.people, item.person_ids, item.person_scores))
+            lying = self.turned.update(source, item.image, item.time, found)
         with self._lock:                  # report() reads the engine's counts from other threads
             events = engine.update(item.index, item.time, item.people, item.person_ids,
-                                   item.person_scores, width, height)
+                                   item.person_scores, width, height, lying)
         self._last_image[source] = annotated
         for event in events:
             self.emit(source, event, annotated)

@@ -78,3 +78,20 @@ def events_report(sinks: Any) -> dict | None:
             if isinstance(member, EventSink):
                 return member.report()
     return None
+
+
+def attach_turned_look(sinks: Any, config: Any, engine: Any) -> None:
+    """Give the run's event sink a ``TurnedLook`` through ``engine`` when a person_down rule runs
+    (``stream/events/turned.py``)."""
+    sink = next((member for route in sinks.values() for member in getattr(route, "sinks", [route])
+                 if isinstance(member, EventSink)), None)
+    if sink is None or engine is None or not any(e.watches_down for e in sink.engines.values()):
+        return
+    from stages.tracking import Tracker, TrackerParams
+    from stream.config import section_params
+    from stream.events.turned import TurnedLook, network_people
+
+    params = TrackerParams(**section_params(config.tracking))
+    sink.turned = TurnedLook(network_people(engine, config.model.input_height, config.model.scale,
+                                            section_params(config.postprocess)),
+                             lambda: Tracker(params))
