@@ -61,7 +61,7 @@ def run_case(clip: Path, frames: int, height: int, rules: bool, track: bool) -> 
     return {"frames": report["frames"], "fps": report["fps"],
             "post_render_ms": round(1000 * stages / done, 3),
             "process_ms": round(1000 * sum(groups.values()) / done, 3),
-            "events": events.get("total", 0)}
+            "events": events.get("total", 0), "looks": events.get("turned_looks", 0)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +81,8 @@ def report(args: argparse.Namespace) -> dict:
             "five rules (tracking on)": run_case(clip, args.frames, args.height, rules=True, track=True)}
     for name, result in runs.items():
         log.info("%-26s %4d frames, %5.2f fps: postprocess+render %7.2f core-ms a frame, process %7.2f, "
-                 "%d events", name, result["frames"], result["fps"], result["post_render_ms"],
-                 result["process_ms"], result["events"])
+                 "%d events, %d turned looks", name, result["frames"], result["fps"], result["post_render_ms"],
+                 result["process_ms"], result["events"], result["looks"])
     with_rules = runs["five rules (tracking on)"]
     for base_name in ("no rules, tracking", "no rules, no tracking"):
         base = runs[base_name]

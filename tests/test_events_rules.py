@@ -189,3 +189,26 @@ def test_turned_keypoints_map_back_to_the_frame():
         people[0, 1] = (xs[0], ys[0], 0.9)
         back = turn_back(people, rotation, *image.shape)
         assert back[0, 1].tolist() == pytest.approx([50, 10, 0.9]) and not back[0, 0].any()
+
+
+def test_turned_looks_start_only_when_people_stay_missing():
+    """Two people steady for 2 s; one frame missing one, then a stray third for 0.2 s: no look.
+    Then both gone for good: looks (every LOOK_EVERY_S, from MISSING_S on) hand the rule whoever
+    a turned look finds lying, with ids from TURNED_IDS."""
+    from stages.tracking import Tracker, TrackerParams
+    from stream.events.turned import LOOK_EVERY_S, MISSING_S, TURNED_IDS, TurnedLook
+
+    down = lying((200, 400))
+    look = TurnedLook(lambda image: None, lambda: Tracker(TrackerParams()))
+    look.look = lambda image: np.array([down], np.float32)       # the network's part: tested on video
+    image = np.zeros((H, W, 3), np.uint8)
+    counts = [2] * 20 + [1] + [2] * 5 + [3, 3] + [2] * 10 + [0] * 20
+    results = [look.update("cam0", image, index / FPS, count) for index, count in enumerate(counts)]
+    first_look = next(index for index, found in enumerate(results) if found)
+    gone_at = counts.index(0)
+    assert first_look == gone_at + round(MISSING_S * FPS), "no look for the one-frame miss or the stray"
+    looked = [index for index, found in enumerate(results) if found]
+    assert looked == list(range(first_look, len(counts), round(LOOK_EVERY_S * FPS)))
+    assert all(person_id >= TURNED_IDS and np.allclose(keypoints, down)
+               for found in results for person_id, keypoints in found)
+    assert look.looks == len(looked)

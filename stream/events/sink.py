@@ -161,7 +161,7 @@ class EventSink(Sink):
 
     def report(self) -> dict[str, Any]:
         """The stats' ``events`` section: acts per source and rule, line crossings per direction,
-        recent records, and each output's counters."""
+        recent records, each output's counters, and how many turned looks ran."""
         with self._lock:
             sources = {name: {"rules": dict(engine.counts),
                               "lines": {rule: dict(counts) for rule, counts in engine.directions.items()},
@@ -179,7 +179,8 @@ class EventSink(Sink):
             if hasattr(output, "counters"):
                 outputs[name] = dict(output.counters())
         return {"total": sum(sum(section["rules"].values()) for section in sources.values()),
-                "sources": sources, "outputs": outputs}
+                "sources": sources, "outputs": outputs,
+                "turned_looks": self.turned.looks if self.turned is not None else 0}
 
     def _open_file(self) -> None:
         target = Path(self.path)

@@ -1,8 +1,10 @@
 """Turned looks: finding people lying on the floor, whom networks trained on upright people miss.
 
-When a source with a ``person_down`` rule shows fewer people than it did lately (someone may
-have gone down), ``TurnedLook.update`` runs the network on the frame turned 90° each way (at
-most once per ``LOOK_EVERY_S`` of stream time); in a turned frame a lying person stands upright.
+When a source with a ``person_down`` rule has shown fewer people for ``MISSING_S`` than it
+steadily showed (for ``STEADY_S``) within the last ``MEMORY_S`` (someone may have gone down),
+``TurnedLook.update`` runs the network on the frame turned 90° each way (at most once per
+``LOOK_EVERY_S`` of stream time); in a turned frame a lying person stands upright.  A person
+missed for a frame or two, or a stray extra one, starts no look.
 The people found there are mapped back to the frame, and those seen whole (a score of at least
 ``rules.MIN_SCORE``) whose torso lies within ``rules.DOWN_ANGLE_DEG`` of horizontal are handed to
 the person_down rule, tracked by a tracker of their own; their ids start at ``TURNED_IDS`` so
@@ -14,6 +16,7 @@ they never clash with the main tracker's.  Nothing runs while everyone seen late
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import cv2
@@ -22,9 +25,21 @@ import numpy as np
 from stream.events import rules as geo
 
 LOOK_EVERY_S = 0.3        # at most one turned look per source this often (stream time)
-MEMORY_S = 10.0           # people found within this long are expected still
+MISSING_S = 0.3           # fewer people than expected for this long starts looks
+STEADY_S = 1.0            # a number of people seen for this long is expected ...
+MEMORY_S = 10.0           # ... for this long
 TURNED_IDS = 100000       # ids of people found in turned looks start here
 ROTATIONS = (cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_90_CLOCKWISE)
+
+
+@dataclass
+class _SourceState:
+    first: float
+    seen: deque = field(default_factory=deque)      # (time, found upright, present) within STEADY_S
+    steady: deque = field(default_factory=deque)    # (time, people held through STEADY_S) within MEMORY_S
+    last_look: float = -1e9
+    lying: int = 0                                  # people found lying at the last look
+    tracker: Any = None
 
 
 def turn_back(people: np.ndarray, rotation: int, height: int, width: int) -> np.ndarray:
@@ -53,28 +68,37 @@ class TurnedLook:
         self.find_people = find_people
         self.make_tracker = make_tracker
         self.looks = 0
-        self._seen: dict[str, deque] = {}
-        self._last_look: dict[str, float] = {}
-        self._trackers: dict[str, Any] = {}
+        self._sources: dict[str, _SourceState] = {}
 
     def update(self, source: str, image: np.ndarray, time_s: float, found: int) -> list[tuple[int, np.ndarray]]:
-        seen = self._seen.setdefault(source, deque())
-        while seen and time_s - seen[0][0] > MEMORY_S:
-            seen.popleft()
-        expected = max((count for _, count in seen), default=0)
-        seen.append((time_s, found))
-        if found >= expected or time_s - self._last_look.get(source, -1e9) < LOOK_EVERY_S - 1e-9:
+        """found: the people the rules count in this frame (as the network sees it upright)."""
+        state = self._sources.get(source)
+        if state is None:
+            state = self._sources[source] = _SourceState(first=time_s)
+        present = found + state.lying                 # those found lying at the last look are still there
+        state.seen.append((time_s, found, present))
+        while time_s - state.seen[0][0] > STEADY_S + 1e-9:
+            state.seen.popleft()
+        while state.steady and time_s - state.steady[0][0] > MEMORY_S:
+            state.steady.popleft()
+        expected = max((count for _, count in state.steady), default=0)
+        if time_s - state.first >= STEADY_S - 1e-9:    # the number held through the last STEADY_S
+            state.steady.append((time_s, min(count for _, _, count in state.seen)))
+        lately = max(count for t, count, _ in state.seen if time_s - t <= MISSING_S + 1e-9)
+        if lately >= expected:
+            state.lying = 0                           # everyone expected is seen upright
             return []
-        self._last_look[source] = time_s
+        if time_s - state.last_look < LOOK_EVERY_S - 1e-9:
+            return []
+        state.last_look = time_s
         self.looks += 1
         lying = self.look(image)
-        tracker = self._trackers.get(source)
-        if tracker is None:
-            tracker = self._trackers[source] = self.make_tracker()
-        ids = tracker.update(lying, time_s)
+        if state.tracker is None:
+            state.tracker = self.make_tracker()
+        ids = state.tracker.update(lying, time_s)
         result = [(TURNED_IDS + int(person_id), keypoints) for person_id, keypoints in zip(ids, lying)
                   if person_id >= 0]
-        seen[-1] = (time_s, found + len(result))         # those lying are still expected
+        state.lying = len(result)
         return result
 
     def look(self, image: np.ndarray) -> np.ndarray:
