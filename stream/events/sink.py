@@ -178,6 +178,10 @@ class EventSink(Sink):
         for name, output in self.outputs.items():
             if hasattr(output, "counters"):
                 outputs[name] = dict(output.counters())
+        if self.clips is not None and hasattr(self.clips, "counters"):
+            clips = dict(self.clips.counters())       # written, failed, removed, open, …
+            outputs["clips"] = {**clips, "sent": clips.get("written", 0), "dropped": clips.get("failed", 0),
+                                "queued": clips.get("open", 0), "connected": True}
         return {"total": sum(sum(section["rules"].values()) for section in sources.values()),
                 "sources": sources, "outputs": outputs,
                 "turned_looks": self.turned.looks if self.turned is not None else 0}
