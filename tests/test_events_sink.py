@@ -150,3 +150,43 @@ def test_a_bad_rule_exits_2_naming_the_key_and_writes_nothing(tmp_path, media):
                                                           "'events.rules[2].polygon'")
     assert "needs at least 3 points" in run.stderr and "Traceback" not in run.stderr
     assert not events.exists()
+
+
+class Clips:
+    """Keeps the calls a clip recorder gets (the interface of stream.events.clips.ClipRecorder)."""
+
+    def __init__(self):
+        self.frames, self.calls, self.closed = 0, [], False
+
+    def add_frame(self, source: str, stream_time: float, annotated: np.ndarray) -> None:
+        self.frames += 1
+
+    def start_clip(self, source: str, event_id: str, stream_time: float) -> str:
+        self.calls.append(("start", event_id, stream_time))
+        return f"clips/{event_id}.mp4"
+
+    def end_clip(self, source: str, event_id: str, stream_time: float) -> None:
+        self.calls.append(("end", event_id, stream_time))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_clips_get_every_frame_and_each_act_and_records_name_the_clip(tmp_path):
+    clips = Clips()
+    rules = {"cam0": [rule(name="floor", kind="person_down", seconds=0.5),
+                      rule(name="door", kind="line", points=[[0.5, 0.0], [0.5, 1.0]])]}
+    sink = EventSink(rules, str(tmp_path / "events.jsonl"), clips=clips).open()
+    frames = [[standing((100 + 40 * step, 400))] for step in range(12)] + [[lying((560, 400))]] * 10
+    for index, poses in enumerate(frames):
+        item = posed(index, poses)
+        sink.write(item, item.image)
+    sink.close()
+    door, start, end = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    act = start["id"].rsplit(".", 1)[0]
+    assert start["clip"] == end["clip"] == f"clips/{act}.mp4" and door["clip"].endswith(".mp4")
+    door_act = door["id"].rsplit(".", 1)[0]
+    assert clips.calls == [("start", door_act, door["stream_time"]), ("end", door_act, door["stream_time"]),
+                           ("start", act, start["stream_time"]), ("end", act, end["stream_time"])]
+    assert clips.frames == len(frames) and clips.closed
+    assert start["snapshot"] is None, "no snapshots folder set"
