@@ -38,6 +38,7 @@ FLAG_KEYS = {
     "json": "output.json",
     "stats": "output.stats",
     "serve": "output.serve",
+    "events": "output.events",
     "engine": "inference.engine",
     "precision": "inference.precision",
     "threads": "inference.threads",
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", metavar="PATH", help="JSON lines, one object per frame; {source} = source name")
     add("--stats", metavar="PATH", help="JSON run summary (fps, per-stage times, latency, drops)")
     add("--serve", metavar="[HOST:]PORT", help="browser page with the live stream and stats")
+    add("--events", metavar="PATH", help="event records (the config's events.rules) as JSON lines")
     add("--engine", metavar="NAME", help="auto (default: openvino on a CPU when installed, "
                                          "torch on CUDA), torch, onnxruntime or openvino")
     add("--precision", metavar="P", help="auto (default: fp16 on CUDA, bf16 on CPUs with "

@@ -25,6 +25,7 @@ from stages.skeleton import keypoint_index, limb_index
 from stages.smoothing import SmootherParams
 from stages.tracking import TrackerParams
 from stream.config_errors import config_error
+from stream.events.settings import EventsConfig, SourceEventsConfig, check_source_rules, tracking_for_rules
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SERVE_TOKEN_ENV = "POSESTREAM_SERVE_TOKEN"   # output.serve_token where the config leaves it unset
@@ -50,6 +51,7 @@ class SourceConfig(_Section):
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(8.0, gt=0)
     loop: bool = False
+    events: SourceEventsConfig | None = None    # this source's own event rules
 
     @field_validator("uri", mode="before")
     @classmethod
@@ -114,6 +116,7 @@ class OutputConfig(_Section):
     serve: str | None = None
     serve_token: str | None = Field(None, min_length=1)   # else $POSESTREAM_SERVE_TOKEN
     display: bool | None = None
+    events: str | None = None                    # event records as JSON lines (--events)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -201,6 +204,9 @@ class Config(_Section):
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     ray: RayConfig = RayConfig()
+    events: EventsConfig = EventsConfig()
+
+    _rules_track = model_validator(mode="before")(tracking_for_rules)
 
     @model_validator(mode="after")
     def _sources_fit_outputs(self) -> "Config":
@@ -210,6 +216,7 @@ class Config(_Section):
             raise ValueError(f"sources: duplicate source name(s) {', '.join(duplicates)}")
         if len(names) > 1 and self.output.video and "{source}" not in self.output.video:
             raise ValueError("output.video: needs a {source} placeholder in the path with several sources")
+        check_source_rules(self)
         return self
 
     def source_configs(self) -> list[tuple[str, SourceConfig]]:

@@ -30,6 +30,7 @@ from typing import Any
 from posestream_common.errors import PoseStreamError, StageError
 from stream.config import Config
 from stream.outputs import build_sinks
+from stream.events.wiring import attach_turned_look, events_report
 from stream.queues import BoundedQueue, QueuePolicy
 from stream.runtime import CaptureStage, build_stages, expected_input_size, load_engine, warm_up
 from stream.runtime.batching import BatchRunner, Lanes
@@ -109,6 +110,7 @@ class Pipeline:
 
     def _open_sinks(self) -> dict[str, Any]:
         self.sinks = build_sinks(self.config, self.sources, self.stop, self.live_report)
+        attach_turned_look(self.sinks, self.config, self.engine)
         return self.sinks
 
     def _choose_batching(self) -> None:
@@ -209,6 +211,9 @@ class Pipeline:
         if inference is not None and inference.forwards:
             report["batches"] = {"forwards": inference.forwards,
                                  "mean_frames": round(inference.frames / inference.forwards, 3)}
+        events = events_report(self.sinks)
+        if events is not None:
+            report["events"] = events
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
