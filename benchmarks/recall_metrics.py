@@ -149,9 +149,9 @@ def id_figures(times: Sequence[float], people: Sequence[np.ndarray], ids: Sequen
                min_keypoints: int = MIN_KEYPOINTS, min_seconds: float = 3.0) -> dict:
     """Tracking figures of one run: per frame its time (s), people [P,18,3] and ids [P].
 
-    lasting_share: detections (full people) on ids that last >= ``min_seconds``, None when the
-    run is shorter than that (no id could); ids_per_minute: different ids of full people per
-    minute of the run."""
+    lasting_share: detections (full people) on ids that last >= ``min_seconds``; ids_per_minute:
+    different ids of full people per minute of the run; both None when the run is shorter than
+    ``min_seconds`` (no id could last that long, and a few frames say little per minute)."""
     times = [float(t) for t in times]
     if not times:
         return {"detections": 0, "ids": 0, "window_s": 0.0, "lasting_share": None, "ids_per_minute": None,
@@ -173,12 +173,12 @@ def id_figures(times: Sequence[float], people: Sequence[np.ndarray], ids: Sequen
     life = {pid: last[pid] - first[pid] + period for pid in first}
     full_ids = {pid for pid in detections if pid >= 0}
     lasting = sum(1 for pid in detections if pid >= 0 and life[pid] >= min_seconds - 1e-9)
+    long_enough = window_s >= min_seconds - 1e-9
     return {
         "detections": len(detections),
         "ids": len(full_ids),
         "untracked": sum(1 for pid in detections if pid < 0),
         "window_s": round(window_s, 3),
-        "lasting_share": round(lasting / len(detections), 4)
-        if detections and window_s >= min_seconds - 1e-9 else None,
-        "ids_per_minute": round(60.0 * len(full_ids) / window_s, 2) if window_s > 0 else None,
+        "lasting_share": round(lasting / len(detections), 4) if detections and long_enough else None,
+        "ids_per_minute": round(60.0 * len(full_ids) / window_s, 2) if long_enough else None,
     }

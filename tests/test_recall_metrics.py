@@ -122,5 +122,5 @@ def test_id_figures_share_of_detections_on_lasting_ids():
 def test_id_figures_on_a_run_shorter_than_the_lifetime_asked():
     times = [i / 10 for i in range(20)]
     figures = id_figures(times, [people(person(0, 0, 100))] * 20, [[1]] * 20, min_seconds=3.0)
-    assert figures["lasting_share"] is None and figures["ids"] == 1
+    assert figures["lasting_share"] is None and figures["ids_per_minute"] is None and figures["ids"] == 1
     assert id_figures(times, [people(person(0, 0, 100))] * 20, [[1]] * 20, min_seconds=2.0)["lasting_share"] == 1.0
