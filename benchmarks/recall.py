@@ -60,6 +60,7 @@ DEFAULT_PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
 REFERENCE_OVERRIDES = ("model.input_height=frame",)
 MATCH_GREY = 1.0             # a live frame is a recorded one when their thumbnails differ this little
 TRACK_SECONDS = 3.0
+CACHE_VERSION = 2            # bump when the worker's result changes shape
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def reference_run(clip: Path, values: dict, overrides: tuple[str, ...], work_dir
                   fresh: bool) -> tuple[dict, Path]:
     """The reference's result and JSON lines, from the cache when the same clip, network, frames
     and overrides ran before (result ``cached``: the date it ran)."""
-    key = hashlib.sha256(json.dumps([file_digest(clip), values, overrides, _weights_id(values)],
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, file_digest(clip), values, overrides, _weights_id(values)],
                                     sort_keys=True).encode()).hexdigest()[:16]
     json_path, result_path = work_dir / f"reference-{key}.jsonl", work_dir / f"reference-{key}.json"
     if not fresh and json_path.is_file() and result_path.is_file():
@@ -241,9 +242,14 @@ def figures(result: dict, frames: dict, reference: dict, mapping: dict[int, int]
     ids = recall_metrics.id_figures([f[0] for f in ordered], [f[1] for f in ordered], [f[2] for f in ordered],
                                     min_seconds=TRACK_SECONDS)
     processed = result.get("frames") or 0
+    steady = result.get("steady") or {}
+    timed = steady.get("frames") or 0
     return {**recall_metrics.summarise(comparisons), **{f"track_{k}": v for k, v in ids.items()},
-            "frames": processed, "fps": result.get("fps"), "dropped": result.get("dropped"),
-            "cpu_ms_per_frame": round(1000.0 * result["cpu_s"] / processed, 1) if processed else None,
+            "frames": processed, "dropped": result.get("dropped"),
+            "fps": round(timed / steady["wall_s"], 3) if timed and steady.get("wall_s") else None,
+            "cpu_ms_per_frame": round(1000.0 * steady["cpu_s"] / timed, 1) if timed else None,
+            "fps_whole_run": result.get("fps"),
+            "cpu_ms_per_frame_whole_run": round(1000.0 * result["cpu_s"] / processed, 1) if processed else None,
             "input_height": result.get("input_height"), "backbone": result.get("backbone"),
             "cached": result.get("cached")}
 

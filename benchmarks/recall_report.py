@@ -87,7 +87,10 @@ def markdown(summary: dict) -> str:
         "person's size; extra: the plan's people with >= 8 keypoints matching nobody of the reference, "
         "in % of the reference's count; offset: median over the matched keypoints.  Every run has "
         "tracking on; ids >= 3 s: share of detections (>= 8 keypoints) on ids that last 3 s or more "
-        "(both id columns n/a on runs shorter than 3 s).",
+        "(both id columns n/a on runs shorter than 3 s).  fps (end to end) and CPU ms a frame (this "
+        "process's CPU time, every thread) run from the worker's 6th frame written to its last (the first "
+        "frames pay one-time costs such as compiling the network for the clip's input size; the whole-run "
+        "figures are in recall.json); dropped: frames of a live stream the pipeline skipped to keep up.",
         "",
         "| plan | overrides | recall | extra | offset px | people/frame | fps | CPU ms/frame | dropped "
         "| ids >= 3 s | ids/min |",
