@@ -185,10 +185,12 @@ def record_stream(url: str, frames: int, work_dir: Path, timeout_s: float = 10.0
     import av
 
     from stream.live import create_capture
+    from stream.sources import redact_uri
 
+    shown = redact_uri(url)                              # credentials never reach a message
     capture = create_capture(url, timeout_s, timeout_s)
     if not capture.isOpened():
-        raise SourceError(f"--clip {url}: the stream did not open")
+        raise SourceError(f"--clip {shown}: the stream did not open")
     fps = capture.get(5) or 25.0                       # cv2.CAP_PROP_FPS
     path = work_dir / f"recorded-{int(time.time())}.mkv"
     try:
@@ -204,7 +206,7 @@ def record_stream(url: str, frames: int, work_dir: Path, timeout_s: float = 10.0
                 for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                     container.mux(packet)
             if stream is None:
-                raise SourceError(f"--clip {url}: no frame arrived")
+                raise SourceError(f"--clip {shown}: no frame arrived")
             for packet in stream.encode():
                 container.mux(packet)
     finally:
@@ -277,6 +279,8 @@ def measure(args: argparse.Namespace) -> dict:
         values["model.backbone"] = args.backbone
     if args.weights:
         values["model.weights"] = args.weights
+    for plan in plans:                   # a bad key or value stops the run before anything runs
+        load_config(None, overrides=resolve_overrides(plan.overrides, 720), values=values)
     if live:
         clip, stream_fps = record_stream(source, args.max_frames, args.work_dir)
         log.info("recorded %s frames of the stream into %s", args.max_frames, clip)
@@ -287,12 +291,10 @@ def measure(args: argparse.Namespace) -> dict:
                               "media: ../shared, $POSESTREAM_SHARED or `python -m tests.media_cache`)")
     height = first_frame_height(clip)
     ref_overrides = resolve_overrides(REFERENCE_OVERRIDES, height)
-    for plan in plans:                   # a bad key or value stops the run before anything runs
-        load_config(None, overrides=resolve_overrides(plan.overrides, height), values=values)
     ref_result, ref_json = reference_run(clip, values, ref_overrides, args.work_dir, args.fresh_reference)
     if "error" in ref_result:
         raise PoseStreamError(f"the reference pass failed: {ref_result['error']}")
-    reference = {index: frame for index, frame in read_frames(ref_json).items()}
+    reference = read_frames(ref_json)
     recorded = recorded_thumbnails(clip) if live else None
     rows = []
     for plan in plans:
@@ -306,9 +308,8 @@ def measure(args: argparse.Namespace) -> dict:
         row = {"plan": plan.name, "overrides": list(overrides), **figures(result, frames, reference, mapping)}
         rows.append(row)
         log.info("  %s", recall_report.row_text(row))
-    ref_frames = read_frames(ref_json)
     rows.append({"plan": REFERENCE, "overrides": list(ref_overrides),
-                 **figures(ref_result, ref_frames, reference, None)})
+                 **figures(ref_result, reference, reference, None)})
     return {"rows": rows, "meta": recall_report.run_meta(
         args, source, clip, live, stream_fps, height, load_before, time.monotonic() - started)}
 

@@ -150,3 +150,16 @@ def test_cli_on_rtsp_runs_the_plans_live_and_the_reference_on_the_recorded_frame
     # ones by the encoder's noise: nearly, not exactly, the reference's people
     assert rows["reference"]["reference_people"] > 0
     assert same["recall"] >= 0.75 and same["extra_percent"] <= 25 and same["median_offset_px"] <= 3.0
+
+
+def test_cli_on_a_stream_that_does_not_open_exits_2_without_its_password(tmp_path: Path):
+    from tests.fixtures_live import free_port
+
+    url = f"rtsp://viewer:s3cret@127.0.0.1:{free_port()}/cam"
+    done = recall_cli("--clip", url, "--max-frames", "2", "--work-dir", str(tmp_path / "work"),
+                      "--out", str(tmp_path / "out"), timeout=120)
+    assert done.returncode == 2
+    ours = [line for line in done.stderr.splitlines() if line.startswith("python -m benchmarks.recall")]
+    assert len(ours) == 1 and "did not open" in ours[0] and "Traceback" not in done.stderr   # (FFmpeg says more)
+    assert "s3cret" not in done.stderr + done.stdout
+    assert not (tmp_path / "out").exists()
