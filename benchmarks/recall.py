@@ -8,8 +8,9 @@ or ``=frame*0.5`` stand for the frame's height, times 0.5).  The reference is th
 the whole frame at the frame's own resolution (input height = frame height).  Every plan, and
 the reference, runs the project's pipeline in a fresh process (``recall_worker``) with tracking
 on; its people are matched to the reference's frame by frame (``recall_metrics``: recall, extra
-people, median keypoint offset, people a frame) and its run gives fps end to end, CPU ms a frame,
-and the id figures (share of detections on ids lasting >= 3 s, ids a minute).  The reference's
+people, median keypoint offset, people a frame) and its run gives fps end to end and CPU ms a frame
+(both after the first frames, see ``recall_worker``) and the id figures (share of detections on
+ids lasting >= 3 s, ids a minute).  The reference's
 JSON lines are cached by clip digest + network + frames + overrides (``--fresh-reference``).
 
 A live URL (rtsp://…): its first ``--max-frames`` frames are read once, every one, into a
