@@ -87,14 +87,14 @@ def markdown(summary: dict) -> str:
         "person's size; extra: the plan's people with >= 8 keypoints matching nobody of the reference, "
         "in % of the reference's count; offset: median over the matched keypoints.  Every run has "
         "tracking on; ids >= 3 s: share of detections (>= 8 keypoints) on ids that last 3 s or more "
-        "(both id columns n/a on runs shorter than 3 s).  fps (end to end) and CPU ms a frame (this "
+        "(both id columns n/a on runs shorter than 3 s); full at -1: detections left without an id.  fps (end to end) and CPU ms a frame (this "
         "process's CPU time, every thread) run from the worker's 6th frame written to its last (the first "
         "frames pay one-time costs such as compiling the network for the clip's input size; the whole-run "
         "figures are in recall.json); dropped: frames of a live stream the pipeline skipped to keep up.",
         "",
         "| plan | overrides | recall | extra | offset px | people/frame | fps | CPU ms/frame | dropped "
-        "| ids >= 3 s | ids/min |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ids >= 3 s | ids/min | full at -1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         overrides = ", ".join(f"`{o}`" for o in row["overrides"]) or "(none)"
@@ -106,11 +106,16 @@ def markdown(summary: dict) -> str:
             f"| {row['plan']} | {overrides} | {_fmt(row['recall'], '.3f')} | {_fmt(row['extra_percent'], '.1f', ' %')}"
             f" | {_fmt(row['median_offset_px'], '.2f')} | {_fmt(row['people_per_frame'], '.1f')} | "
             f"{_fmt(row['fps'], '.2f')} | {_fmt(row['cpu_ms_per_frame'], '.0f')} | {_fmt(row['dropped'], 'd')} | "
-            f"{_fmt(None if share is None else 100 * share, '.0f', ' %')} | {_fmt(row['track_ids_per_minute'], '.0f')} |")
+            f"{_fmt(None if share is None else 100 * share, '.0f', ' %')} | {_fmt(row['track_ids_per_minute'], '.0f')} | "
+            f"{_fmt(row.get('track_untracked'), 'd')} |")
     if reference.get("fps"):
         lines += ["", "fps against the reference's: " + ", ".join(
             f"{r['plan']} {r['fps'] / reference['fps']:.2f}x" for r in rows
             if r.get("fps") and r["plan"] != "reference") + "."]
+    if reference.get("cpu_ms_per_frame"):
+        lines += ["", "CPU time a frame, as a fraction of the reference's (steadier than fps on a busy machine): "
+                  + ", ".join(f"{r['plan']} {r['cpu_ms_per_frame'] / reference['cpu_ms_per_frame']:.2f}"
+                              for r in rows if r.get("cpu_ms_per_frame") and r["plan"] != "reference") + "."]
     return "\n".join(lines) + "\n"
 
 
