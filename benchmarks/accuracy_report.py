@@ -131,8 +131,8 @@ def markdown(summary: dict) -> str:
         f"{meta.get('load_before', '?')} -> {meta.get('load_after', '?')}).  {machine_header(summary)}",
         "",
         "| configuration | engine | " + " | ".join(f"AP {s}" for s in splits)
-        + " | AP50 | AR | people | decode ms | FPS | CPU ms/frame |",
-        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|---:|",
+        + " | AP50 | AP medium | AP large | AR | people | decode ms | FPS | CPU ms/frame |",
+        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     first = splits[0]
     for row in summary["rows"]:
@@ -147,6 +147,7 @@ def markdown(summary: dict) -> str:
         decode = f"{row['decode_ms']:.1f}" if row.get("decode_ms") is not None else "n/a"
         cpu = f"{row['cpu_ms_per_frame']:.1f}" if row.get("cpu_ms_per_frame") else "n/a"
         lines.append(f"| {label} | {row.get('engine', '')} | {aps} | {row['ap'][first]['AP50']:.3f} | "
+                     f"{area_ap(row, first, 'AP_medium')} | {area_ap(row, first, 'AP_large')} | "
                      f"{row['ap'][first]['AR']:.3f} | {row['people']} | {decode} | {fps} | {cpu} |")
     lines += ["", "## Headline", "", headline(summary)]
     lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
@@ -155,6 +156,13 @@ def markdown(summary: dict) -> str:
     if meta.get("settings"):
         lines += ["", f"Config values set for every configuration: {meta['settings']}"]
     return "\n".join(lines) + "\n"
+
+
+def area_ap(row: dict, split: str, name: str) -> str:
+    """AP of one person size (pycocotools' ``AP_medium``: 32-96 px, ``AP_large``: above 96 px,
+    by the square root of the annotated area); n/a where the images have no such person (-1)."""
+    value = row.get("ap", {}).get(split, {}).get(name)
+    return "n/a" if value is None or value < 0 else f"{value:.3f}"
 
 
 def display_label(row: dict) -> str:
@@ -184,14 +192,14 @@ def headline(summary: dict) -> str:
         chosen += [fp32] if fp32 is not None else []
     chosen += [r for r in rows if r.get("setup", {}).get("backbone") == "omz"]
     order = {id(r): i for i, r in enumerate(rows)}
-    lines = ["| configuration | " + " | ".join(f"AP {s}" for s in splits) + " | FPS |",
-             "|---|" + "---:|" * len(splits) + "---:|"]
+    lines = ["| configuration | " + " | ".join(f"AP {s}" for s in splits) + " | AP medium | AP large | FPS |",
+             "|---|" + "---:|" * len(splits) + "---:|---:|---:|"]
     for row in sorted(chosen, key=lambda r: order[id(r)]):
         if "ap" not in row:
             continue
         fps = f"{row['fps']:.1f}" if row.get("fps") else "n/a"
         lines.append(f"| {display_label(row)} | " + " | ".join(f"{row['ap'][s]['AP']:.3f}" for s in splits)
-                     + f" | {fps} |")
+                     + f" | {area_ap(row, splits[0], 'AP_medium')} | {area_ap(row, splits[0], 'AP_large')} | {fps} |")
     return "\n".join(lines)
 
 

@@ -2,12 +2,15 @@
 
 Run it with Debian's python (it needs ``gi`` and GstRtspServer, which the project's python lacks)::
 
-    /usr/bin/python3 benchmarks/rtsp_server.py --port 8554 [--path /cam] [--fps 15]
+    /usr/bin/python3 benchmarks/rtsp_server.py --port 8554 [--path /cam] [--fps 15] [--frames DIR]
 
 It serves H.264 (640x480 by default) at ``rtsp://127.0.0.1:PORT/PATH`` and prints one line
 ``READY rtsp://…`` on stdout once it listens.  One shared pipeline feeds every client::
 
     videotestsrc is-live=true ! video/x-raw,… ! valve name=gate ! x264enc tune=zerolatency … ! rtph264pay
+
+``--frames DIR`` serves a real clip instead: DIR's ``0000.png``, ``0001.png``, … (at their own
+size) in a loop, at ``--fps``.
 
 Commands, one per line on stdin (each answered ``OK <command>`` on stdout):
   ``stall``  the valve drops every buffer: no more frames, connections stay open;
@@ -29,11 +32,17 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def launch_description(width: int, height: int, fps: int) -> str:
-    """The gst-launch description of the served media (one keyframe per second)."""
-    return (
-        f"( videotestsrc is-live=true pattern=ball "
+def launch_description(width: int, height: int, fps: int, frames: str | None = None) -> str:
+    """The gst-launch description of the served media (one keyframe per second): the test
+    pattern, or the PNG frames of the folder ``frames`` in a loop."""
+    source = (
+        f"multifilesrc location={frames}/%04d.png loop=true caps=image/png,framerate={fps}/1 "
+        f"! pngdec ! videoconvert ! video/x-raw,format=I420 " if frames else
+        f"videotestsrc is-live=true pattern=ball "
         f"! video/x-raw,width={width},height={height},framerate={fps}/1,format=I420 "
+    )
+    return (
+        f"( {source}"
         f"! valve name=gate drop=false "
         f"! x264enc tune=zerolatency speed-preset=ultrafast bitrate=800 key-int-max={fps} "
         f"! video/x-h264,profile=baseline "
@@ -90,13 +99,14 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--frames", help="folder of 0000.png, 0001.png, … served in a loop")
     args = parser.parse_args()
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
-    factory = StallableFactory(launch_description(args.width, args.height, args.fps))
+    factory = StallableFactory(launch_description(args.width, args.height, args.fps, args.frames))
     server.get_mount_points().add_factory(args.path, factory.factory)
     if server.attach(None) == 0:
         print(f"ERROR cannot listen on {args.host}:{args.port}", flush=True)
