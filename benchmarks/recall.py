@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ if __package__ in (None, ""):          # run as a script: make the project impor
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import recall_metrics, recall_report  # noqa: E402
+from benchmarks.bench_media import find_shared  # noqa: E402
 from posestream_common.errors import ConfigError, PoseStreamError, SourceError, run_tool  # noqa: E402
 
 log = logging.getLogger("benchmarks.recall")
@@ -93,20 +93,6 @@ def resolve_overrides(overrides: tuple[str, ...], frame_height: int) -> tuple[st
     return tuple(resolved)
 
 
-def media_dir() -> Path:
-    """Where the test media are: ``$POSESTREAM_SHARED``, else ../shared when it holds media/,
-    else the media cache (``$POSESTREAM_CACHE``, ``$XDG_CACHE_HOME/posestream``,
-    ``~/.cache/posestream``; filled by ``python -m tests.media_cache``)."""
-    if os.environ.get("POSESTREAM_SHARED"):
-        return Path(os.environ["POSESTREAM_SHARED"]).expanduser()
-    cache = Path(os.environ["POSESTREAM_CACHE"]).expanduser() if os.environ.get("POSESTREAM_CACHE") \
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "posestream"
-    for candidate in (ROOT.parent / "shared", cache):
-        if (candidate / "media").is_dir():
-            return candidate
-    return ROOT.parent / "shared"
-
-
 def is_live(source: str) -> bool:
     from posestream_common.media import is_live_uri
 
@@ -124,20 +110,11 @@ def file_digest(path: Path) -> str:
 def run_plan(source: str, values: dict, overrides: tuple[str, ...], json_path: Path, work_dir: Path,
              fingerprints: bool = False, timeout_s: float = 1800) -> dict:
     """One plan in a fresh interpreter (``recall_worker``); its result (``error`` when it failed)."""
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        case_path, out_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
-        case_path.write_text(json.dumps({"source": source, "values": values, "overrides": list(overrides),
-                                         "json": str(json_path), "fingerprints": fingerprints}))
-        command = [sys.executable, "-m", "benchmarks.recall_worker", str(case_path), str(out_path)]
-        try:
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
-        except subprocess.TimeoutExpired:
-            return {"error": f"timed out after {timeout_s:.0f} s"}
-        if done.returncode != 0 or not out_path.is_file():
-            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-        return json.loads(out_path.read_text())
+    from benchmarks.workers import run_in_fresh_process
+
+    case = {"source": source, "values": values, "overrides": list(overrides), "json": str(json_path),
+            "fingerprints": fingerprints}
+    return run_in_fresh_process("benchmarks.recall_worker", case, work_dir, timeout_s)
 
 
 def read_frames(json_path: Path) -> dict[int, tuple[float, np.ndarray, list[int]]]:
@@ -272,7 +249,7 @@ def measure(args: argparse.Namespace) -> dict:
     from stream.config import load_config
 
     plans = [parse_plan(text) for text in args.plan] if args.plan else [Plan(n, o) for n, o in DEFAULT_PLANS]
-    source = str(args.clip) if args.clip else str(media_dir() / "media" / DEFAULT_CLIP)
+    source = str(args.clip) if args.clip else str(find_shared() / "media" / DEFAULT_CLIP)
     live = is_live(source)
     values: dict = {"run.max_frames": args.max_frames}
     if args.backbone:

@@ -53,15 +53,13 @@ def _failure(done: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else f"exit code {done.returncode}"
 
 
-def run_worker(case: dict, work_dir: Path) -> dict:
-    """One case in a fresh interpreter; its result dict (``error`` set when it failed)."""
+def run_in_fresh_process(module: str, case: dict, work_dir: Path, timeout_s: float) -> dict:
+    """``python -m module case.json result.json`` in a fresh interpreter; the result dict it
+    wrote (``error`` set when it failed or ran past ``timeout_s``)."""
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         case_path, out_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
         case_path.write_text(json.dumps(case))
-        command = [sys.executable, "-m", "benchmarks.bench_worker", str(case_path), str(out_path)]
-        timeout_s = 180 + 3 * float(case.get("max_seconds") or 60)
-        if str(case.get("engine", "")).endswith("int8"):
-            timeout_s += 900                 # a first NNCF quantization (cached for later cases)
+        command = [sys.executable, "-m", module, str(case_path), str(out_path)]
         try:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -70,6 +68,14 @@ def run_worker(case: dict, work_dir: Path) -> dict:
         if done.returncode != 0 or not out_path.is_file():
             return {"error": _failure(done)}
         return json.loads(out_path.read_text())
+
+
+def run_worker(case: dict, work_dir: Path) -> dict:
+    """One benchmark case in a fresh interpreter (``bench_worker``)."""
+    timeout_s = 180 + 3 * float(case.get("max_seconds") or 60)
+    if str(case.get("engine", "")).endswith("int8"):
+        timeout_s += 900                 # a first NNCF quantization (cached for later cases)
+    return run_in_fresh_process("benchmarks.bench_worker", case, work_dir, timeout_s)
 
 
 def run_peer(python: Path, model: Path, clip: Path, mode: str, max_frames: int | None,

@@ -12,7 +12,6 @@ import cv2
 import pytest
 
 from benchmarks.recall import Plan, match_fingerprints, parse_plan, resolve_overrides
-from benchmarks.recall_report import cpu_class
 from posestream_common.errors import ConfigError
 from tests.fixtures_live import RtspServer, rtsp_available  # noqa: F401 - fixture
 
@@ -32,14 +31,6 @@ def test_parse_plan_and_frame_heights():
         ("model.input_height=720", "model.input_height=360", "a.b=frame")
     with pytest.raises(ConfigError, match="frame\\*x"):
         resolve_overrides(("model.input_height=frame*x",), 720)
-
-
-def test_cpu_class_from_flags():
-    assert cpu_class(["fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]) == "AMX"
-    assert cpu_class(["avx2", "avx512f", "avx512_bf16"]) == "AVX512-BF16"
-    assert cpu_class(["avx2", "avx512f"]) == "AVX512"
-    assert cpu_class(["sse4_2", "avx2", "fma"]) == "AVX2"
-    assert cpu_class(["sse4_2"]) == "pre-AVX2"
 
 
 def test_live_frames_are_found_by_their_thumbnail_only_when_close():
@@ -107,7 +98,7 @@ def test_cli_on_a_file_compares_plans_with_the_reference_and_caches_it(clip: Pat
     for row in rows.values():
         assert row["fps"] > 0 and row["cpu_ms_per_frame"] > 0 and row["frames"] == FRAMES
     meta = json.loads((tmp_path / "out" / "recall.json").read_text())["meta"]
-    assert meta["cpu_class"] in ("AMX", "AVX512-BF16", "AVX512", "AVX2", "pre-AVX2") and meta["date"]
+    assert meta["cpu_class"] in ("AMX", "AVX512-BF16", "AVX2", "other") and meta["date"]
     assert "| same |" in (tmp_path / "out" / "recall.md").read_text()
     assert (tmp_path / "out" / "recall.png").stat().st_size > 0
     assert reference["cached"] is None
