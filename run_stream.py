@@ -185,9 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def exit_now(code: int) -> None:
-    """Exit without the interpreter's slow teardown (torch, OpenVINO, Ray: ~0.7 s here), once every
-    output is closed: after a Ray run, whose own shutdown already takes most of the 2 s a signal
-    allows."""
+    """Exit without the interpreter's teardown, once ``main`` has closed every output: freeing the
+    engines (OpenVINO's compiled models, torch, Ray) and the modules takes seconds when the cores
+    are busy, longer than the 2 s a signal allows for the whole stop."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -195,7 +195,4 @@ def exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    if "ray" in sys.modules:        # imported only when a run went to Ray
-        exit_now(exit_code)
-    sys.exit(exit_code)
+    exit_now(main())

@@ -7,25 +7,49 @@ the fixtures skip cleanly where that is missing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import SimpleNamespace
+from typing import Any, Iterator
 
 import pytest
 
 from benchmarks.rtsp_camera import RtspServer, free_port, rtsp_server_missing  # noqa: F401 - re-exported
 
 
-def drain_in_background(source) -> threading.Event:
-    """Iterate ``source`` to its end in a daemon thread; the event is set when iteration ends."""
-    ended = threading.Event()
+class Drained:
+    """What :func:`drain_in_background` saw: ``count`` items so far, ``ended`` set at the end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ended = threading.Event()
+
+
+def drain_in_background(source) -> Drained:
+    """Iterate ``source`` to its end in a daemon thread, counting the items."""
+    drained = Drained()
 
     def consume() -> None:
         for _ in source:
-            pass
-        ended.set()
+            drained.count += 1
+        drained.ended.set()
 
     threading.Thread(target=consume, daemon=True).start()
-    return ended
+    return drained
+
+
+@contextlib.contextmanager
+def rtsp_servers(count: int, **options: Any) -> Iterator[list[RtspServer]]:
+    """``count`` running RTSP servers, each on its own port (``options`` as for RtspServer),
+    stopped on the way out."""
+    servers = [RtspServer(**options) for _ in range(count)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

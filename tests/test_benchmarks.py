@@ -97,7 +97,7 @@ def test_engine_alone_rate_leaves_out_the_settling_call():
             with self.lock:
                 first = threading.get_ident() not in self.seen
                 self.seen.add(threading.get_ident())
-            time.sleep(0.3 if first else 0.1)
+            time.sleep(0.3 if first else 0.1)               # the engine's known call time
 
     rate = engine_alone_fps(SlowEngine(), np.zeros((1, 3, 8, 8), np.float32), 0.6)
     assert rate == pytest.approx(20.0, rel=0.12)
@@ -120,7 +120,7 @@ def test_stage_cpu_charges_each_thread_to_its_stage():
 
     burnt, release = threading.Event(), threading.Event()
     busy = threading.Thread(target=burn, args=(0.4, burnt, release), name="stage-postprocess")
-    quiet = threading.Thread(target=time.sleep, args=(0.3,), name="stage-render-cam0")
+    quiet = threading.Thread(target=time.sleep, args=(0.3,), name="stage-render-cam0")    # alive, idle
     ended = threading.Thread(target=burn, args=(0.2,), name="stage-capture-cam0")
     with ThreadCpu() as cpu:
         for thread in (busy, quiet, ended):

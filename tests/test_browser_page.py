@@ -86,7 +86,7 @@ def serve_wall(request):
             for position, name in enumerate(names):
                 sink.write(posed(name, index, frames[position], position % 4), frames[position])
             index += 1
-            stop.wait(0.05)
+            stop.wait(0.05)                 # a live feed at about 20 fps
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()

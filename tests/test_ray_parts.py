@@ -20,6 +20,7 @@ from stream.ray.records import CameraRecord, build_report, raise_failures
 from stream.sources import VideoFileSource
 from stream.stats import StatsRecorder
 from tests.helpers_spine import make_video
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,8 @@ def submit_all(batcher, gated, inputs):
         threads[-1].start()
         if position == 0:
             assert gated.entered.wait(10)
-        while len(batcher._pending) < position:
-            threading.Event().wait(0.001)
+        wait_until(lambda: len(batcher._pending) >= position, 10, interval=0.001,
+                   message=f"input {position} waiting in the batcher")
     return results, threads
 
 

@@ -15,6 +15,7 @@ import pytest
 from posestream_common.errors import SourceError
 from stream.demo import DemoSource
 from stream.sources import ImageFileSource, ImageFolderSource, Source, VideoFileSource, open_source
+from tests.waiting import wait_until
 
 FPS = 25.0
 SIZE = (160, 120)                       # width, height: small keeps the test fast
@@ -220,8 +221,7 @@ def test_close_from_another_thread_ends_iteration(video_200):
 
     reader = threading.Thread(target=consume)
     reader.start()
-    while len(seen) < 20:
-        time.sleep(0.005)
+    wait_until(lambda: len(seen) >= 20, 30, interval=0.005, message="20 frames")
     source.close()
     reader.join(2.0)
     assert not reader.is_alive()
