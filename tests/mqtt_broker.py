@@ -19,8 +19,8 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
+from tests.waiting import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -38,19 +38,6 @@ def mosquitto_missing() -> str | None:
     if not Path(MOSQUITTO).exists():
         return "mosquitto is not installed (apt-get install mosquitto)"
     return None
-
-
-def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.02):
-    """Poll ``condition()`` until it returns something truthy (returned); AssertionError naming
-    ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 class MosquittoBroker:
@@ -99,7 +86,7 @@ class MosquittoBroker:
             return
         self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(self._accepts, timeout_s, f"mosquitto on port {self.port}", poll_s=0.05)
+        wait_until(self._accepts, timeout_s, message=f"mosquitto on port {self.port}", interval=0.05)
 
     def _accepts(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
@@ -181,7 +168,7 @@ class Subscriber:
             return [m for m in self.messages if topic is None or m[0] == topic]
 
     def wait_subscribed(self, timeout_s: float = 20.0) -> None:
-        wait_for(self.subscribed.is_set, timeout_s, "the test subscriber's SUBACK")
+        wait_until(self.subscribed.is_set, timeout_s, message="the test subscriber's SUBACK")
 
     def close(self) -> None:
         self.client.disconnect()

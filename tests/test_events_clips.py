@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stream.events.clips import ClipRecorder, ClipSettings
-from tests.mqtt_broker import wait_for
+from tests.waiting import wait_until
 
 FPS = 15
 BITS = 12
@@ -72,7 +72,7 @@ def test_clip_covers_pre_and_post_roll_and_plays(tmp_path):
     })
     path = paths["clip"]
     assert Path(path).parent == tmp_path / "cam" and path.endswith("-ev-1.mp4")
-    wait_for(lambda: Path(path).exists(), 60, "the finished clip")
+    wait_until(lambda: Path(path).exists(), 60, message="the finished clip")
     probe = ffprobe(path)
     assert probe["codec_name"] == "h264" and probe["pix_fmt"] == "yuv420p"
     numbers = clip_numbers(path)
@@ -124,8 +124,8 @@ def test_quota_removes_the_oldest_clips_first(tmp_path):
                 "p", recorder.start_clip("cam", f"ev{k}", b / FPS + 2.0)),
             base + 2 * FPS + 1: lambda b=base, k=k: recorder.end_clip("cam", f"ev{k}", b / FPS + 2.0),
         })
-        wait_for(lambda: Path(holder["p"]).exists(), 60, f"clip {k}")
-        wait_for(lambda: recorder.counters()["written"] == k + 1, 60, "the quota pass")
+        wait_until(lambda: Path(holder["p"]).exists(), 60, message=f"clip {k}")
+        wait_until(lambda: recorder.counters()["written"] == k + 1, 60, message="the quota pass")
         written.append(holder["p"])
     recorder.close()
     left = sorted(str(p) for p in clips_dir.rglob("*.mp4"))
@@ -142,7 +142,7 @@ def test_unwritable_dir_never_raises_and_counts_the_failure(tmp_path, caplog):
         FPS: lambda: recorder.start_clip("cam", "x", 1.0),
         FPS + 1: lambda: recorder.start_clip("cam", "y", 1.0),
     })
-    wait_for(lambda: recorder.counters()["failed"] == 2, 30, "both clips to fail")
+    wait_until(lambda: recorder.counters()["failed"] == 2, 30, message="both clips to fail")
     feed(recorder, 2 * FPS + 1, 3 * FPS)               # frames keep coming without trouble
     recorder.close()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "clips" in r.getMessage()]
@@ -183,7 +183,7 @@ def test_full_disk_fails_the_clip_alone(tiny_disk, caplog):
             path = recorder.start_clip("cam", "big", n / FPS)
         if n == 3 * FPS:
             recorder.end_clip("cam", "big", n / FPS)
-    wait_for(lambda: recorder.counters()["failed"] == 1, 60, "the clip to fail on the full disk")
+    wait_until(lambda: recorder.counters()["failed"] == 1, 60, message="the clip to fail on the full disk")
     recorder.close()
     assert not Path(path).exists() and not list(tiny_disk.rglob("*.part"))
     assert "could not be written" in caplog.text

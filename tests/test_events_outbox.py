@@ -8,7 +8,7 @@ import time
 import pytest
 
 from stream.events.outbox import Outbox, Rejected, backoff_delay
-from tests.mqtt_broker import wait_for
+from tests.waiting import wait_until
 
 
 class FlakyReceiver:
@@ -45,9 +45,9 @@ def test_items_go_out_in_order_and_a_failing_item_is_retried_without_reordering(
     box.start()
     for i in range(20):
         box.put(i)
-    wait_for(lambda: len(receiver.tries) >= 4, 10, "several failed tries")
+    wait_until(lambda: len(receiver.tries) >= 4, 10, message="several failed tries")
     receiver.down.clear()
-    wait_for(lambda: box.counters()["sent"] == 20, 10, "the 20 items")
+    wait_until(lambda: box.counters()["sent"] == 20, 10, message="the 20 items")
     assert receiver.got == list(range(20))
     assert box.counters() == {"sent": 20, "dropped": 0, "queued": 0}
     box.close()
@@ -59,7 +59,7 @@ def test_put_never_blocks_while_send_hangs_and_overflow_drops_the_oldest(caplog)
     box = Outbox("test", receiver, capacity=5)
     box.start()
     box.put("first")
-    wait_for(lambda: receiver.tries, 10, "the first send to start")
+    wait_until(lambda: receiver.tries, 10, message="the first send to start")
     started = time.perf_counter()
     for i in range(100):
         box.put(i)
@@ -67,11 +67,11 @@ def test_put_never_blocks_while_send_hangs_and_overflow_drops_the_oldest(caplog)
     assert box.counters() == {"sent": 0, "dropped": 95, "queued": 6}   # 5 waiting + 1 in flight
     assert caplog.text.count("event queue full") == 1
     receiver.gate.set()
-    wait_for(lambda: box.counters()["queued"] == 0, 10, "the queue to drain")
+    wait_until(lambda: box.counters()["queued"] == 0, 10, message="the queue to drain")
     assert receiver.got == ["first", 95, 96, 97, 98, 99]
     box.put("after")                            # a put with room ends the burst...
     box.put("again")
-    wait_for(lambda: box.counters()["sent"] == 8, 10, "the last two")
+    wait_until(lambda: box.counters()["sent"] == 8, 10, message="the last two")
     assert "95 records were dropped" in caplog.text
     box.close()
 
@@ -83,7 +83,7 @@ def test_rejected_items_are_dropped_and_the_rest_go_on():
     box.start()
     for i in range(5):
         box.put(i)
-    wait_for(lambda: box.counters()["queued"] == 0, 10, "all items handled")
+    wait_until(lambda: box.counters()["queued"] == 0, 10, message="all items handled")
     assert receiver.got == [0, 1, 3, 4]
     assert box.counters() == {"sent": 4, "dropped": 1, "queued": 0}
     box.close()

@@ -24,6 +24,7 @@ from stream.items import Posed
 from stream.metrics import metrics_registry, metrics_text
 from stream.sinks.http import HttpSink
 from tests.test_events_rules import lying, rule, standing
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"id", "source", "rule", "kind", "type", "person_id", "time", "stream_time", "frame",
@@ -37,13 +38,6 @@ def posed(index: int, poses: list[np.ndarray], source: str = "cam0") -> Posed:
     return Posed(image=image, index=index, capture_time=time.monotonic(), time=index / FPS, source=source,
                  net_input=None, scale=1.0, heatmaps=None, pafs=None, people=people,
                  person_ids=tuple(range(len(people))), person_scores=(0.8,) * len(people))
-
-
-def wait_for(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 class Receiver:
@@ -78,7 +72,7 @@ def test_records_go_to_the_file_events_stream_snapshots_and_metrics(tmp_path):
         connection.request("GET", "/events")
         response = connection.getresponse()
         assert response.headers["Content-Type"] == "text/event-stream"
-        wait_for(lambda: http_sink.records.client_count() == 1)
+        wait_until(lambda: http_sink.records.client_count() == 1, 10.0)
         frames = [[standing((100 + 40 * step, 400))] for step in range(12)]        # walks across the door
         frames += [[lying((560, 400))]] * 10                                        # then lies down
         for index, poses in enumerate(frames):
@@ -91,7 +85,7 @@ def test_records_go_to_the_file_events_stream_snapshots_and_metrics(tmp_path):
             if line.startswith("data: "):
                 streamed.append(json.loads(line[len("data: "):]))
         assert streamed == [json.loads(line) for line in lines]
-        wait_for(lambda: ("cam0", True, 1) in receiver.states)
+        wait_until(lambda: ("cam0", True, 1) in receiver.states, 10.0)
         report = sink.report()
     finally:
         sink.close()

@@ -10,7 +10,7 @@ import pytest
 
 from posestream_common.errors import ConfigError
 from stream.events.webhooks import WebhookOutput, WebhookSettings
-from tests.mqtt_broker import wait_for
+from tests.waiting import wait_until
 from tests.webhook_receiver import HookReceiver
 
 
@@ -39,7 +39,7 @@ def test_slow_receiver_never_blocks_the_caller_and_gets_everything_in_order():
     longest = timed_publish(output, [record(i) for i in range(10)])
     assert longest < 0.5, f"publish() blocked for {longest * 1000:.0f} ms"
     assert output.counters()["queued"] >= 5          # the receiver is still working through them
-    wait_for(lambda: len(receiver.received()) == 10, 30, "the 10 records")
+    wait_until(lambda: len(receiver.received()) == 10, 30, message="the 10 records")
     assert ids(receiver.received()) == [f"ev-{i}" for i in range(10)]
     assert receiver.requests[0][0] == "/hook"
     assert receiver.requests[0][1]["Content-Type"] == "application/json"
@@ -55,7 +55,7 @@ def test_refused_connections_are_retried_until_the_receiver_comes_up():
     time.sleep(1.0)    # several refused tries happen meanwhile
     assert output.counters() == {"sent": 0, "dropped": 0, "queued": 5, "connected": False}
     receiver.start()
-    wait_for(lambda: len(receiver.received()) == 5, 30, "the records once the receiver is up")
+    wait_until(lambda: len(receiver.received()) == 5, 30, message="the records once the receiver is up")
     assert ids(receiver.received()) == [f"ev-{i}" for i in range(5)]
     output.close()
     receiver.stop()
@@ -66,7 +66,7 @@ def test_500_then_ok_delivers_each_record_once_in_order():
     receiver.fail_next = 3
     output = WebhookOutput(WebhookSettings(receiver.url, backoff_s=0.05, backoff_max_s=0.2)).open()
     timed_publish(output, [record(i) for i in range(4)])
-    wait_for(lambda: len(receiver.received()) == 4, 30, "the records after three 500s")
+    wait_until(lambda: len(receiver.received()) == 4, 30, message="the records after three 500s")
     assert ids(receiver.received()) == [f"ev-{i}" for i in range(4)]
     assert receiver.attempts == 7
     output.close()
@@ -79,7 +79,7 @@ def test_4xx_drops_the_record_without_retrying(caplog):
     receiver.fail_next, receiver.status_fail = 1, 404
     output = WebhookOutput(WebhookSettings(receiver.url, backoff_s=0.05)).open()
     timed_publish(output, [record(0), record(1)])
-    wait_for(lambda: len(receiver.received()) == 1, 30, "the second record")
+    wait_until(lambda: len(receiver.received()) == 1, 30, message="the second record")
     output.close()
     assert ids(receiver.received()) == ["ev-1"] and receiver.attempts == 2
     assert output.counters()["dropped"] == 1 and output.counters()["sent"] == 1
@@ -93,9 +93,9 @@ def test_overflow_drops_the_oldest_and_counts_them(caplog):
                                            backoff_max_s=0.1)).open()
     longest = timed_publish(output, [record(i) for i in range(50)])
     assert longest < 0.5      # a blocking call would wait for the refused connection and its back-off
-    wait_for(lambda: output.counters()["dropped"] >= 39, 10, "the overflow count")
+    wait_until(lambda: output.counters()["dropped"] >= 39, 10, message="the overflow count")
     receiver.start()
-    wait_for(lambda: output.counters()["queued"] == 0, 30, "the queue to drain")
+    wait_until(lambda: output.counters()["queued"] == 0, 30, message="the queue to drain")
     output.close()
     delivered = ids(receiver.received())
     counters = output.counters()
@@ -122,9 +122,9 @@ def test_url_secrets_never_logged_and_basic_auth_sent(caplog):
     url = receiver.url.replace("http://", "http://hookuser:pa55-Sekrit@") + "?token=tok-Sekrit&x=1"
     output = WebhookOutput(WebhookSettings(url, backoff_s=0.05, backoff_max_s=0.1)).open()
     output.publish(record(0))
-    wait_for(lambda: "cannot deliver" in caplog.text, 10, "the refused-connection warning")
+    wait_until(lambda: "cannot deliver" in caplog.text, 10, message="the refused-connection warning")
     receiver.start()
-    wait_for(lambda: receiver.received(), 30, "the record")
+    wait_until(lambda: receiver.received(), 30, message="the record")
     output.close()
     path, headers = receiver.requests[0]
     assert path == "/hook?token=tok-Sekrit&x=1"
