@@ -153,7 +153,7 @@ def test_the_ap_table_is_the_accuracy_benchmarks():
     rows = {row["label"]: row["ap"]["all"]["AP"] for row in json.loads(results.read_text())["rows"]}
     checked = 0
     for candidate in auto.CANDIDATES:
-        label = (f"omz openvino bf16 default height" if candidate.backbone == "omz" else
+        label = ("omz openvino bf16 default height" if candidate.backbone == "omz" else
                  f"{candidate.backbone} openvino {candidate.precision} h{candidate.input_height}")
         if label in rows:
             assert candidate.ap == pytest.approx(rows[label], abs=0.0015), label

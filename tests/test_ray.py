@@ -194,7 +194,8 @@ def test_a_killed_live_camera_reconnects_and_numbers_its_frames_on(cluster, rtsp
     wait_until(lambda: line_count(victim) >= 10, 90, message="10 lines from the victim")
     killed_after = line_count(victim)
     ray.kill(run.cameras["live1"].handle, no_restart=False)
-    wait_for(lambda: line_count(victim) > killed_after + 5 or not thread.is_alive())
+    wait_until(lambda: line_count(victim) > killed_after + 5 or not thread.is_alive(), 90,
+               message="frames from the restarted camera")
     run.stop()
     report = finished(thread, result)
 
