@@ -49,9 +49,9 @@ REFERENCE_HEIGHT = 368          # net-input rows a network is measured at (other
 # what each engine runs on a CPU ("auto": Intel's IR, which only OpenVINO reads)
 ENGINE_PRECISIONS = {"openvino": {"auto", "fp32", "bf16", "int8"}, "torch": {"fp32", "bf16"},
                      "onnxruntime": {"fp32"}}
-INT8_GAIN = 1.2                 # int8 core-ms = its network's fp32/bf16 core-ms / this (benchmarks:
-                                # 1.20x bf16 on AVX512-BF16, 1.25-1.3x fp32 on AVX2); not measured, as
-                                # its model exists only after a calibration that must not delay a start
+INT8_GAIN = 1.2                 # int8 core-ms = its network's fp32/bf16 core-ms / this (the lowest
+                                # end-to-end gain benchmarks/results show); not measured, as its model
+                                # exists only after a calibration that must not delay a start
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,8 +217,8 @@ class VideoFileSource(Source):
 def decoder_thread_params(cores: int | None = None) -> list[int]:
     """``cv2.VideoCapture`` parameters for a video file's decoder threads: one thread on machines
     of up to ``FEW_CORES`` cores, where the network needs every core and FFmpeg's frame threads
-    cost more CPU per frame (640x480 H.264 on the 2-core EPYC: 0.77 core-ms a frame on one
-    thread, 0.9-1.2 on two), else FFmpeg's own choice."""
+    cost more CPU per frame than one thread does (benchmarks.stage_cpu), else FFmpeg's own
+    choice."""
     if cores is None:
         from stages.inference import available_cores
 

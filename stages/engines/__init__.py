@@ -14,13 +14,10 @@ Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
   bf16 instructions (AVX512-BF16 / AMX) → bf16; everything else fp32.  Explicit values pass
   through unchanged (int8 only when asked for: ``stages.engines.int8``).
 
-  The rule follows measurements per CPU class (OpenVINO, figures in benchmarks/README.md):
-  AMX (Xeon, 2-core VM): mobilenet_thin h256 fp32 27 ms → bf16 13.1 ms (2.1×); AVX512-BF16 without
-  AMX (EPYC, 2 cores): cmu h184 fp32 2.45 → bf16 5.27 inferences/s (2.2×), and bf16 keeps the
-  same people (COCO AP 0.320 against fp32's 0.324, mobilenet_thin h368); neither: no native bf16,
-  OpenVINO would run f32 anyway, so fp32.  int8 is faster still (1.08-1.62× bf16 end to end on the
-  busy EPYC) but costs 0.02-0.04 COCO AP (mobilenet_thin h368), beyond the default's 0.010
-  budget, and a calibration at first start, so ``auto`` never picks it.
+  Why: bf16 runs about twice as fast as fp32 where the CPU has native bf16 and keeps the same
+  people; without it OpenVINO would compute f32 anyway.  int8 needs a calibration first, so it is
+  never the rule's choice; ``stream.auto`` weighs it where the network and size are left to it.
+  Figures per CPU class: benchmarks/results and benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ class OpenVinoEngine:
 def precision_hint(precision: str) -> str:
     """OpenVINO's INFERENCE_PRECISION_HINT for ``precision``.  int8 (a model NNCF quantized): the
     layers left unquantized run in bf16 where the CPU has it (int8 + f32 ran at half the speed of
-    int8 + bf16 on the AVX512-BF16 EPYC, see benchmarks/README.md), else f32."""
+    int8 + bf16, see benchmarks/README.md), else f32."""
     if precision == "int8":
         return "bf16" if cpu_supports_bf16() else "f32"
     return PRECISION_HINTS[precision]

