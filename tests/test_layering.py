@@ -57,7 +57,7 @@ def test_the_errors_module_imports_nothing_of_the_project():
 def test_a_ray_cluster_gets_every_package_the_shipped_code_imports():
     """``ray.ship_code`` sends CODE_PACKAGES to the cluster: each project package they import
     must be among them, or the workers there fail to import it."""
-    from stream.ray.runner import CODE_PACKAGES
+    from stream.ray.cluster import CODE_PACKAGES
 
     project = {path.parent.name for path in ROOT.glob("*/__init__.py")}
     imported = {module.split(".")[0]

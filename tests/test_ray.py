@@ -27,7 +27,8 @@ from tests.waiting import wait_until
 
 ray = pytest.importorskip("ray")
 
-from stream.ray.runner import RayRun, connect, run_on_ray  # noqa: E402 - only with ray installed
+from stream.ray.cluster import connect  # noqa: E402 - only with ray installed
+from stream.ray.runner import RayRun, run_on_ray  # noqa: E402 - only with ray installed
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
         "inference.warmup": 0, "output.display": False, "run.progress": False, "run.ray": "local"}

@@ -204,7 +204,7 @@ def test_report_has_the_local_keys_plus_ray_and_failures_follow_the_local_rules(
 
 
 def test_a_cluster_address_that_does_not_answer_is_a_user_error_at_once():
-    from stream.ray.runner import check_reachable
+    from stream.ray.cluster import check_reachable
     from tests.fixtures_live import free_port
 
     with pytest.raises(ConfigError, match=r"--ray 127\.0\.0\.1:\d+: no Ray cluster answers there"):

@@ -23,23 +23,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from posestream_common.errors import ConfigError
 from stream.config import Config
+from stream.ray.cluster import connect, import_ray
 from stream.ray.inference import plan_pool
 from stream.ray.records import CameraRecord, build_report, raise_failures, stand_in_source, user_error
 from stream.stats import StatsRecorder, format_summary, write_stats
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-CODE_PACKAGES = ("stream", "stages", "backbones", "posestream_common")
 # A signal must end the run within 2 s, and a local cluster's own shutdown (ray.shutdown) takes
 # ~1.4 s of that here: the steps after a stop get what is left.
 STOP_GRACE_S = 0.5      # after a stop, how long cameras get to hand over their last frames
@@ -47,53 +43,6 @@ STOP_TOTALS_S = 0.2     # after a stop, how long the inference actors get to rep
 PING_S = 1.0            # how often the inference actors are asked who they are (restart count)
 RETRY_S = 0.2           # wait before asking a camera actor that did not answer again
 RESTART_WAIT_S = 10.0   # at the end, how long an inference actor seen dead is waited for
-CONNECT_TIMEOUT_S = 5.0 # a cluster address that does not accept a connection this soon is wrong
-
-
-def import_ray(address: str) -> Any:
-    try:
-        import ray
-    except ModuleNotFoundError:
-        raise ConfigError(f"--ray {address}: Ray is not installed (pip install -e '.[ray]')") from None
-    return ray
-
-
-def connect(ray: Any, address: str, settings: Any) -> bool:
-    """Join or start the cluster ``address`` names; True when this call started Ray.
-
-    ``local``: a new Ray instance on this machine (``ray.num_cpus``), workers importing the
-    project from this checkout.  ``auto``: the cluster in ``$RAY_ADDRESS``, else the one this
-    machine belongs to (``ray start``; the newest, when several run here).
-    Anything else: that cluster's address (``HOST:6379`` or ``ray://HOST:10001``).  Joining a
-    cluster ships the project's packages (CODE_PACKAGES) to it unless ``ray.ship_code`` is false.
-    """
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.WARNING, "include_dashboard": False}
-    if address == "local":
-        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {"env_vars": {"PYTHONPATH": python_path}}
-        ray.init(address="local", num_cpus=settings.num_cpus, runtime_env=env, **quiet)  # not $RAY_ADDRESS
-        return True
-    check_reachable(address)
-    runtime_env = {"py_modules": [str(ROOT / name) for name in CODE_PACKAGES]} if settings.ship_code else None
-    try:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
-    except ConnectionError as error:
-        hint = " (start one with `ray start --head`, or use --ray local)" if address == "auto" else ""
-        raise ConfigError(f"--ray {address}: no Ray cluster found{hint}: {error}") from None
-    return True
-
-
-def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """ConfigError when a ``HOST:PORT`` address does not answer (Ray itself would wait minutes)."""
-    host, separator, port = address.rpartition(":")
-    if "://" in address or not separator or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as error:
-        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({error})") from None
 
 
 def run_on_ray(config: Config, stop_event: threading.Event | None = None) -> dict[str, Any]:
