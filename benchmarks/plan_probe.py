@@ -72,9 +72,9 @@ def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
                 spent += time.perf_counter() - start
                 pixels += batch.shape[2] * batch.shape[3]
                 people_net, scores_net = decode_people(heatmaps[0], pafs[0], stride=engine.stride)
-                for crop, people in split_people(people_net, crops, canvas):
+                for crop, people, people_scores in split_people(people_net, crops, canvas, scores_net):
                     found.append(people)
-                    found_scores.append(np.ones(len(people), np.float32))
+                    found_scores.append(people_scores)
         people, _ = merge_people(over, over_scores, np.concatenate(found), np.concatenate(found_scores),
                                  plan.big_px)
         history.append(people)

@@ -116,14 +116,15 @@ def rule_scale(min_person_px: float, reliable_px: float) -> float:
 
 
 def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, mode: str = "auto",
-              default_height: int | None = None) -> Plan:
+              default_height: int | None = None, still: bool = False) -> Plan:
     """The plan for frames of ``frame_size`` (height, width).
 
     mode: ``whole`` (the frame at the rule's scale, but not below the network's default input
     height), ``crops``, or ``auto``: that ``whole`` plan where it costs no more than the crops;
     else the whole frame at the network's default input height where that scale is at least
     ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips, photos keep today's plan);
-    else ``crops``.
+    else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
+    are): never ``crops`` (``crops`` becomes ``whole``, ``auto`` its whole-frame choices).
     """
     if mode not in ("auto", "whole", "crops"):
         raise ValueError(f"plan mode must be auto, whole or crops, got {mode!r}")
@@ -138,7 +139,7 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
     crops = Plan("crops", (height, width), fine, overview_scale=overview, canvas=CANVAS,
                  max_canvases=MAX_CANVASES, margin=MARGIN,
                  big_px=reliable / overview, min_person_px=float(min_person_px), reliable_px=reliable)
-    if mode == "whole":
+    if mode == "whole" or (still and mode == "crops"):
         return whole
     if mode == "crops":
         return crops
@@ -146,7 +147,7 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
         return whole
     at_default = Plan("whole", (height, width), default / height, min_person_px=float(min_person_px),
                       reliable_px=reliable)
-    return at_default if at_default.scale >= WHOLE_SHARE * fine else crops
+    return at_default if still or at_default.scale >= WHOLE_SHARE * fine else crops
 
 
 def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,

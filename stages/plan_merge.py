@@ -65,3 +65,32 @@ def merge_people(overview: np.ndarray, overview_scores: np.ndarray, crops: np.nd
             continue
         kept.append(index)
     return people[kept], scores[kept]
+
+
+def remember(previous: np.ndarray, ages: np.ndarray, people: np.ndarray,
+             max_age: int) -> tuple[np.ndarray, np.ndarray]:
+    """The people to look for next frame: this frame's (age 0) plus the earlier ones nobody
+    this frame is close to (``same_person`` loosened to their boxes' centres within half a
+    height), aged by one, up to ``max_age`` frames: a person the network missed once still
+    gets a crop.  Returns (people [Q,18,3], ages [Q])."""
+    people = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
+    previous = np.asarray(previous, dtype=np.float32).reshape(-1, 18, 3)
+    kept, kept_ages = [], []
+    centres = [_centre(pose) for pose in people]
+    for pose, age in zip(previous, np.asarray(ages).reshape(-1)):
+        if age + 1 > max_age or not (pose[:, 2] > 0).any():
+            continue
+        centre, height = _centre(pose), max(_heights(pose[None])[0], 1.0)
+        if any(np.linalg.norm(centre - other) < 0.5 * height for other in centres):
+            continue
+        kept.append(pose)
+        kept_ages.append(age + 1)
+    all_people = np.concatenate([people, np.asarray(kept, np.float32).reshape(-1, 18, 3)])
+    return all_people, np.concatenate([np.zeros(len(people), int), np.asarray(kept_ages, int)])
+
+
+def _centre(pose: np.ndarray) -> np.ndarray:
+    visible = pose[:, 2] > 0
+    if not visible.any():
+        return np.array([np.inf, np.inf])
+    return (pose[visible, :2].min(axis=0) + pose[visible, :2].max(axis=0)) / 2.0

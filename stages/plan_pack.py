@@ -151,15 +151,21 @@ def canvases_used(crops: tuple[Crop, ...]) -> int:
     return 1 + max((crop.canvas for crop in crops), default=-1)
 
 
-def split_people(people_net: np.ndarray, crops: tuple[Crop, ...], canvas: int) -> list[tuple[Crop, np.ndarray]]:
-    """People decoded on one canvas → (crop, people in frame pixels) per crop of that canvas: a
-    person belongs to the crop holding the centre of their keypoints' box; people in the gaps
-    between crops are dropped."""
+def split_people(people_net: np.ndarray, crops: tuple[Crop, ...], canvas: int,
+                 scores: np.ndarray | None = None) -> list[tuple[Crop, np.ndarray, np.ndarray]]:
+    """People decoded on one canvas (and their scores [P]) → (crop, people in frame pixels,
+    their scores) per crop of that canvas: a person belongs to the crop holding the centre of
+    their keypoints' box; people in the gaps between crops are dropped."""
     people_net = np.asarray(people_net, dtype=np.float32).reshape(-1, 18, 3)
+    scores = np.ones(len(people_net), np.float32) if scores is None else np.asarray(scores, np.float32)
     centres = np.full((len(people_net), 2), -1.0)
     for index, pose in enumerate(people_net):
         visible = pose[:, 2] > 0
         if visible.any():
             centres[index] = (pose[visible, :2].min(axis=0) + pose[visible, :2].max(axis=0)) / 2.0
-    return [(crop, crop.to_frame(people_net[crop.holds(centres)]))
-            for crop in crops if crop.canvas == canvas]
+    result = []
+    for crop in crops:
+        if crop.canvas == canvas:
+            inside = crop.holds(centres)
+            result.append((crop, crop.to_frame(people_net[inside]), scores[inside]))
+    return result

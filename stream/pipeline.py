@@ -36,6 +36,8 @@ from stream.items import Posed
 from stream.outputs import build_sinks as _build_sinks
 from stream.queues import BoundedQueue, QueuePolicy
 from stream.stage import Crew, RunControl, Stage, StageRunner, run_sequential, run_threaded
+from stream.crop_planner import FramePlanner
+from stream.plan_feedback import PeopleFeedback
 from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
 from stream.stats import StatsRecorder, format_summary, write_stats
 
@@ -87,11 +89,11 @@ class Pipeline:
                 _warm_up(self.config, self.engine)
             if self.max_batch is None and len(self.sources) > 1:
                 self._choose_batching()
+            feedback = PeopleFeedback()
             self.stages = [
-                PreprocessStage(self.engine.preprocess, self.config.model.input_height,
-                                self.config.model.scale),
+                preprocess_stage(self.config, self.engine.preprocess, feedback),
                 InferenceStage(self.engine, self.max_batch),
-                _postprocess_stage(self.config, self.engine.stride),
+                _postprocess_stage(self.config, self.engine.stride, feedback),
             ]
             self.sinks = _build_sinks(self.config, self.sources, self.stop, self.live_report)
             self.stages.append(RenderStage(_make_drawer(self.config, self.engine.stride), self.sinks))
@@ -341,7 +343,15 @@ def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:
     return padded_size(height, width, int(spec.size_multiple))
 
 
-def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
+def preprocess_stage(config: Config, spec: Any, feedback: PeopleFeedback) -> PreprocessStage:
+    """Preprocess with the configured inference plan (``model.plan``, ``model.min_person_px``);
+    an explicit ``model.input_height``/``model.scale`` is the whole frame at that size."""
+    model = config.model
+    planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback)
+    return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
+
+
+def _postprocess_stage(config: Config, stride: int, feedback: PeopleFeedback | None = None) -> PostprocessStage:
     """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
     brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
     from stages.postprocess import decode_people, to_frame
@@ -358,7 +368,8 @@ def _postprocess_stage(config: Config, stride: int) -> PostprocessStage:
         smoother_params = SmootherParams(**section_params(config.smoothing))
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
     return PostprocessStage(decode_people, to_frame, section_params(config.postprocess), stride,
-                            make_tracker, make_smoother, publish_ids=config.tracking.enabled)
+                            make_tracker, make_smoother, publish_ids=config.tracking.enabled,
+                            feedback=feedback)
 
 
 def _make_drawer(config: Config, stride: int) -> Callable[[Posed], np.ndarray]:

@@ -25,10 +25,11 @@ import numpy as np
 
 from stream.config import Config
 from stream.items import Posed
-from stream.pipeline import Pipeline, _make_drawer, _postprocess_stage
+from stream.pipeline import Pipeline, _make_drawer, _postprocess_stage, preprocess_stage
+from stream.plan_feedback import PeopleFeedback
 from stream.ray_inference import WAIT_SLICE_S, RemoteEngine, configure_worker_logging
 from stream.sinks.base import Sink
-from stream.stages_impl import CaptureStage, InferenceStage, PreprocessStage, RenderStage
+from stream.stages_impl import CaptureStage, InferenceStage, RenderStage
 from stream.stats import StatsRecorder
 
 log = logging.getLogger(__name__)
@@ -188,12 +189,12 @@ class CameraPipeline(Pipeline):
         self.sources = [self._source]
         self.captures = [CaptureStage(self._source, frames_left, seconds_left)]
         self.engine = self._engine
-        model = self.config.model
         draw = _make_drawer(self.config, self._engine.stride) if self._send_images else (lambda item: None)
+        feedback = PeopleFeedback()
         self.stages = [
-            PreprocessStage(self._engine.preprocess, model.input_height, model.scale),
+            preprocess_stage(self.config, self._engine.preprocess, feedback),
             InferenceStage(self._engine),
-            _postprocess_stage(self.config, self._engine.stride),
+            _postprocess_stage(self.config, self._engine.stride, feedback),
             RenderStage(draw, {self._source.name: OutboxSink(self._outbox, self._send_images)}),
         ]
         for stage in self.stages:

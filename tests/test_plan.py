@@ -115,7 +115,7 @@ def test_crops_map_back_to_frame_pixels_and_canvases_hold_the_frame_pixels():
         back = crop.to_frame(point)[0, 0]
         assert crop.box[0] < back[0] < crop.box[2] and crop.box[1] < back[1] < crop.box[3]
         inside = split_people(point, crops, crop.canvas)
-        assert sum(len(found) for _c, found in inside) == 1
+        assert sum(len(found) for _c, found, _s in inside) == 1
 
 
 def test_merge_keeps_the_more_complete_of_duplicates_and_distinct_people():

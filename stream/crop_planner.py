@@ -1,0 +1,75 @@
+"""Per source: which inference plan a frame gets, and its network inputs.
+
+``FramePlanner.prepare(frame)`` returns the fields preprocess adds to a frame (``net_input``,
+``scale``, ``pad``, and for the crops plan ``plan``, ``crops``, ``canvases``), following
+``stages.plan``: the plan is made once per frame size; the crops come from the people
+postprocess last reported for the source (``PeopleFeedback``), the cells that moved since the
+source's previous frame, and the scan window.  A source's first frame (nobody known yet) and
+image sources run the whole frame (at the plan's scale).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stages.plan import Plan, choose_regions, make_plan, motion_boxes
+from stages.plan_pack import canvases_used, pack
+from stages.preprocess import prepare, prepare_canvases
+
+
+class _SourceState:
+    def __init__(self) -> None:
+        self.plans: dict[tuple[int, int, bool], Plan] = {}
+        self.grey: np.ndarray | None = None
+        self.scan = 0
+
+
+class FramePlanner:
+    """mode: auto, whole or crops (``model.plan``); network: the backbone's name (its reliable
+    person height, see ``stages.plan.RELIABLE_PX``); feedback: a ``PeopleFeedback``."""
+
+    def __init__(self, spec: Any, mode: str, min_person_px: float, network: str, feedback: Any):
+        self.spec = spec
+        self.mode = mode
+        self.min_person_px = min_person_px
+        self.network = network
+        self.feedback = feedback
+        self._states: dict[str, _SourceState] = {}
+        self._lock = threading.Lock()
+
+    def plan_for(self, source: str, frame_size: tuple[int, int], still: bool) -> Plan:
+        state = self._state(source)
+        key = (int(frame_size[0]), int(frame_size[1]), still)
+        plan = state.plans.get(key)
+        if plan is None:
+            plan = state.plans[key] = make_plan(frame_size, self.min_person_px, self.network, self.mode,
+                                                default_height=int(self.spec.default_height), still=still)
+        return plan
+
+    def _state(self, source: str) -> _SourceState:
+        with self._lock:
+            return self._states.setdefault(source, _SourceState())
+
+    def prepare(self, frame: Any) -> dict[str, Any]:
+        image = frame.image
+        plan = self.plan_for(frame.source, image.shape[:2], frame.file is not None)
+        people = self.feedback.get(frame.source) if plan.kind == "crops" else None
+        if people is None:
+            net_input, scale, pad = prepare(image, self.spec, scale=plan.scale)
+            return {"net_input": net_input, "scale": scale, "pad": pad}
+        state = self._state(frame.source)
+        net_input, scale, pad = prepare(image, self.spec, scale=plan.overview_scale)
+        grey = cv2.cvtColor(cv2.resize(image, (net_input.shape[2], net_input.shape[1]),
+                                       interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        motion = motion_boxes(state.grey, grey, image.shape[:2])
+        state.grey = grey
+        crops = pack(choose_regions(plan, people, motion, state.scan), plan)
+        state.scan += 1
+        count = canvases_used(crops)
+        canvases = prepare_canvases(image, crops, count, plan.canvas, self.spec) if count else None
+        return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan,
+                "crops": crops if count else (), "canvases": canvases}
