@@ -31,7 +31,7 @@ from stages.track_parts import (
 )
 from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
     CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
-    similarity_and_explained,
+    scene_shift, similarity_and_explained,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ class TrackerParams:
         similarity are paired when the track's box and the person's box overlap by at least this
         intersection over union (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
         limbs for a frame, so the poses differ while the person stays where they were.
+    scene_motion: before matching, move the tracks seen last update by the shift the whole
+        scene shares beyond their own motion (``track_similarity.scene_shift``): a shaking or
+        panning camera moves small people further between frames than their keypoint
+        tolerance.
+    full_keypoints: a person with at least this many keypoints (1-18) is never taken for a
+        piece of someone: they always get an id.
     """
 
     oks_threshold: float = 0.3
@@ -83,6 +89,8 @@ class TrackerParams:
     part_min_inside: float = 0.8
     extent_memory_s: float = 0.5
     fallback_iou: float = 0.5
+    scene_motion: bool = True
+    full_keypoints: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_threshold <= 1.0:
@@ -109,6 +117,8 @@ class TrackerParams:
             raise ValueError(f"part_min_inside must be in (0, 1], got {self.part_min_inside}")
         if not 0.0 <= self.fallback_iou <= 1.0:
             raise ValueError(f"fallback_iou must be in [0, 1], got {self.fallback_iou}")
+        if not 1 <= self.full_keypoints <= NUM_KEYPOINTS:
+            raise ValueError(f"full_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.full_keypoints}")
         if not self.extent_memory_s >= 0.0:
             raise ValueError(f"extent_memory_s must be >= 0, got {self.extent_memory_s}")
 
@@ -229,7 +239,8 @@ class Tracker:
                                    key=lambda index: -counts[index]):
             if counts[person_index] == 0:
                 continue
-            if self._is_part(people[person_index], present, time_s):
+            if counts[person_index] < params.full_keypoints and \
+                    self._is_part(people[person_index], present, time_s):
                 parts += 1
                 continue
             ids[person_index] = self._start_track(people[person_index].copy(), time_s)
@@ -273,6 +284,8 @@ class Tracker:
         else:
             expected = np.stack([track.pose for track in self._tracks])
         chosen = people[candidates]
+        if params.scene_motion:
+            self._follow_scene(expected, chosen)
         similarity, explained = similarity_and_explained(
             expected, chosen, self._sigmas, params.min_scale_px, params.min_shared_keypoints)
         misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
@@ -282,6 +295,18 @@ class Tracker:
         return [(track_index, int(candidates[chosen_index]), keypoints)
                 for keypoints, pairs in ((True, by_keypoints), (False, by_box))
                 for track_index, chosen_index in pairs]
+
+    def _follow_scene(self, expected: np.ndarray, chosen: np.ndarray) -> None:
+        """Move the expected poses of the tracks seen last update by the shift the scene shares
+        beyond what they expect (``scene_shift``), in place; the tracks with a velocity and those
+        without one yet are two groups (a shaking camera moves both alike, but only the first
+        already expect some of it)."""
+        fresh = np.array([track.misses == 0 for track in self._tracks])
+        moving = np.array([track.has_velocity for track in self._tracks])
+        for group in (fresh & moving, fresh & ~moving):
+            if group.sum() >= 3:
+                shift = scene_shift(expected[group], chosen, self.params.min_scale_px)
+                expected[group, :, :2] += np.where(expected[group, :, 2:] > 0, shift, 0.0)
 
     def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
                      time_s: float) -> list[tuple[int, int]]:
