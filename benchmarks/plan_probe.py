@@ -22,6 +22,8 @@ from stages.postprocess import decode_people, to_frame
 from stages.preprocess import prepare, prepare_canvases
 
 STATS = []
+CUT = True
+CANVASES = []
 SMALL_OVERVIEW_OUT = True
 NEED = []
 log = logging.getLogger("plan_probe")
@@ -43,13 +45,18 @@ def grey(frame, size):
 def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
     outputs, spent, pixels = [], 0.0, 0
     history, previous_grey, scan = [], None, 0
+    from stages.plan_merge import remember
+    memory = (np.zeros((0, 18, 3), np.float32), np.zeros(0, int))
     for index, frame in enumerate(frames):
         if index == 0:
             people, scores, took, px = whole(engine, frame, plan.scale)
             outputs.append(people); history.append(people)
+            memory = remember(memory[0], memory[1], people, 3)
             spent += took; pixels += px
             continue
         feedback = history[max(0, len(history) - lag)] if oracle is None else oracle[index - 1]
+        if oracle is None:
+            feedback = memory[0]
         over, over_scores, took, px = whole(engine, frame, plan.overview_scale)
         spent += took; pixels += px
         small = grey(frame, (max(8, round(frame.shape[1] * plan.overview_scale)),
@@ -72,12 +79,14 @@ def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
                 spent += time.perf_counter() - start
                 pixels += batch.shape[2] * batch.shape[3]
                 people_net, scores_net = decode_people(heatmaps[0], pafs[0], stride=engine.stride)
-                for crop, people, people_scores in split_people(people_net, crops, canvas, scores_net):
+                for crop, people, people_scores in split_people(people_net, crops, canvas, scores_net, frame.shape[0] if CUT else None):
                     found.append(people)
                     found_scores.append(people_scores)
         people, _ = merge_people(over, over_scores, np.concatenate(found), np.concatenate(found_scores),
                                  plan.big_px)
         history.append(people)
+        memory = remember(memory[0], memory[1], people, 3)
+        CANVASES.append(count)
         if SMALL_OVERVIEW_OUT:
             outputs.append(people)
         else:
@@ -107,6 +116,10 @@ def main() -> None:
     import stages.plan as plan_module
     global SMALL_OVERVIEW_OUT
     for item in args.set:
+        if item.startswith("NOCUT"):
+            global CUT
+            CUT = False
+            continue
         if item.startswith("SMALL"):
             SMALL_OVERVIEW_OUT = False
             continue
@@ -117,6 +130,7 @@ def main() -> None:
     reference = np.load(args.reference, allow_pickle=True)[:len(frames)]
     plan = make_plan(frames[0].shape[:2], args.min_person, "mobilenet_thin", "crops")
     outputs, ms, px = run_plan(engine, frames, plan, oracle=reference if args.oracle else None, use_motion=not args.no_motion)
+    np.save("/tmp/plan/probe_out.npy", np.array(outputs, dtype=object), allow_pickle=True)
     summary = metric.summary(reference[1:], outputs[1:])
     summary.update(ms=round(ms * 1000, 1), pixels=int(px), plan=str(plan), set=args.set)
     print(json.dumps(summary, default=float))
@@ -127,7 +141,7 @@ def main() -> None:
             if v.sum() < 8: continue
             c = (r[v, :2].min(0) + r[v, :2].max(0)) / 2
             cover.append(any(cr.box[0] <= c[0] <= cr.box[2] and cr.box[1] <= c[1] <= cr.box[3] for cr in crops))
-    print("need px", np.mean(NEED), "regions", np.mean([s[0] for s in STATS]), "people regions", np.mean([s[2] for s in STATS]),
+    print("canvases", np.mean(CANVASES), "need px", np.mean(NEED), "regions", np.mean([s[0] for s in STATS]), "people regions", np.mean([s[2] for s in STATS]),
           "crops", np.mean([s[1] for s in STATS]), "ref covered", np.mean(cover))
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from stages.plan import SHELF_GAP as GAP
 from stages.plan import MOTION, Plan
 
+CUT_PX = 4.0           # net pixels: a keypoint this near a crop's top or bottom side was cut there
+
 
 
 @dataclass(frozen=True)
@@ -152,20 +154,32 @@ def canvases_used(crops: tuple[Crop, ...]) -> int:
 
 
 def split_people(people_net: np.ndarray, crops: tuple[Crop, ...], canvas: int,
-                 scores: np.ndarray | None = None) -> list[tuple[Crop, np.ndarray, np.ndarray]]:
+                 scores: np.ndarray | None = None,
+                 frame_height: int | None = None) -> list[tuple[Crop, np.ndarray, np.ndarray]]:
     """People decoded on one canvas (and their scores [P]) → (crop, people in frame pixels,
     their scores) per crop of that canvas: a person belongs to the crop holding the centre of
-    their keypoints' box; people in the gaps between crops are dropped."""
+    their keypoints' box; people in the gaps between crops are dropped, and, given the frame's
+    height, people reaching a crop's top or bottom side inside the frame (someone taller than
+    the crop, cut by it: the overview or their own crop holds them whole)."""
     people_net = np.asarray(people_net, dtype=np.float32).reshape(-1, 18, 3)
     scores = np.ones(len(people_net), np.float32) if scores is None else np.asarray(scores, np.float32)
-    centres = np.full((len(people_net), 2), -1.0)
+    low = np.full((len(people_net), 2), -1.0)
+    high = np.full((len(people_net), 2), -1.0)
     for index, pose in enumerate(people_net):
         visible = pose[:, 2] > 0
         if visible.any():
-            centres[index] = (pose[visible, :2].min(axis=0) + pose[visible, :2].max(axis=0)) / 2.0
+            low[index], high[index] = pose[visible, :2].min(axis=0), pose[visible, :2].max(axis=0)
+    centres = (low + high) / 2.0
     result = []
     for crop in crops:
-        if crop.canvas == canvas:
-            inside = crop.holds(centres)
-            result.append((crop, crop.to_frame(people_net[inside]), scores[inside]))
+        if crop.canvas != canvas:
+            continue
+        keep = crop.holds(centres)
+        if frame_height is not None:
+            top, bottom = crop.offset[1] + CUT_PX, crop.offset[1] + crop.size[0] - CUT_PX
+            if crop.box[1] > 0:
+                keep &= low[:, 1] > top
+            if crop.box[3] < frame_height:
+                keep &= high[:, 1] < bottom
+        result.append((crop, crop.to_frame(people_net[keep]), scores[keep]))
     return result

@@ -214,7 +214,8 @@ class PostprocessStage(Stage):
         for canvas, (heatmaps, pafs) in enumerate(item.canvas_maps):
             people_net, scores_net = self.decode_people(heatmaps, pafs, stride=self.stride,
                                                         **self.decoder_params)
-            for _crop, in_frame, in_scores in split_people(people_net, item.crops, canvas, scores_net):
+            for _crop, in_frame, in_scores in split_people(people_net, item.crops, canvas, scores_net,
+                                                           item.image.shape[0]):
                 found.append(in_frame)
                 found_scores.append(in_scores)
         return merge_people(people, scores, np.concatenate(found), np.concatenate(found_scores),

@@ -152,3 +152,19 @@ def test_the_scan_visits_the_whole_frame():
         covered[box[1]:box[3], box[0]:box[2]] = True
     assert covered.all()
     assert isinstance(plan, Plan) and SCAN > PEOPLE
+
+
+def test_people_cut_by_a_crops_top_or_bottom_are_left_to_whoever_holds_them_whole():
+    from stages.plan_pack import Crop
+
+    inside = Crop((100.0, 200.0, 300.0, 424.0), 1.0, 0, (0, 0), (224, 200))     # rows 200-424
+    at_top = Crop((400.0, 0.0, 600.0, 224.0), 1.0, 0, (208, 0), (224, 200))     # the frame's top
+    whole = walker(100, 40, 120)[None]                       # canvas pixels, inside the first crop
+    reaching = walker(100, -5, 200)[None]                    # from the crop's top edge downwards
+    on_top = walker(300, 1, 150)[None]                       # at the second crop's top = frame top
+    people = np.concatenate([whole, reaching, on_top])
+    found = {crop.box: len(p) for crop, p, _s in split_people(people, (inside, at_top), 0, None, 720)}
+    assert found[inside.box] == 1                            # the cut one is dropped
+    assert found[at_top.box] == 1                            # the frame's own edge cuts no one
+    kept = {crop.box: len(p) for crop, p, _s in split_people(people, (inside, at_top), 0)}
+    assert kept[inside.box] == 2                             # without the frame height: no cut rule
