@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Net-input height (pixels) of a person the network finds as reliably as at the frame's own
-# resolution (see docs/architecture.md for how it was measured); unknown networks use DEFAULT.
+# Net-input height (pixels, as person_frames estimates it) of a person the network finds about as
+# well as at the frame's own resolution: mobilenet_thin measured on a 720p street clip (scales
+# 0.5-1.0 against 1.0, see docs/architecture.md); the others assumed alike until measured.
 RELIABLE_PX = {"mobilenet_thin": 130.0, "mobilenet": 130.0, "cmu": 110.0, "omz": 130.0}
 DEFAULT_RELIABLE_PX = 130.0
 DEFAULT_HEIGHTS = {"mobilenet_thin": 368, "mobilenet": 368, "cmu": 368, "omz": 256}
@@ -41,7 +42,7 @@ WHOLE_SHARE = 0.7           # auto: the whole frame at the default input when th
 OVERVIEW_SHARE = 0.2        # overview scale as a share of the crop scale
 CANVAS = (232, 576)         # canvas (height, width) in net pixels, multiples of 8: one shelf of crops
 MAX_CANVASES = 4            # canvases a frame at most
-EXPECTED_CANVASES = 2       # canvases a frame of a busy street uses on average (auto's estimate)
+EXPECTED_CANVASES = 3       # canvases a frame of a busy street uses on average (auto's estimate)
 SHELF_GAP = 8               # net pixels of padding between crops
 MARGIN = 0.2                # context around a person, a share of the person's height
 MULTIPLE = 8
@@ -120,10 +121,10 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
     """The plan for frames of ``frame_size`` (height, width).
 
     mode: ``whole`` (the frame at the rule's scale, but not below the network's default input
-    height), ``crops``, or ``auto``: that ``whole`` plan where it costs no more than the crops;
-    else the whole frame at the network's default input height where that scale is at least
-    ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips, photos keep today's plan);
-    else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
+    height), ``crops``, or ``auto``: the whole frame at the network's default input height where
+    that scale is at least ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips,
+    photos keep today's plan and cost); else that ``whole`` plan where it costs no more than the
+    crops; else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
     are): never ``crops`` (``crops`` becomes ``whole``, ``auto`` its whole-frame choices).
     """
     if mode not in ("auto", "whole", "crops"):
@@ -143,11 +144,11 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
         return whole
     if mode == "crops":
         return crops
-    if whole.pixels <= crops.pixels:
-        return whole
     at_default = Plan("whole", (height, width), default / height, min_person_px=float(min_person_px),
                       reliable_px=reliable)
-    return at_default if still or at_default.scale >= WHOLE_SHARE * fine else crops
+    if still or at_default.scale >= WHOLE_SHARE * fine:
+        return at_default
+    return whole if whole.pixels <= crops.pixels else crops
 
 
 def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,

@@ -10,6 +10,7 @@ image sources run the whole frame (at the plan's scale).
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -19,6 +20,8 @@ import numpy as np
 from stages.plan import Plan, choose_regions, make_plan, motion_boxes
 from stages.plan_pack import canvases_used, pack
 from stages.preprocess import prepare, prepare_canvases
+
+log = logging.getLogger(__name__)
 
 
 class _SourceState:
@@ -48,6 +51,8 @@ class FramePlanner:
         if plan is None:
             plan = state.plans[key] = make_plan(frame_size, self.min_person_px, self.network, self.mode,
                                                 default_height=int(self.spec.default_height), still=still)
+            log.info("%s: %dx%d frames, min_person_px %g: %s", source, key[1], key[0],
+                     self.min_person_px, describe(plan))
         return plan
 
     def _state(self, source: str) -> _SourceState:
@@ -73,3 +78,13 @@ class FramePlanner:
         canvases = prepare_canvases(image, crops, count, plan.canvas, self.spec) if count else None
         return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan,
                 "crops": crops if count else (), "canvases": canvases}
+
+
+def describe(plan: Plan) -> str:
+    """One line saying what a plan does, for the log."""
+    if plan.kind == "whole":
+        height, width = plan.frame_size
+        return f"whole frame at {round(height * plan.scale)}x{round(width * plan.scale)}"
+    return (f"crops: overview at scale {plan.overview_scale:.2f}, people crops at scale up to "
+            f"{plan.scale:.2f} on up to {plan.max_canvases} canvases of "
+            f"{plan.canvas[0]}x{plan.canvas[1]}")

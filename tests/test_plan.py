@@ -30,11 +30,13 @@ def test_rule_scale_never_above_the_frame_and_rejects_nonsense():
         rule_scale(0, 130)
 
 
-def test_small_frames_keep_the_whole_frame_plan_at_the_default_height():
-    plan = make_plan((480, 640), 60, "mobilenet_thin")
+@pytest.mark.parametrize("size", [(480, 640), (480, 702), (368, 496)])
+def test_small_frames_keep_the_whole_frame_plan_at_the_default_height(size):
+    plan = make_plan(size, 60, "mobilenet_thin")
     assert plan.kind == "whole"
-    assert round(480 * plan.scale) >= 368                  # never below today's default input
-    assert plan_cost((480, 640), 60, "mobilenet_thin")[1] == plan.pixels
+    assert round(size[0] * plan.scale) == 368               # today's default input, today's cost
+    assert plan_cost(size, 60, "mobilenet_thin")[1] == plan.pixels
+    assert make_plan(size, 60, "mobilenet_thin", mode="whole").scale == 1.0
 
 
 def test_big_frames_get_crops_cheaper_than_the_whole_frame_at_the_rule_scale():
