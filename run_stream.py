@@ -6,7 +6,7 @@
 Every flag is a shortcut for a config key (see README.md and configs/default.yaml);
 ``--set dotted.key=value`` sets any key.  The single-dash command lines of the project this one
 reimplements also work as written (``-backbone CMU -image x.jpg -scale 0.5 -show``, see
-stream/seed_flags.py).  User errors exit with code 2 and one line on stderr;
+seed_flags.py).  User errors exit with code 2 and one line on stderr;
 SIGINT/SIGTERM stop the run within 2 s with every output flushed and closed (exit 0).
 """
 
@@ -21,7 +21,7 @@ import threading
 from typing import Any, Sequence
 
 from posestream_common.errors import ConfigError, PoseStreamError, one_line
-from stream.seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
+from seed_flags import add_seed_flags, seed_default_output, seed_sources, seed_values
 
 log = logging.getLogger("posestream")
 
@@ -38,6 +38,7 @@ FLAG_KEYS = {
     "json": "output.json",
     "stats": "output.stats",
     "serve": "output.serve",
+    "events": "output.events",
     "engine": "inference.engine",
     "precision": "inference.precision",
     "threads": "inference.threads",
@@ -71,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--image", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--video", dest="sources", action="append", metavar="PATH", help="alias of --source")
     add("--backbone", "-backbone", metavar="NAME", type=str.lower,
-        help="cmu, mobilenet, mobilenet_thin (default) or omz (any case)")
+        help="auto (default: the most accurate that keeps run.target_fps here), cmu, mobilenet, "
+             "mobilenet_thin or omz (Intel's OpenVINO IR; any case)")
     add("--device", metavar="DEV", help="auto (default), cpu or cuda")
-    add("--weights", metavar="PATH", help="weights file, or 'random' (tests/benchmarks only); "
-                                          "default weights/<backbone>.pth")
+    add("--weights", metavar="PATH", help="weights file (omz: an IR .xml), or 'random' "
+                                          "(tests/benchmarks only); default weights/<backbone>.pth, "
+                                          "omz: weights/omz/FP16-INT8/")
     add("--input-height", type=int, metavar="H", help="net input height (width keeps the aspect ratio)")
     add("--scale", "-scale", type=float, metavar="F",
         help="net input = frame size x F (instead of --input-height)")
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", metavar="PATH", help="JSON lines, one object per frame; {source} = source name")
     add("--stats", metavar="PATH", help="JSON run summary (fps, per-stage times, latency, drops)")
     add("--serve", metavar="[HOST:]PORT", help="browser page with the live stream and stats")
+    add("--events", metavar="PATH", help="event records (the config's events.rules) as JSON lines")
     add("--engine", metavar="NAME", help="auto (default: openvino on a CPU when installed, "
                                          "torch on CUDA), torch, onnxruntime or openvino")
     add("--precision", metavar="P", help="auto (default: fp16 on CUDA, bf16 on CPUs with "
@@ -152,9 +156,12 @@ def run(config: Any, stop_event: threading.Event) -> dict[str, Any]:
     """Run ``config`` locally, or on Ray when ``run.ray`` is set."""
     if config.run.ray:
         try:
-            from stream.ray_runner import run_on_ray
-        except ModuleNotFoundError:
-            raise ConfigError(f"--ray {config.run.ray}: running on Ray is not available yet") from None
+            from stream.ray.runner import run_on_ray
+        except ModuleNotFoundError as error:
+            if error.name != "ray":
+                raise
+            raise ConfigError(f"--ray {config.run.ray}: Ray is not installed "
+                              "(pip install -e \".[ray]\")") from None
         return run_on_ray(config, stop_event)
     from stream.pipeline import run_pipeline
 
@@ -178,9 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def exit_now(code: int) -> None:
-    """Exit without the interpreter's slow teardown (torch, OpenVINO, Ray: ~0.7 s here), once every
-    output is closed: after a Ray run, whose own shutdown already takes most of the 2 s a signal
-    allows."""
+    """Exit without the interpreter's teardown, once ``main`` has closed every output: freeing the
+    engines (OpenVINO's compiled models, torch, Ray) and the modules takes seconds when the cores
+    are busy, longer than the 2 s a signal allows for the whole stop."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -188,7 +195,4 @@ def exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    if "ray" in sys.modules:        # imported only when a run went to Ray
-        exit_now(exit_code)
-    sys.exit(exit_code)
+    exit_now(main())

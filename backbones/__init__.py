@@ -2,7 +2,9 @@
 
 ``build(name, weights=None, *, device="cpu")`` is the only entry point; ``get_spec(name)`` gives
 a network's :class:`BackboneSpec` (preprocessing, weight sources, layouts) and ``list_backbones()``
-the registered names (cmu, mobilenet, mobilenet_thin).
+the registered names (cmu, mobilenet, mobilenet_thin, omz).  ``omz`` is an OpenVINO IR, not a torch
+module: ``build("omz")`` is a ConfigError, ``ir_backbone(name)`` gives an IR network's spec and
+``backbones.ir`` finds and fetches its files.
 
 ``model(x)``: x float [N,3,H,W] (H, W multiples of 8), BGR normalised as ``spec.preprocess`` says,
 returns ``(heatmaps [N,19,H/8,W/8], pafs [N,38,H/8,W/8])`` of the final stage in CMU order
@@ -11,7 +13,8 @@ returns ``(heatmaps [N,19,H/8,W/8], pafs [N,38,H/8,W/8])`` of the final stage in
 Importing this package does not import torch: the networks are imported (and registered) by the
 first ``get_spec``/``list_backbones``/``build`` call, so a run whose engine executes an exported
 network (OpenVINO, onnxruntime) reads ``preprocess_spec(name)`` and the weights paths without
-torch.
+torch.  The IR networks' modules import no torch: ``ir_backbone`` and ``get_spec`` of an IR
+network import only them.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ from typing import TYPE_CHECKING
 
 from backbones import registry
 from backbones.preprocessing import preprocess_spec
-from backbones.registry import BackboneSpec, KeyLayout, PreprocessSpec, WeightSource
+from backbones.registry import BackboneSpec, IrSpec, KeyLayout, PreprocessSpec, WeightSource
 from posestream_common.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["build", "get_spec", "list_backbones", "preprocess_spec", "default_weights_path",
-           "resolve_device", "BackboneSpec", "PreprocessSpec", "WeightSource", "KeyLayout",
-           "RANDOM_SEED", "WEIGHTS_DIR", "weights_dir"]
+__all__ = ["build", "get_spec", "list_backbones", "ir_backbone", "weights_present",
+           "preprocess_spec", "default_weights_path", "resolve_device", "BackboneSpec",
+           "PreprocessSpec", "WeightSource", "KeyLayout", "IrSpec", "RANDOM_SEED", "WEIGHTS_DIR",
+           "weights_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +59,72 @@ def default_weights_path(name: str) -> Path:
     return weights_dir() / f"{name}.pth"
 
 
-NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin")
+def obtainable(name: str) -> bool:
+    """Whether ``name`` can run here: its default weights are present (``weights_present``), or
+    they can be fetched or made now (they are then).  A failure is logged, not raised: ``auto``
+    then looks at the next network.  Imports torch only to fetch a torch network."""
+    if weights_present(name):
+        return True
+    from posestream_common.errors import PoseStreamError
+
+    try:
+        spec = ir_backbone(name)
+        if spec is not None:
+            from backbones.ir import fetch_ir
+
+            fetch_ir(spec)
+            return True
+        preprocess_spec(name)                   # torch-free: an unknown name ends here
+        spec = get_spec(name)
+        if spec.fetch_default is None:
+            return False
+        spec.fetch_default(default_weights_path(name), None)
+    except (PoseStreamError, OSError) as error:
+        log.info("%s is not available here: %s", name, error)
+        return False
+    return weights_present(name)
 
 
-def _register_networks() -> None:
-    """Import the network modules (torch), whose decorators fill the registry (a no-op after
-    the first call)."""
-    for module in NETWORK_MODULES:
+IR_MODULES = ("backbones.omz",)     # OpenVINO IR networks: no torch
+NETWORK_MODULES = ("backbones.cmu", "backbones.mobilenet", "backbones.mobilenet_thin", *IR_MODULES)
+
+
+def _register_networks(modules: tuple[str, ...] = NETWORK_MODULES) -> None:
+    """Import the network modules (the torch ones import torch), whose registrations fill the
+    registry (a no-op after the first call)."""
+    for module in modules:
         importlib.import_module(module)
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The spec registered under ``name``; ConfigError listing the valid names otherwise."""
-    _register_networks()
+    """The spec registered under ``name``; ConfigError listing the valid names otherwise.  An IR
+    network's spec comes without importing torch."""
+    _register_networks(IR_MODULES)
+    if not registry.is_registered(name):
+        _register_networks()
     return registry.get_spec(name)
+
+
+def ir_backbone(name: str) -> BackboneSpec | None:
+    """``name``'s spec when it is an OpenVINO IR network (``spec.ir`` set), None for a torch
+    network; ConfigError for an unknown name.  Never imports torch."""
+    preprocess_spec(name)                    # ConfigError naming the valid backbones
+    _register_networks(IR_MODULES)
+    if registry.is_registered(name) and registry.get_spec(name).ir is not None:
+        return registry.get_spec(name)
+    return None
+
+
+def weights_present(name: str) -> bool:
+    """Whether ``name``'s default weights are on this machine (a run needs no network): the
+    default ``.pth`` for a torch network, any variant's IR pair for an IR network.  Without them
+    a run fetches them (``backbones.fetch``), which needs the network.  Never imports torch."""
+    spec = ir_backbone(name)
+    if spec is not None:
+        from backbones.ir import installed_ir
+
+        return installed_ir(spec) is not None
+    return default_weights_path(name).is_file()
 
 
 def list_backbones() -> list[str]:
@@ -135,6 +191,10 @@ def build(name: str, weights: str | Path | None = None, *,
     initialisation with a logged warning.
     """
     spec = get_spec(name)
+    if spec.builder is None:
+        from backbones.ir import engine_error
+
+        raise engine_error(spec, "torch")
     target = resolve_device(device)
     if isinstance(weights, str) and weights == RANDOM:
         network = _random_network(spec)

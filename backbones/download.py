@@ -51,7 +51,12 @@ def part_path(dest: Path) -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    return digest_of(path, "sha256")
+
+
+def digest_of(path: Path, algorithm: str) -> str:
+    """The hex digest of ``path``'s bytes with hashlib's ``algorithm`` (sha256, sha384, …)."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(chunk)
@@ -132,11 +137,12 @@ def _transfer(url: str, part: Path, expected_size: int | None, label: str, timeo
 
 def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None,
              check: Callable[[Path], None] | None = None, label: str | None = None,
-             attempts: int = ATTEMPTS, timeout_s: float = TIMEOUT_S) -> Path:
+             attempts: int = ATTEMPTS, timeout_s: float = TIMEOUT_S,
+             sha384: str | None = None) -> Path:
     """Download ``url`` to ``dest`` (see the module docstring); ``dest``.
 
-    ``sha256``/``size``: the published file's, checked when given (without them the size the
-    server announces is checked).  ``check(path)`` may inspect the finished file before it is
+    ``sha256``/``sha384``/``size``: the expected file's, each checked when given (without a size
+    the size the server announces is checked).  ``check(path)`` may inspect the finished file before it is
     renamed into place and raise to reject it (the file is then deleted and the error passes on).
     DownloadError: unreachable server (``offline``), HTTP error, wrong size or sha256, or still
     incomplete after ``attempts`` tries (the ``.part`` file stays for the next run to resume).
@@ -163,12 +169,13 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     if size is not None and received != size:
         part.unlink(missing_ok=True)
         raise DownloadError(f"{url}: got {received} bytes, the published file is {size}")
-    if sha256 is not None:
-        digest = sha256_of(part)
-        if digest != sha256:
-            part.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: sha256 {digest} does not match the published "
-                                f"{sha256}; nothing was saved")
+    for algorithm, expected in (("sha256", sha256), ("sha384", sha384)):
+        if expected is not None:
+            digest = digest_of(part, algorithm)
+            if digest != expected.lower():
+                part.unlink(missing_ok=True)
+                raise DownloadError(f"{url}: {algorithm} {digest} does not match the expected "
+                                    f"{expected}; nothing was saved")
     if check is not None:
         try:
             check(part)

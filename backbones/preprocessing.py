@@ -18,6 +18,9 @@ PREPROCESS_SPECS: dict[str, PreprocessSpec] = {
                                 pad_value=128.0, stride=8, size_multiple=8, default_height=256),
     "mobilenet_thin": PreprocessSpec(channel_order="BGR", mean=0.0, scale=1.0, pad_value=0.0,
                                      stride=8, size_multiple=8, default_height=368),
+    # Intel's IR takes raw BGR 0-255 padded with black; its first layers normalise by themselves.
+    "omz": PreprocessSpec(channel_order="BGR", mean=0.0, scale=1.0, pad_value=0.0,
+                          stride=8, size_multiple=8, default_height=256),
 }
 
 

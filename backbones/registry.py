@@ -3,8 +3,11 @@
 A spec holds everything needed to use a network: its builder, its preprocessing
 (:class:`PreprocessSpec`), its output layout, where its published weights come from
 (:class:`WeightSource`), the checkpoint key layouts it can load (:class:`KeyLayout`) and converters
-for non-torch published formats.  ``register_backbone`` fills the registry and refuses duplicate
-names; ``get_spec`` and ``list_backbones`` are the only lookups.
+for non-torch published formats.  A network published only as an OpenVINO IR has no builder: its
+spec carries an :class:`IrSpec` (where its files land, its variants, the engines that run it)
+instead.  ``register_backbone`` (a decorator on a torch builder) and ``register_spec`` fill the
+registry and refuse duplicate names; ``get_spec``, ``is_registered`` and ``list_backbones`` are
+the only lookups.
 """
 
 from __future__ import annotations
@@ -50,13 +53,32 @@ class PreprocessSpec:
 class WeightSource:
     """A published weights file: its name, where it comes from (``origin``, for people), the
     direct ``url`` that ``backbones.fetch`` downloads it from (None: not fetched automatically),
-    and its ``sha256`` and ``size`` in bytes where they are known."""
+    and its ``sha256`` (or ``sha384``, the digest Open Model Zoo publishes) and ``size`` in bytes
+    where they are known."""
 
     file_name: str
     origin: str
     sha256: str | None = None
     url: str | None = None
     size: int | None = None
+    sha384: str | None = None
+
+
+@dataclass(frozen=True)
+class IrSpec:
+    """A network published as OpenVINO IR files (an ``.xml`` and its ``.bin``), not a torch module.
+
+    Its spec's ``sources`` are the published files, named ``<variant>/<model_name>.xml|.bin`` as
+    in Open Model Zoo's layout; they land in ``<weights folder>/<folder>/<variant>/``.  The
+    ``default_variant`` is the one a run fetches and prefers; ``int8_variant`` names the variant
+    that is quantized already (None: none is).  ``engines``: the inference engines that run it.
+    """
+
+    model_name: str
+    folder: str
+    default_variant: str
+    engines: tuple[str, ...] = ("openvino",)
+    int8_variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,10 +100,11 @@ class KeyLayout:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Everything the project knows about one network."""
+    """Everything the project knows about one network (``builder`` is None for an IR network,
+    whose ``ir`` says so)."""
 
     name: str
-    builder: Callable[[], nn.Module]
+    builder: Callable[[], nn.Module] | None
     preprocess: PreprocessSpec
     sources: tuple[WeightSource, ...]
     layouts: tuple[KeyLayout, ...]
@@ -94,6 +117,7 @@ class BackboneSpec:
     num_heatmaps: int = 19        # CMU order, channel 18 = background
     num_pafs: int = 38            # CMU mapIdx order, x component first (stages/skeleton.py)
     description: str = ""
+    ir: IrSpec | None = None      # set for a network published only as an OpenVINO IR
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -106,10 +130,22 @@ def register_backbone(name: str, **spec_fields) -> Callable[[Callable[[], nn.Mod
     def decorator(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneSpec(name=name, builder=builder, **spec_fields)
+        register_spec(BackboneSpec(name=name, builder=builder, **spec_fields))
         return builder
 
     return decorator
+
+
+def register_spec(spec: BackboneSpec) -> BackboneSpec:
+    """Register a complete spec (an IR network's, which has no builder to decorate)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -6,40 +6,38 @@
 Each configuration (backbone × engine × precision × input height) runs the real pipeline
 (``stream.pipeline.Pipeline``, what ``run_stream.py --source FOLDER --json …`` runs) over the
 images; its JSON lines (people in CMU-18 with their person ``score``) are mapped to COCO-17
-(``stages.coco``) and scored by pycocotools' ``COCOeval`` with ``params.imgIds`` = every image of
+(``coco_eval.to_coco17``) and scored by pycocotools' ``COCOeval`` with ``params.imgIds`` = every image of
 the annotation file in the split.  With ``--split all`` every AP is also given for the even and
 the odd image ids, so thresholds tuned on one half can be checked on the other.  Side by side on
 the same images: the x8 reference decoder on the very maps of the openvino fp32 row
 (``--no-x8`` skips it), the OMZ IR through posestream against Intel's own wrapper (``--no-peer``),
 fp32 against the default's reduced precision.  FPS: each configuration's pipeline on the benchmark
 clip in a fresh process (``bench_worker``; ``--no-fps`` skips it).  Results:
-benchmarks/results/accuracy.json, accuracy.md and accuracy.png (AP against FPS).
+benchmarks/results/CLASS/accuracy.json, accuracy.md and accuracy.png (AP against FPS).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy_report
+from benchmarks import accuracy_report, store
 from benchmarks.accuracy_runs import OURS, X8, Setup, run_images
-from benchmarks.bench_media import ROOT, prepare_clip, shared_dir
+from benchmarks.bench_media import prepare_clip, find_shared
 from benchmarks.coco_eval import SPLITS, Dataset, detections_from_lines, keypoint_ap, link_images, \
     load_dataset, split_ids
+from benchmarks.machine import load_average
+from benchmarks.workers import omz_python, omz_weights, run_peer, run_peer_images, run_worker
 from posestream_common.errors import ConfigError, run_tool
 
 log = logging.getLogger("benchmarks.accuracy")
 
-RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = "coco-val2017"
 DEFAULT_ANNOTATIONS = "person_keypoints_val2017_subset.json"
 THIN = "mobilenet_thin"
@@ -49,15 +47,16 @@ PLAN_ENGINES = ("openvino",)
 PLAN_HEIGHTS = (256, 368, 480)
 X8_SOURCE = ("openvino", "fp32")
 # The default command as it was before issue 14 chose new defaults with this benchmark (commit
-# 7e45b44): its row shows what the new defaults gain in AP and cost in FPS.
+# 7e45b44): its row shows what the new defaults gain in AP and cost in FPS.  Config values, and
+# the decoder's tuning internals (DecoderParams fields, given to the decoder directly).
 PREVIOUS_DEFAULTS: tuple[tuple[str, Any], ...] = (
-    ("model.input_height", 368), ("postprocess.peak_threshold", 0.1), ("postprocess.paf_threshold", 0.05),
-    ("postprocess.min_aligned_fraction", 0.8), ("postprocess.min_parts", 3),
+    ("model.input_height", 368), ("postprocess.peak_threshold", 0.1), ("postprocess.min_parts", 3),
     ("postprocess.min_mean_score", 0.4))
+PREVIOUS_DECODER: tuple[tuple[str, Any], ...] = (("paf_threshold", 0.05), ("min_aligned_fraction", 0.8))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    data = shared_dir() / DEFAULT_DATA
+    data = find_shared() / DEFAULT_DATA
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=data / "images", help=f"image folder (default {data}/images)")
     parser.add_argument("--annotations", type=Path, default=data / DEFAULT_ANNOTATIONS,
@@ -85,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--omz-python", type=Path, help="Python with Intel's model API (default .venv-omz)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench",
                         help="benchmark clip and scratch files")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where accuracy.* go")
+    parser.add_argument("--out", type=Path, help="where accuracy.* go (default: benchmarks/results/CLASS, "
+                                                 "this machine's class)")
     return parser.parse_args(argv)
 
 
@@ -133,7 +133,8 @@ def plan_setups(args: argparse.Namespace, omz_xml: Path | None, settings: tuple)
     precisions = args.precisions or default_precisions
     setups = [] if args.no_default else [Setup(THIN, settings=settings, role="default command")]
     if not args.no_default and not grid_given and _differs_from_previous(settings):
-        setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, role="previous default"))
+        setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, decoder_values=PREVIOUS_DECODER,
+                            role="previous default"))
     for backbone in backbones:
         weights = str(omz_xml) if backbone == "omz" else None
         if backbone == "omz":
@@ -159,10 +160,12 @@ def _differs_from_previous(settings: tuple) -> bool:
     """Whether the default command (with ``settings``) is not the previous default any more."""
     from stream.config import load_config
 
-    now = load_config(None, values=dict(settings))
-    before = load_config(None, values=dict(PREVIOUS_DEFAULTS + settings))
-    height_now = now.model.input_height or default_height(THIN)
-    return now.postprocess != before.postprocess or height_now != before.model.input_height
+    now = Setup(THIN, settings=settings)
+    before = Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, decoder_values=PREVIOUS_DECODER)
+    config_now, config_before = (load_config(None, values=s.config_values()) for s in (now, before))
+    height_now = config_now.model.input_height or default_height(THIN)
+    return now.decoder_params(config_now) != before.decoder_params(config_before) or \
+        height_now != config_before.model.input_height
 
 
 def _without_duplicates(setups: list[Setup]) -> list[Setup]:
@@ -196,19 +199,10 @@ def calibrated_apart(setup: Setup, clip: Path) -> Setup:
 def default_height(backbone: str) -> int | None:
     """The net input height a backbone runs at when none is given."""
     import backbones
-    from stages.engines.omz import OMZ_PREPROCESS
 
-    if backbone == "omz":
-        return OMZ_PREPROCESS.default_height
     if backbone in backbones.list_backbones():
         return backbones.get_spec(backbone).preprocess.default_height
     return None
-
-
-def omz_weights(args: argparse.Namespace) -> Path | None:
-    from benchmarks.run import omz_weights as find
-
-    return find(args)
 
 
 def score_records(dataset: Dataset, records: list[dict], splits: list[str], image_ids: list[int]) -> dict:
@@ -241,15 +235,13 @@ def _maps_key(setup: Setup) -> tuple:
 
 
 def _setup_json(setup: Setup) -> dict:
-    return {**vars(setup), "settings": dict(setup.settings)}
+    return {**vars(setup), "settings": dict(setup.settings), "decoder_values": dict(setup.decoder_values)}
 
 
 def measure_fps(setup: Setup, clip: Path, args: argparse.Namespace) -> dict:
     """End-to-end FPS of ``setup``'s pipeline on the benchmark clip, each run in a fresh process;
     the best of ``--fps-repeats`` runs (the one least slowed by other work on the machine), and
     its CPU time per frame (ms of CPU, all threads), which other work disturbs far less."""
-    from benchmarks.run import run_worker
-
     case = {"kind": "pipeline", "backbone": setup.backbone, "engine": f"{setup.engine}-{setup.precision}",
             "config": setup.config_values(), "mode": "threaded", "height": setup.height,
             "weights": setup.weights, "clip": str(clip), "max_seconds": args.fps_seconds, "max_frames": None}
@@ -265,25 +257,12 @@ def measure_fps(setup: Setup, clip: Path, args: argparse.Namespace) -> dict:
             "fps_others_cpu_percent": best.get("others_cpu_percent")}
 
 
-def run_peer_images(python: Path, omz_xml: Path, folder: Path, work_dir: Path) -> dict:
-    """Intel's wrapper on every image of ``folder`` (omz_peer.py --images, in its own venv)."""
-    out = work_dir / "peer-images.json"
-    command = [str(python), str(ROOT / "benchmarks" / "omz_peer.py"), "--model", str(omz_xml),
-               "--images", str(folder), "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0 or not out.is_file():
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-    return json.loads(out.read_text())
-
-
 def measure_peer(args: argparse.Namespace, omz_xml: Path, folder: Path, dataset: Dataset,
                  splits: list[str], image_ids: list[int], clip: Path | None) -> dict | None:
     """Intel's wrapper row: AP on the images, FPS on the clip (sync and async)."""
     from benchmarks.coco_eval import coco_detection
-    from benchmarks.run import omz_python, run_peer
 
-    python = omz_python(args)
+    python = omz_python(args.omz_python)
     if python is None:
         log.warning("Intel's wrapper not measured: no Python with its model API (.venv-omz, see "
                     "benchmarks/README.md)")
@@ -301,7 +280,7 @@ def measure_peer(args: argparse.Namespace, omz_xml: Path, folder: Path, dataset:
                                              for split in splits}}
     if clip is not None:
         for mode in ("sync", "async"):
-            peer = run_peer(python, omz_xml, clip, mode, {"max_frames": None}, args.work_dir)
+            peer = run_peer(python, omz_xml, clip, mode, None, args.work_dir)
             row[f"fps_{mode}"] = peer.get("fps")
         row["fps"] = row.get("fps_sync")
     return row
@@ -319,12 +298,12 @@ def benchmark(args: argparse.Namespace) -> list[Path]:
     settings = parse_overrides(args.overrides)
     image_ids = split_ids(dataset.image_ids.values(), args.split)
     splits = list(SPLITS) if args.split == "all" else [args.split]
-    omz_xml = omz_weights(args)
+    omz_xml = omz_weights(args.omz_weights)
     setups = plan_setups(args, omz_xml, settings)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     clip = None if args.no_fps else prepare_clip(args.work_dir)[0]
     setups = [calibrated_apart(setup, clip or prepare_clip(args.work_dir)[0]) for setup in setups]
-    load_before = os.getloadavg()
+    load_before = load_average()
     recorded: dict = {}
     wanted = {_maps_key(s) for s in setups if s.decoder == X8}
     rows = []
@@ -343,9 +322,11 @@ def benchmark(args: argparse.Namespace) -> list[Path]:
             if peer is not None:
                 rows.append(peer)
     summary = accuracy_report.summarise(rows, dataset, args, splits, image_ids)
-    summary["meta"] = accuracy_report.run_meta(load_before, os.getloadavg(), time.monotonic() - started,
+    summary["meta"] = accuracy_report.run_meta(load_before, load_average(), time.monotonic() - started,
                                                clip, settings)
-    paths = accuracy_report.write_all(summary, args.out)
+    paths = store.write_results("accuracy", summary, accuracy_report.markdown, out=args.out,
+                                chart=accuracy_report.write_chart, headline=accuracy_report.headline_line(summary),
+                                load_before=load_before)
     for path in paths:
         print(path)
     print(accuracy_report.goals_text(summary))

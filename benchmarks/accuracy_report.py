@@ -1,13 +1,12 @@
-"""The accuracy benchmark's results: goals, accuracy.json, accuracy.md and the AP-FPS chart."""
+"""The accuracy benchmark's results: goals, the Markdown report and the AP-FPS chart (written by
+``benchmarks.store.write_results``)."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
+
+from benchmarks.store import machine_header, pyplot, save_figure
 
 GOAL_DEFAULT_AP, AIM_DEFAULT_AP = 0.32, 0.34
 MAX_PRECISION_COST_AP = 0.010
@@ -112,24 +111,11 @@ def _find(rows: list[dict], resolved: dict, **changes: Any) -> dict | None:
     return None
 
 
-def run_meta(load_before: tuple, load_after: tuple, total_s: float, clip: Path | None,
+def run_meta(load_before: list | None, load_after: list | None, total_s: float, clip: Path | None,
              settings: tuple) -> dict:
-    import numpy
-
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": numpy.__version__, "load_before": [round(v, 2) for v in load_before],
-            "load_after": [round(v, 2) for v in load_after], "total_s": round(total_s, 1),
+    """What the run did (its machine is ``summary["machine"]``, ``benchmarks.machine``)."""
+    return {"load_before": load_before, "load_after": load_after, "total_s": round(total_s, 1),
             "clip": str(clip) if clip else None, "settings": dict(settings)}
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.machine())
 
 
 def markdown(summary: dict) -> str:
@@ -141,13 +127,12 @@ def markdown(summary: dict) -> str:
         f"pycocotools COCOeval (keypoints) on {data['images']} images of {data['annotations']} "
         f"(split {data['split']}; {data['people_with_keypoints']} people with keypoints in the file), "
         f"the real pipeline over the image folder.  FPS: the same configuration end to end on the "
-        f"benchmark clip ({Path(meta['clip']).name if meta.get('clip') else 'not measured'}, threaded, "
-        f"{meta.get('machine', '?')}, {meta.get('cores', '?')} cores, load "
-        f"{meta.get('load_before', '?')} -> {meta.get('load_after', '?')}), {meta.get('date', '')}.",
+        f"benchmark clip ({Path(meta['clip']).name if meta.get('clip') else 'not measured'}, threaded; load "
+        f"{meta.get('load_before', '?')} -> {meta.get('load_after', '?')}).  {machine_header(summary)}",
         "",
         "| configuration | engine | " + " | ".join(f"AP {s}" for s in splits)
-        + " | AP50 | AR | people | decode ms | FPS | CPU ms/frame |",
-        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|---:|",
+        + " | AP50 | AP medium | AP large | AR | people | decode ms | FPS | CPU ms/frame |",
+        "|---|---|" + "---:|" * len(splits) + "---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     first = splits[0]
     for row in summary["rows"]:
@@ -162,6 +147,7 @@ def markdown(summary: dict) -> str:
         decode = f"{row['decode_ms']:.1f}" if row.get("decode_ms") is not None else "n/a"
         cpu = f"{row['cpu_ms_per_frame']:.1f}" if row.get("cpu_ms_per_frame") else "n/a"
         lines.append(f"| {label} | {row.get('engine', '')} | {aps} | {row['ap'][first]['AP50']:.3f} | "
+                     f"{area_ap(row, first, 'AP_medium')} | {area_ap(row, first, 'AP_large')} | "
                      f"{row['ap'][first]['AR']:.3f} | {row['people']} | {decode} | {fps} | {cpu} |")
     lines += ["", "## Headline", "", headline(summary)]
     lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
@@ -170,6 +156,13 @@ def markdown(summary: dict) -> str:
     if meta.get("settings"):
         lines += ["", f"Config values set for every configuration: {meta['settings']}"]
     return "\n".join(lines) + "\n"
+
+
+def area_ap(row: dict, split: str, name: str) -> str:
+    """AP of one person size (pycocotools' ``AP_medium``: 32-96 px, ``AP_large``: above 96 px,
+    by the square root of the annotated area); n/a where the images have no such person (-1)."""
+    value = row.get("ap", {}).get(split, {}).get(name)
+    return "n/a" if value is None or value < 0 else f"{value:.3f}"
 
 
 def display_label(row: dict) -> str:
@@ -199,14 +192,14 @@ def headline(summary: dict) -> str:
         chosen += [fp32] if fp32 is not None else []
     chosen += [r for r in rows if r.get("setup", {}).get("backbone") == "omz"]
     order = {id(r): i for i, r in enumerate(rows)}
-    lines = ["| configuration | " + " | ".join(f"AP {s}" for s in splits) + " | FPS |",
-             "|---|" + "---:|" * len(splits) + "---:|"]
+    lines = ["| configuration | " + " | ".join(f"AP {s}" for s in splits) + " | AP medium | AP large | FPS |",
+             "|---|" + "---:|" * len(splits) + "---:|---:|---:|"]
     for row in sorted(chosen, key=lambda r: order[id(r)]):
         if "ap" not in row:
             continue
         fps = f"{row['fps']:.1f}" if row.get("fps") else "n/a"
         lines.append(f"| {display_label(row)} | " + " | ".join(f"{row['ap'][s]['AP']:.3f}" for s in splits)
-                     + f" | {fps} |")
+                     + f" | {area_ap(row, splits[0], 'AP_medium')} | {area_ap(row, splits[0], 'AP_large')} | {fps} |")
     return "\n".join(lines)
 
 
@@ -217,17 +210,12 @@ def goals_text(summary: dict) -> str:
 
 def write_chart(summary: dict, path: Path) -> Path | None:
     """AP against end-to-end FPS, one point per configuration with both."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     split = primary_split(summary)
     points = [(row["fps"], ap_of(row, split), row) for row in summary["rows"]
               if row.get("fps") and ap_of(row, split) is not None]
     if not points:
         return None
-    figure, axes = plt.subplots(figsize=(9, 6))
+    figure, axes = pyplot().subplots(figsize=(9, 6))
     colours = {"mobilenet_thin": "tab:blue", "omz": "tab:green", "mobilenet": "tab:orange", "cmu": "tab:red"}
     for fps, ap, row in points:
         backbone = row.get("setup", {}).get("backbone", "omz")
@@ -239,10 +227,7 @@ def write_chart(summary: dict, path: Path) -> Path | None:
     axes.set_ylabel(f"COCO keypoint AP ({split} images)")
     axes.set_title("posestream: accuracy against speed, one point per configuration")
     axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _short_label(row: dict) -> str:
@@ -254,10 +239,10 @@ def _short_label(row: dict) -> str:
     return text + {"default command": " (default)", "previous default": " (before issue 14)"}.get(row.get("role"), "")
 
 
-def write_all(summary: dict, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "accuracy.json", out / "accuracy.md"
-    json_path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    md_path.write_text(markdown(summary))
-    chart = write_chart(summary, out / "accuracy.png")
-    return [json_path, md_path] + ([chart] if chart else [])
+def headline_line(summary: dict) -> str:
+    """One line for the class table: the default command's AP and FPS."""
+    split = primary_split(summary)
+    default = next((r for r in summary["rows"] if r.get("role") == "default command" and "ap" in r), None)
+    if default is None:
+        return ""
+    return f"default command AP {ap_of(default, split):.3f} ({split} images), {fps_text(default)}"

@@ -1,9 +1,10 @@
 """What the accuracy benchmark runs: one configuration of the real pipeline over an image folder.
 
 A ``Setup`` is a plain set of configuration values (backbone, engine, precision, input height,
-weights, any other config key such as ``postprocess.*``) plus which decoder runs.  ``run_images``
-runs ``stream.pipeline.Pipeline`` (the code path of ``run_stream.py --source FOLDER --json …``)
-over the folder and returns the JSON lines it wrote and its stats report.
+weights, any other config key such as ``postprocess.min_parts``), decoder values given to the
+decoder directly (``DecoderParams`` fields, the tuning internals included) and which decoder runs.
+``run_images`` runs ``stream.pipeline.Pipeline`` (the code path of ``run_stream.py --source FOLDER
+--json …``) over the folder and returns the JSON lines it wrote and its stats report.
 
 Identical maps for two decoders: ``MapsRecorder`` wraps the engine of a first run and keeps every
 map it returns (by a fingerprint of the net input); ``MapsReplay`` hands those very maps to a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +37,9 @@ class Setup:
     """One configuration: config values and the decoder.
 
     height None = the backbone's default; settings: other config values (dotted keys), e.g.
-    ``{"postprocess.min_parts": 4}``; role: why it is in the table (e.g. "default command").
+    ``(("postprocess.min_parts", 4),)``; decoder_values: ``DecoderParams`` fields over the
+    config's, e.g. ``(("paf_threshold", 0.1),)``; role: why it is in the table (e.g. "default
+    command").
     """
 
     backbone: str
@@ -46,6 +49,7 @@ class Setup:
     weights: str | None = None
     decoder: str = OURS
     settings: tuple[tuple[str, Any], ...] = ()
+    decoder_values: tuple[tuple[str, Any], ...] = ()
     role: str = ""
 
     def config_values(self) -> dict[str, Any]:
@@ -61,9 +65,13 @@ class Setup:
         text = f"{self.backbone} {self.engine} {self.precision} {height}"
         if self.decoder != OURS:
             text += f", {self.decoder} decoder"
-        if self.settings:
-            text += ", " + ", ".join(f"{key}={value}" for key, value in self.settings)
+        if self.settings or self.decoder_values:
+            text += ", " + ", ".join(f"{key}={value}" for key, value in self.settings + self.decoder_values)
         return text
+
+    def decoder_params(self, config: Any) -> Any:
+        """The ``DecoderParams`` this setup decodes with: the config's, ``decoder_values`` over them."""
+        return replace(config.postprocess.params(), **dict(self.decoder_values))
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,8 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
     use these recorded maps instead of loading and running the network."""
     from stages.engines import describe
     from stream.config import load_config
-    from stream.pipeline import Pipeline, load_engine
+    from stream.pipeline import Pipeline
+    from stream.runtime import load_engine
 
     with tempfile.TemporaryDirectory(prefix="posestream-accuracy-") as tmp:
         json_path = Path(tmp) / "people.jsonl"
@@ -113,9 +122,9 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
             described = describe(engine)
             if record_maps:
                 engine = MapsRecorder(engine)
+        params = setup.decoder_params(config)
         with Pipeline(config, engine=engine) as pipeline:
-            if setup.decoder == X8:
-                use_decoder(pipeline, x8_decoder(config))
+            use_decoder(pipeline, x8_decoder(params) if setup.decoder == X8 else None, params)
             report = pipeline.run()
         records = read_lines(json_path) if json_path.is_file() else []
     recorded = None
@@ -124,23 +133,21 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
     return ImagesRun(records, report, described, recorded)
 
 
-def use_decoder(pipeline: Any, decode: Callable[..., Any]) -> None:
-    """Run ``decode`` (``decode_people``'s signature) in the opened pipeline's postprocess stage
-    instead of ours."""
+def use_decoder(pipeline: Any, decode: Callable[..., Any] | None, params: Any) -> None:
+    """Decode with ``params`` (``DecoderParams``) in the opened pipeline's postprocess stage, and
+    with ``decode`` (``decode_people``'s signature) instead of ours unless it is None."""
     if not pipeline.stages:
         pipeline.open()
     stage = next(stage for stage in pipeline.stages if stage.name == "postprocess")
-    stage.decode_people = decode
+    stage.decoder_params = asdict(params)
+    if decode is not None:
+        stage.decode_people = decode
 
 
-def x8_decoder(config: Any) -> Callable[..., Any]:
-    """The x8-upsampling reference decoder with the configured thresholds, in the signature the
-    postprocess stage calls."""
+def x8_decoder(params: Any) -> Callable[..., Any]:
+    """The x8-upsampling reference decoder with these thresholds (``DecoderParams``), in the
+    signature the postprocess stage calls."""
     from benchmarks.reference_decoder import reference_decode_people
-    from stages.postprocess import DecoderParams
-    from stream.config import section_params
-
-    params = DecoderParams(**section_params(config.postprocess))
 
     def decode(heatmaps: Any, pafs: Any, stride: int = 8, **_params: Any) -> Any:
         return reference_decode_people(np.asarray(heatmaps), np.asarray(pafs), stride, params)

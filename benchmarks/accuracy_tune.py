@@ -4,23 +4,24 @@
 
 The default configuration's network runs once over the tuning half (``--split``, default the even
 image ids) through the real pipeline, its maps recorded; then every candidate value of every
-``postprocess`` threshold is tried by re-decoding those very maps in the pipeline
+decoder threshold (``DecoderParams`` fields, handed to the decoder directly: most are tuning
+internals, not config keys) is tried by re-decoding those very maps in the pipeline
 (``MapsReplay``: no network), one parameter at a time, keeping a change only when it raises AP
 (coordinate ascent, ``--rounds`` passes).  The chosen values are then scored on the other half,
-which played no part in choosing them.  Results: benchmarks/results/accuracy_tuning.md/.json.
+which played no part in choosing them.  Results: benchmarks/results/CLASS/accuracy_tuning.md/.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import RESULTS, THIN, parse_args as accuracy_args
+from benchmarks import store
+from benchmarks.accuracy import THIN, parse_args as accuracy_args
 from benchmarks.accuracy_runs import RecordedMaps, Setup, run_images
 from benchmarks.coco_eval import Dataset, detections_from_lines, keypoint_ap, link_images, load_dataset, \
     split_ids
@@ -28,17 +29,17 @@ from posestream_common.errors import run_tool
 
 log = logging.getLogger("benchmarks.accuracy_tune")
 
-# Candidate values per decoder parameter.  peak_threshold stays >= 0.05: 0.03 gained <= 0.001 AP
+# Candidate values per DecoderParams field.  peak_threshold stays >= 0.05: 0.03 gained <= 0.001 AP
 # on the even ids but doubled the decode time (5.8 against 2.8 ms an image at the old 0.1; 0.05:
 # 4.5 ms, 0.075: 3.8 ms), which the default command's FPS cannot afford.
 CANDIDATES: dict[str, tuple[Any, ...]] = {
-    "postprocess.peak_threshold": (0.05, 0.075, 0.1, 0.15),
-    "postprocess.paf_threshold": (0.02, 0.05, 0.1),
-    "postprocess.min_aligned_fraction": (0.5, 0.6, 0.7, 0.8),
-    "postprocess.min_parts": (2, 3, 4, 5, 6),
-    "postprocess.min_mean_score": (0.1, 0.2, 0.3, 0.4, 0.5),
-    "postprocess.long_limb_fraction": (0.5, 0.75, 1.0),
-    "postprocess.refine": ("gaussian", "quadratic", "none"),
+    "peak_threshold": (0.05, 0.075, 0.1, 0.15),
+    "paf_threshold": (0.02, 0.05, 0.1),
+    "min_aligned_fraction": (0.5, 0.6, 0.7, 0.8),
+    "min_parts": (2, 3, 4, 5, 6),
+    "min_mean_score": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "long_limb_fraction": (0.5, 0.75, 1.0),
+    "refine": ("gaussian", "quadratic", "none"),
 }
 OTHER_HALF = {"even": "odd", "odd": "even"}
 
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, help="net input height (default: the backbone's)")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the parameters")
     parser.add_argument("--params", nargs="+", choices=sorted(CANDIDATES), help="default: all")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="where accuracy_tuning.* go (default: benchmarks/results/CLASS)")
     return parser.parse_args(argv)
 
 
@@ -69,12 +70,12 @@ class Scorer:
     def __call__(self, values: dict[str, Any]) -> dict:
         key = tuple(sorted(values.items()))
         if key not in self.cache:
-            setup = Setup(**{**vars(self.setup), "settings": key})
+            setup = Setup(**{**vars(self.setup), "decoder_values": key})
             run = run_images(setup, self.folder, replay=self.recorded)
             detections = detections_from_lines(run.records, self.dataset.image_ids)
             self.cache[key] = {**keypoint_ap(self.dataset.ground_truth, detections, self.ids),
                                "people": len(detections), "decode_ms": run.report["stages"]["postprocess"]["mean_ms"]}
-            log.info("  %s: AP %.4f", ", ".join(f"{k.split('.')[-1]}={v}" for k, v in key) or "defaults",
+            log.info("  %s: AP %.4f", ", ".join(f"{k}={v}" for k, v in key) or "defaults",
                      self.cache[key]["AP"])
         return self.cache[key]
 
@@ -118,22 +119,22 @@ def tune(args: argparse.Namespace) -> list[Path]:
         best, steps = ascend(scorers[args.split], args.params or list(CANDIDATES), args.rounds)
         report = {half: {"defaults": scorer({}), "tuned": scorer(best)} for half, scorer in scorers.items()}
     result = {"setup": setup.label, "tuned_on": args.split, "chosen": best, "halves": report, "steps": steps}
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = args.out / "accuracy_tuning.json", args.out / "accuracy_tuning.md"
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    md_path.write_text(markdown(result))
+    picked = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in best.items())
+    paths = store.write_results("accuracy_tuning", result, markdown, out=args.out,
+                                headline=f"coordinate ascent's pick: {picked or 'the defaults'}")
     print(markdown(result))
-    return [json_path, md_path]
+    return paths
 
 
 def markdown(result: dict) -> str:
     lines = [f"# Decoder thresholds tuned on the {result['tuned_on']} image ids ({result['setup']})", "",
-             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", "",
-             "| half | role | AP defaults | AP tuned | people defaults | people tuned |", "|---|---|---:|---:|---:|---:|"]
-    for half, scores in result["halves"].items():
-        role = "tuned on" if half == result["tuned_on"] else "held out"
-        lines.append(f"| {half} | {role} | {scores['defaults']['AP']:.4f} | {scores['tuned']['AP']:.4f} | "
-                     f"{scores['defaults']['people']} | {scores['tuned']['people']} |")
+             store.machine_header(result), "",
+             f"Chosen: {result['chosen'] or 'the defaults (no change raised AP)'}", ""]
+    rows = [[half, "tuned on" if half == result["tuned_on"] else "held out", f"{scores['defaults']['AP']:.4f}",
+             f"{scores['tuned']['AP']:.4f}", scores["defaults"]["people"], scores["tuned"]["people"]]
+            for half, scores in result["halves"].items()]
+    lines += store.markdown_table(("half", "role", "AP defaults", "AP tuned", "people defaults", "people tuned"),
+                                  rows, align="llrrrr")
     return "\n".join(lines) + "\n"
 
 

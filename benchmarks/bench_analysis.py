@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-import platform
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from benchmarks.bench_people import agreement, keeps_same_people, people_count_histogram
-from stages.coco import to_coco17
+from benchmarks.coco_eval import to_coco17
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 GOALS = {"mobilenet_vs_lightweight_loop": 4.0, "cmu_vs_cmu_loop": 8.0, "threaded_vs_sequential": 1.3,
@@ -198,46 +196,16 @@ def goal_ratios(rows: list[dict], references: list[dict], peers: list[dict], ver
     return goals
 
 
-def machine_meta(*, waited_s: float, clip_note: str, plan: dict, quick: bool, load_before: Sequence[float],
-                 load_after: Sequence[float], total_s: float, omz_xml: Path | None,
-                 peer_python: Path | None) -> dict[str, Any]:
+def run_meta(*, waited_s: float, clip_note: str, plan: dict, quick: bool, load_before: Sequence[float] | None,
+             load_after: Sequence[float] | None, total_s: float, omz_xml: Path | None,
+             peer_python: Path | None) -> dict[str, Any]:
+    """What the run did (its machine is ``summary["machine"]``, ``benchmarks.machine``)."""
     from stages.engines import cpu_supports_bf16
-    from stages.inference import available_cores
 
-    versions = {}
-    for module in ("torch", "onnxruntime", "openvino", "numpy", "cv2"):
-        try:
-            versions[module] = getattr(__import__(module), "__version__", None) or _ov_version()
-        except ImportError:
-            versions[module] = None
-    cpu_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
     return {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": quick,
-        "cpu": cpu_name, "cpus": available_cores(), "cpu_bf16": cpu_supports_bf16(), "gpu": _gpu_name(),
-        "python": platform.python_version(), "versions": versions, "clip": clip_note,
-        "plan": plan, "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in load_after], "total_s": round(total_s, 1),
-        "waited_for_quiet_s": waited_s,
+        "quick": quick, "cpu_bf16": cpu_supports_bf16(), "clip": clip_note, "plan": plan,
+        "load_average_before": load_before, "load_average_after": load_after,
+        "total_s": round(total_s, 1), "waited_for_quiet_s": waited_s,
         "omz_ir": str(omz_xml) if omz_xml else None,
         "intel_wrapper_python": str(peer_python) if peer_python else None,
     }
-
-
-def _ov_version() -> str | None:
-    try:
-        import openvino
-
-        return openvino.get_version()
-    except (ImportError, AttributeError):
-        return None
-
-
-def _gpu_name() -> str | None:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        return None

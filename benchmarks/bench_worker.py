@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import machine_busy_s
+
 log = logging.getLogger(__name__)
 
 # name → config values; "torch-bf16" is bf16 autocast + channels_last on CPU, fp16 on CUDA.
@@ -160,11 +162,11 @@ class CpuUse:
     that shared the cores."""
 
     def __enter__(self) -> "CpuUse":
-        self._start = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+        self._start = (time.monotonic(), _own_cpu_s(), machine_busy_s())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._end = (time.monotonic(), _own_cpu_s(), _machine_busy_s())
+        self._end = (time.monotonic(), _own_cpu_s(), machine_busy_s())
 
     def percentages(self) -> dict[str, float | None]:
         wall_s = self._end[0] - self._start[0]
@@ -211,16 +213,6 @@ def peak_rss_mb() -> float:
 def _own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _machine_busy_s() -> float | None:
-    """Seconds of CPU time all processes have used since boot (Linux /proc/stat), else None."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def describe_engine(engine: Any, config: Any) -> str:

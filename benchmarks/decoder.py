@@ -7,7 +7,7 @@ crowds (``synthetic.CROWD``: 20 people 30-120 px tall, same-type keypoints of di
 down to 10 px apart; with and without our close-peak split), labels and network-like.  The
 table gives time per frame (the decoders take turns on each scene; each scene counts its fastest
 of ``--repeats`` runs), people complete (every labelled keypoint within 10 px), mean keypoint
-error and false people, and is written to benchmarks/results/decoder.md and .json.
+error and false people, and is written to benchmarks/results/CLASS/decoder.md and .json.
 One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
 
     python -m benchmarks.decoder [--scenes 20] [--repeats 3]
@@ -16,9 +16,7 @@ One thread everywhere (numpy, OpenCV, torch) so the numbers are comparable::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,18 +31,18 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import store  # noqa: E402
+from benchmarks.machine import load_average  # noqa: E402
 from benchmarks.reference_decoder import reference_decode  # noqa: E402
+from benchmarks.synthetic import (  # noqa: E402
+    CROWD, NET_SIZE, degrade_maps, make_crowd, make_scene, score_scene, summarize)
 from stages.postprocess import DecoderParams, decode  # noqa: E402
-from stages.postprocess.evaluation import score_scene, summarize  # noqa: E402
-from stages.postprocess.synthetic import (  # noqa: E402
-    CROWD, NET_SIZE, degrade_maps, make_crowd, make_scene)
 
 PEOPLE_COUNTS = (1, 5, 15)
 CROWDED = "crowd"             # the people column of the crowded rows
 LABELS, NETWORK_LIKE = "labels", "network-like"
 MAP_KINDS = (LABELS, NETWORK_LIKE)   # exact training labels; blurred, weaker, noisy copies
 REFERENCE = "reference (x8 bicubic)"
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _torch_decoder():
@@ -126,18 +124,13 @@ def run(scene_count: int, repeats: int, with_torch: bool) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| maps | people | decoder | ms/frame | speed-up | people complete | mean error px "
-        "| false people |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['maps']} | {row['people']} | {row['decoder']} | {row['ms_per_frame']:.2f} | "
-            f"{row['speedup']:.1f}x | {100 * row['complete_fraction']:.1f} % "
-            f"({row['people_complete']}/{row['people_true']}) | {row['mean_error_px']:.2f} | "
-            f"{100 * row['false_fraction']:.1f} % ({row['false_people']}) |")
-    return "\n".join(lines)
+    cells = [[row["maps"], row["people"], row["decoder"], f"{row['ms_per_frame']:.2f}", f"{row['speedup']:.1f}x",
+              f"{100 * row['complete_fraction']:.1f} % ({row['people_complete']}/{row['people_true']})",
+              f"{row['mean_error_px']:.2f}", f"{100 * row['false_fraction']:.1f} % ({row['false_people']})"]
+             for row in rows]
+    return "\n".join(store.markdown_table(
+        ("maps", "people", "decoder", "ms/frame", "speed-up", "people complete", "mean error px", "false people"),
+        cells, align="lrlrrrrr"))
 
 
 def main(argv=None) -> int:
@@ -145,28 +138,28 @@ def main(argv=None) -> int:
     parser.add_argument("--scenes", type=int, default=20, help="scenes per people count")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch-tensor row")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for decoder.md/.json")
+    parser.add_argument("--out", type=Path, help="folder for decoder.md/.json (default: benchmarks/results/CLASS)")
     args = parser.parse_args(argv)
 
-    load_before = os.getloadavg()[0]
+    loads = load_average()
+    load_before = (loads or [float("nan")])[0]
     rows = run(args.scenes, args.repeats, not args.no_torch)
-    load_after = os.getloadavg()[0]
+    load_after = (load_average() or [float("nan")])[0]
     table = markdown(rows)
     low, high = CROWD["height_range_px"]
+    summary = {"scenes": args.scenes, "repeats": args.repeats, "net_size": NET_SIZE, "rows": rows}
     header = (f"Decoder benchmark: {args.scenes} synthetic scenes per row, net input "
               f"{NET_SIZE[0]}x{NET_SIZE[1]} (maps {NET_SIZE[0] // 8}x{NET_SIZE[1] // 8}); "
               f"crowd = {CROWD['num_people']} people {low:g}-{high:g} px tall, same-type "
               f"keypoints down to {CROWD['min_separation_px']:g} px apart; one thread, "
-              f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
-              f"numpy {np.__version__}, opencv {cv2.__version__}; load average "
-              f"{load_before:.1f} at the start, {load_after:.1f} at the end "
-              f"({os.cpu_count()} CPUs).")
+              f"numpy {np.__version__}, opencv {cv2.__version__}; "
+              f"load average {load_before:.1f} at the start, {load_after:.1f} at the end.")
+    crowd = next(r for r in rows if (r["people"], r["maps"], r["decoder"]) == (CROWDED, NETWORK_LIKE, "ours"))
+    store.write_results("decoder", summary, lambda s: f"{header}  {store.machine_header(s)}\n\n{table}\n",
+                        out=args.out, load_before=loads,
+                        headline=f"crowds: ours completes {crowd['people_complete']}/{crowd['people_true']} "
+                                 f"people at {crowd['speedup']:.0f}x the x8 decoder's speed")
     print(header + "\n\n" + table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "decoder.md").write_text(f"{header}\n\n{table}\n")
-    (args.out / "decoder.json").write_text(json.dumps(
-        {"scenes": args.scenes, "repeats": args.repeats, "net_size": NET_SIZE, "rows": rows},
-        indent=2) + "\n")
     return 0
 
 

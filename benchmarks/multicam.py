@@ -4,21 +4,22 @@ vs unbatched inference; and the latency of a live camera.
     python benchmarks/multicam.py [--frames 60] [--repeats 2] [--cameras 1,2,4] [--input-height H]
     python benchmarks/multicam.py --live [--seconds 30] [--repeats 2] [--before OTHER_CHECKOUT]
 
-Files: every camera reads its own copy of the same 640x480 clip (../shared/media/dance2.mp4
-resized to 640x480, else the built-in demo stream) through the full pipeline with mobilenet_thin
-and its real weights, writing JSON lines.  *batched*: the inference stage takes the newest frame
-of every camera as one forward (``Pipeline(max_batch=cameras)``); *unbatched*: one frame per
-forward, cameras served in turn (``max_batch=1``).  Also: the engine alone, ms per frame in
+Files: every camera reads the benchmarks' 640x480 clip (``bench_media.prepare_clip``: the test
+media's dance2.mp4 resized, else the built-in demo stream; its first ``--frames``) through the
+full pipeline with mobilenet_thin and its real weights, writing JSON lines.  *batched*: the
+inference stage takes the newest frame of every camera as one forward
+(``Pipeline(max_batch=cameras)``); *unbatched*: one frame per forward, cameras served in turn
+(``max_batch=1``).  Also: the engine alone, ms per frame in
 batches of 1, 2 and 4, and what the pipeline's default (``max_batch=None``: timed at start-up)
 chooses for each camera count.  Settings alternate within each repeat so slow phases of a shared
 machine hit every setting alike; the median run counts.  Per-camera fps is each camera's frames
 over its own time to its last frame (the stats' ``sources`` section).
 
-``--live``: one camera on the real RTSP test server (tests/rtsp_server.py, 640x480 at 15 fps)
-for ``--seconds``; reports end-to-end latency against the inference time.  ``--before`` also runs
+``--live``: one camera on the real RTSP test server (``benchmarks/rtsp_camera.py``, 640x480 at
+15 fps) for ``--seconds``; reports end-to-end latency against the inference time.  ``--before`` also runs
 the pipeline of another checkout (e.g. ``git archive`` of an older commit), alternating with this
 one, each in a fresh process, for a before/after comparison.
-Prints a table and writes JSON and Markdown (``--out``).
+Prints a table and writes JSON and Markdown into benchmarks/results/CLASS (``--out``).
 """
 
 from __future__ import annotations
@@ -26,50 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_media import shared_dir
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_CLIP = shared_dir() / "media" / "dance2.mp4"    # ../shared, else the media cache
-SIZE = (640, 480)
-
-
-def make_clip(path: Path, frames: int) -> str:
-    """A 640x480 MJPG clip at ``path`` (cheap to decode); returns what it shows."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, SIZE)
-    count = 0
-    for image in _frames(frames):
-        writer.write(cv2.resize(image, SIZE, interpolation=cv2.INTER_AREA))
-        count += 1
-    writer.release()
-    origin = f"{SHARED_CLIP.name} resized to 640x480" if SHARED_CLIP.is_file() else "demo stream"
-    return f"{origin}, {count} frames"
-
-
-def _frames(frames: int):
-    import cv2
-
-    if SHARED_CLIP.is_file():
-        capture = cv2.VideoCapture(str(SHARED_CLIP))
-        for _ in range(frames):
-            ok, image = capture.read()
-            if not ok:
-                break
-            yield image
-        capture.release()
-        return
-    from stream.demo import DemoSource
-
-    with DemoSource(max_frames=frames) as demo:
-        for frame in demo:
-            yield frame.image
+from benchmarks import store
+from benchmarks.bench_media import ROOT, clip_net_input, prepare_clip
+from benchmarks.machine import load_average
 
 
 def base_values(args: argparse.Namespace) -> dict:
@@ -98,13 +62,13 @@ def run_files(clip: Path, out_dir: Path, cameras: int, batched: bool, args: argp
 
 def engine_per_frame_ms(args: argparse.Namespace, repeats: int = 3) -> dict[str, float]:
     """The engine alone: best ms per frame for batches of 1, 2 and 4 at the pipeline's input size."""
-    from stream.batching import time_batches
+    from stream.runtime.batching import time_batches
     from stream.config import load_config
-    from stream.pipeline import _expected_input_size, load_engine
+    from stream.runtime import load_engine
 
     config = load_config(None, values=base_values(args))
     engine = load_engine(config)
-    height, width = _expected_input_size(config, engine.preprocess)
+    height, width = clip_net_input(engine.preprocess, config.model.input_height, config.model.scale)
     result = {}
     for frames in (2, 4):
         single_ms, batched_ms = time_batches(engine, frames, height, width, repeats)
@@ -134,9 +98,8 @@ def bench_files(args: argparse.Namespace) -> dict:
     cameras = [int(value) for value in args.cameras.split(",")]
     settings = [(count, batched) for count in cameras for batched in (True, False) if count > 1 or batched]
     runs: dict[str, list[dict]] = {}
+    clip, content = prepare_clip(args.work_dir, frames=args.frames)
     with tempfile.TemporaryDirectory() as folder:
-        clip = Path(folder) / "clip.avi"
-        content = make_clip(clip, args.frames)
         engine = engine_per_frame_ms(args)
         choices = {str(count): default_choice(clip, count, args) for count in cameras if count > 1}
         for repeat in range(args.repeats):
@@ -172,7 +135,7 @@ def live_once(args: argparse.Namespace) -> dict:
     """One live run with the pipeline found first on sys.path."""
     from stream.config import load_config
     from stream.pipeline import run_pipeline
-    from tests.fixtures_live import RtspServer
+    from benchmarks.rtsp_camera import RtspServer
 
     server = RtspServer()
     server.start()
@@ -188,7 +151,7 @@ def live_once(args: argparse.Namespace) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    lines = [f"# Many cameras in one process ({summary['machine']})", "",
+    lines = ["# Many cameras in one process", "", store.machine_header(summary), "",
              f"`{summary['command']}`; load average before: {summary['load_before']}, "
              f"after: {summary['load_after']}.", ""]
     if "results" in summary:
@@ -210,7 +173,7 @@ def markdown(summary: dict) -> str:
                               f"batched {choice.get('batched_ms')} ms per frame)"
                               for count, choice in summary["default_choice"].items()) + ".", ""]
     if "live" in summary:
-        lines += ["Live RTSP camera (tests/rtsp_server.py, 640x480 at 15 fps), median of the runs by latency:", "",
+        lines += ["Live RTSP camera (benchmarks/rtsp_camera.py, 640x480 at 15 fps), median of the runs by latency:", "",
                   "| pipeline | frames | fps | dropped | latency p50 ms | latency p95 ms | inference ms "
                   "| p50 / inference | p50 runs |", "|---|---|---|---|---|---|---|---|---|"]
         for label, live in summary["live"].items():
@@ -233,7 +196,10 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=None, help="--live: another checkout to compare")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     parser.add_argument("--live-once", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (.md beside it)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path, .md beside it (default: "
+                        "benchmarks/results/CLASS/multicam.json, multicam_live.json with --live)")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench",
+                        help="where the clip is cached")
     args = parser.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
     sys.path.insert(1, str(ROOT))
@@ -241,22 +207,26 @@ def main() -> None:
     if args.live_once:
         print(json.dumps(live_once(args)))
         return
-    load_before = os.getloadavg()
-    summary = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "command": " ".join(["python benchmarks/multicam.py", *sys.argv[1:]]),
-               "input_height": args.input_height}
+    load_before = load_average()
+    summary = {"command": store.command_line(), "input_height": args.input_height}
     if args.live:
         summary["live"] = bench_live(args)
     else:
         summary.update(bench_files(args))
-    summary["load_before"] = [round(value, 2) for value in load_before]
-    summary["load_after"] = [round(value, 2) for value in os.getloadavg()]
-    text = markdown(summary)
-    print(text)
-    out = args.out or ROOT / "benchmarks" / "results" / ("multicam_live.json" if args.live else "multicam.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    out.with_suffix(".md").write_text(text)
+    summary["load_before"], summary["load_after"] = load_before, load_average()
+    stem = args.out.stem if args.out else ("multicam_live" if args.live else "multicam")
+    store.write_results(stem, summary, markdown, out=args.out.parent if args.out else None,
+                        headline=headline(summary), load_before=load_before)
+    print(markdown(summary))
+
+
+def headline(summary: dict) -> str:
+    """One line for the class table."""
+    if "live" in summary:
+        return "; ".join(f"{label}: latency p50 {live['latency_ms']['p50']:.0f} ms"
+                         for label, live in summary["live"].items())
+    return "; ".join(f"{key} {result['fps_per_camera']:.2f} fps per camera"
+                     for key, result in summary["results"].items())
 
 
 if __name__ == "__main__":

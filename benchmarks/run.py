@@ -8,7 +8,8 @@ our whole pipeline (capture, preprocess, inference, postprocess, render) in a fr
 reports end-to-end FPS, per-stage p50/p95 ms, latency and CPU use; the same run times the
 lightweight-OpenPose demo loop and the original CMU loop (``reference_loops.py``) on the same
 networks, and Intel's Open Model Zoo wrapper (``omz_peer.py``, in its own Python environment) on
-the omz model.  Results: benchmarks/results/results.json, results.md (tables) and results.png.
+the omz model.  Results: benchmarks/results/CLASS/results.json, results.md (tables) and
+results.png, CLASS being this machine's (``benchmarks.machine.cpu_class``).
 cmu and mobilenet have no trained weights here: see ``bench_media.py`` for the realistic maps
 they hand downstream.  ``--quick`` is a one-minute subset.  See benchmarks/README.md.
 """
@@ -22,23 +23,18 @@ if __package__ in (None, ""):   # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks import bench_analysis, bench_report  # noqa: E402
-from benchmarks.bench_media import (ROOT, SUBSTITUTED, ensure_thin_weights, make_donor_maps,  # noqa: E402
-                                    prepare_clip, shared_dir)
+from benchmarks import bench_analysis, bench_report, store  # noqa: E402
+from benchmarks.bench_media import SUBSTITUTED, ensure_thin_weights, make_donor_maps, prepare_clip  # noqa: E402
 from benchmarks.bench_worker import ENGINE_VARIANTS  # noqa: E402
+from benchmarks.machine import describe_machine, load_average, machine_busy_percent  # noqa: E402
+from benchmarks.workers import OMZ_IR, omz_python, omz_weights, run_peer, run_worker  # noqa: E402
 
 log = logging.getLogger("benchmarks.run")
 
-RESULTS = ROOT / "benchmarks" / "results"
-OMZ_IR = "omz/human-pose-estimation-0001/FP16-INT8/human-pose-estimation-0001.xml"
-OMZ_PYTHONS = (ROOT / ".venv-omz" / "bin" / "python", Path("/tmp/omzenv/bin/python"))
 FULL = {"backbones": ["mobilenet_thin", "mobilenet", "cmu", "omz"],
         "engines": ["torch-fp32", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16",
                     "openvino-int8"],
@@ -79,7 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "($POSESTREAM_OMZ_PYTHON, else .venv-omz/bin/python, else /tmp/omzenv)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "posestream-bench",
                         help="clip, realistic maps and scratch files")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.* go")
+    parser.add_argument("--out", type=Path, help="where results.* go (default: benchmarks/results/CLASS, "
+                                                 "this machine's class)")
     return parser.parse_args(argv)
 
 
@@ -96,23 +93,6 @@ def settings(args: argparse.Namespace) -> dict:
     elif not args.engines and not bench_analysis.cpu_has_bf16():
         plan["engines"] = [e for e in plan["engines"] if not e.endswith("bf16")]
     return plan
-
-
-def omz_weights(args: argparse.Namespace) -> Path | None:
-    from stages.engines.omz import omz_default_weights
-
-    for candidate in (args.omz_weights, shared_dir() / "weights" / OMZ_IR, omz_default_weights()):
-        if candidate is not None and Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
-def omz_python(args: argparse.Namespace) -> Path | None:
-    env = os.environ.get("POSESTREAM_OMZ_PYTHON")
-    for candidate in (args.omz_python, Path(env) if env else None, *OMZ_PYTHONS):
-        if candidate is not None and Path(candidate).is_file():
-            return Path(candidate)
-    return None
 
 
 def plan_cases(plan: dict, clip: Path, omz_xml: Path | None, args: argparse.Namespace) -> list[dict]:
@@ -154,36 +134,6 @@ def plan_references(plan: dict, clip: Path, device: str = "cpu") -> list[dict]:
              "clip": str(clip), "weights": "random" if backbone in SUBSTITUTED else None, "device": device,
              "max_seconds": plan["max_seconds"] * (2 if backbone == "cmu" else 1),
              "max_frames": plan["max_frames"]} for loop, backbone, height in loops]
-
-
-def run_worker(case: dict, work_dir: Path) -> dict:
-    """One case in a fresh interpreter; its result dict (``error`` set when it failed)."""
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        case_path, out_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
-        case_path.write_text(json.dumps(case))
-        command = [sys.executable, "-m", "benchmarks.bench_worker", str(case_path), str(out_path)]
-        timeout_s = 180 + 3 * float(case.get("max_seconds") or 60)
-        if str(case.get("engine", "")).endswith("int8"):
-            timeout_s += 900                 # a first NNCF quantization (cached for later cases)
-        try:
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
-        except subprocess.TimeoutExpired:
-            return {"error": f"timed out after {timeout_s:.0f} s"}
-        if done.returncode != 0 or not out_path.is_file():
-            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-        return json.loads(out_path.read_text())
-
-
-def machine_busy_percent(window_s: float = 2.0) -> float | None:
-    """CPU used by all processes over ``window_s`` (percent of one core), from /proc/stat."""
-    from benchmarks.bench_worker import _machine_busy_s
-
-    before = _machine_busy_s()
-    time.sleep(window_s)
-    after = _machine_busy_s()
-    return None if before is None or after is None else 100.0 * (after - before) / window_s
 
 
 class Patience:
@@ -230,22 +180,6 @@ def run_quietly(case: dict, work_dir: Path, busy_percent: float, retries: int, p
     return best
 
 
-def run_peer(python: Path, model: Path, clip: Path, mode: str, plan: dict, work_dir: Path) -> dict:
-    out = work_dir / f"peer-{mode}.json"
-    command = [str(python), str(ROOT / "benchmarks" / "omz_peer.py"), "--model", str(model),
-               "--video", str(clip), "--mode", mode, "--out", str(out)]
-    if plan["max_frames"]:
-        command += ["--max-frames", str(plan["max_frames"])]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=work_dir)
-    except subprocess.TimeoutExpired:
-        return {"mode": mode, "error": "timed out"}
-    if done.returncode != 0 or not out.is_file():
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"mode": mode, "error": lines[-1] if lines else f"exit code {done.returncode}"}
-    return json.loads(out.read_text())
-
-
 def prepare_models(cases: list[dict]) -> None:
     """Export each ONNX file the cases need once, before anything is timed."""
     from stages.engines import onnx_model_path
@@ -288,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = settings(args)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     clip, clip_note = prepare_clip(args.work_dir)
-    omz_xml, peer_python = omz_weights(args), omz_python(args)
+    omz_xml, peer_python = omz_weights(args.omz_weights), omz_python(args.omz_python)
     cases = plan_cases(plan, clip, omz_xml, args)
     references = [] if args.no_references else plan_references(plan, clip, args.device)
     ensure_thin_weights()
@@ -298,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if case["backbone"] in SUBSTITUTED:
             case["donor"] = str(donors[case["height"]])
     prepare_models(cases)
-    load_before = os.getloadavg()
+    load_before = load_average()
     wait_budget_s = args.max_wait if args.max_wait is not None else (0 if args.quick else 1800)
     patience = Patience(wait_budget_s)
     results = measure(in_measuring_order(cases, references), args, patience)
@@ -306,15 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     if omz_xml is not None and peer_python is not None and "omz" in plan["backbones"]:
         for mode in (["sync"] if args.quick else ["sync", "async"]):
             patience.wait_for_quiet(args.busy_percent)
-            peers.append(run_peer(peer_python, omz_xml, clip, mode, plan, args.work_dir))
+            peers.append(run_peer(peer_python, omz_xml, clip, mode, plan["max_frames"], args.work_dir))
             log.info("Intel OMZ wrapper, %s: %s", mode, peers[-1].get("error") or f"{peers[-1]['fps']:.1f} fps")
     summary = bench_analysis.summarise(results, peers, donors, clip, plan)
-    summary["meta"] = bench_analysis.machine_meta(
+    summary["meta"] = bench_analysis.run_meta(
         waited_s=round(wait_budget_s - patience.left_s, 1),
         clip_note=clip_note, plan=plan, quick=args.quick, load_before=load_before,
-        load_after=os.getloadavg(), total_s=time.monotonic() - started,
+        load_after=load_average(), total_s=time.monotonic() - started,
         omz_xml=omz_xml, peer_python=peer_python)
-    paths = bench_report.write_all(summary, args.out, stem="results-quick" if args.quick else "results")
+    summary["machine"] = describe_machine(args.device, with_versions=True)
+    summary["machine"]["load_average"] = load_before
+    paths = store.write_results("results-quick" if args.quick else "results", summary, bench_report.markdown,
+                                out=args.out, chart=bench_report.plot, device=args.device,
+                                headline=bench_report.headline(summary))
     for path in paths:
         print(path)
     print(bench_report.goals_text(summary))

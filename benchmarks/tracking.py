@@ -1,7 +1,7 @@
 """Tracking benchmark: ids, coverage and jitter on a real clip, through the real CLI.
 
 Runs ``run_stream.py --source CLIP --track --json`` twice, without and with ``--smooth`` (real
-mobilenet_thin weights, default settings), and reads the JSON lines back (stages/track_metrics.py);
+mobilenet_thin weights, default settings), and reads the JSON lines back (benchmarks/track_metrics.py);
 ``--input-heights`` adds rows at other net input heights:
 
 - ids: different person ids among people with >= 8 keypoints (the clip's people, not pieces);
@@ -10,7 +10,7 @@ mobilenet_thin weights, default settings), and reads the JSON lines back (stages
 - jitter: mean |p[t+1] - 2 p[t] + p[t-1]| of tracked keypoints, the same keypoints in both runs,
   and how much ``--smooth`` cuts it.
 
-Writes benchmarks/results/tracking.json and tracking.md::
+Writes benchmarks/results/CLASS/tracking.json and tracking.md::
 
     python -m benchmarks.tracking [--source CLIP] [--input-heights H ...]
 
@@ -23,10 +23,7 @@ The exit status is 0 when the goals hold at the default settings (the first row)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,15 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):          # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_media import shared_dir  # noqa: E402
-from stages.track_metrics import (  # noqa: E402
+from benchmarks import store  # noqa: E402
+from benchmarks.bench_media import find_shared  # noqa: E402
+from benchmarks.machine import load_average  # noqa: E402
+from benchmarks.track_metrics import (  # noqa: E402
     frames_from_json_lines, frames_with_tracked_people, ids_of_full_people, jitter_px,
     untracked_full_people,
 )
 
 log = logging.getLogger("benchmarks.tracking")
-RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_CLIP = shared_dir() / "media" / "dance2.mp4"     # ../shared, else the media cache
+DEFAULT_CLIP = find_shared() / "media" / "dance2.mp4"     # ../shared, else the media cache
 FULL_PERSON_KEYPOINTS = 8
 GOALS = {"max_ids": 3, "min_both_found": 0.70, "min_jitter_cut": 0.30}
 
@@ -98,8 +96,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Tracking on a real clip",
         "",
-        f"`{run['command']}` on `{run['source']}` ({run['machine']}; load before {run['load_before']},"
-        f" after {run['load_after']}).  Each row: the CLI twice, `--track --json` and"
+        f"`{run['command']}` on `{run['source']}` (load before {run['load_before']},"
+        f" after {run['load_after']}).  {store.machine_header(report)}  Each row: the CLI twice, `--track --json` and"
         f" `--track --smooth --json`, real mobilenet_thin weights, other settings default"
         f" (default net input height: the backbone's, 368 for mobilenet_thin).",
         f"ids: among people with >= {FULL_PERSON_KEYPOINTS} keypoints (2 dancers, so 2 is right);"
@@ -142,31 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_CLIP, help="clip (default: dance2.mp4)")
     parser.add_argument("--input-heights", type=int, nargs="*", default=[],
                         help="net input heights to add after the backbone's default")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for NAME.json/.md")
+    parser.add_argument("--out", type=Path, help="folder for NAME.json/.md (default: benchmarks/results/CLASS)")
     parser.add_argument("--name", default="tracking", help="file name stem of the results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.source.exists():
         parser.error(f"no clip at {args.source}")
 
-    load_before = [round(value, 2) for value in os.getloadavg()]
+    load_before = load_average()
     rows = [measure(args.source, height) for height in [None, *args.input_heights]]
     report = {
         "rows": rows,
         "goals": GOALS,
-        "run": {
-            "command": "python -m benchmarks.tracking " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "source": str(args.source.name),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                       f"python {platform.python_version()}",
-            "load_before": load_before, "load_after": [round(value, 2) for value in os.getloadavg()],
-        },
+        "run": {"command": store.command_line(), "source": str(args.source.name),
+                "load_before": load_before, "load_after": load_average()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    (args.out / f"{args.name}.md").write_text(text)
-    log.info("%s", text)
+    first = rows[0]["figures"]
+    store.write_results(args.name, report, markdown, out=args.out, load_before=load_before,
+                        headline=f"{first['ids']} ids, both dancers {100 * first['both_found']:.1f} % of frames, "
+                                 f"--smooth cuts jitter {100 * first['jitter_cut']:.0f} %")
+    log.info("%s", markdown(report))
     return 0 if all(rows[0]["goals_met"].values()) else 1
 
 

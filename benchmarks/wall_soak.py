@@ -1,4 +1,4 @@
-"""The camera wall's goals, measured on real RTSP cameras (tests/rtsp_server.py), in one run.
+"""The camera wall's goals, measured on real RTSP cameras (benchmarks/rtsp_camera.py), in one run.
 
     python -m benchmarks.wall_soak [--seconds 180] [--cameras 3] [--input-height 96]
 
@@ -16,7 +16,7 @@ Runs ``run_stream.py --serve`` on N cameras (random weights, ``--input-height``)
   until it is reported not live (about ``source.read_timeout_s``) and live again after it resumes;
 - SIGINT at the end: the exit code (goal 0) and how long the exit took.
 
-Results: benchmarks/results/wall_soak.json (every sample) and wall_soak.md.
+Results: benchmarks/results/CLASS/wall_soak.json (every sample) and wall_soak.md.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -40,8 +39,11 @@ import numpy as np
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks import store
+from benchmarks.bench_media import ROOT
+from benchmarks.machine import describe_machine
+from benchmarks.rtsp_camera import RtspServer, free_port
+
 READ_TIMEOUT_S = 2.0
 WARMUP_S = 30.0           # RSS growth is measured from here on
 QUIET_AFTER_S = 10.0      # ... and separately from this long after the last reconnect on
@@ -118,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-at", type=float, default=40.0, help="kill camera 0 this long into the soak")
     parser.add_argument("--down-s", type=float, default=15.0, help="restart it this long after the kill")
     parser.add_argument("--stall-at", type=float, default=75.0, help="stall camera 1 this long into the soak")
-    parser.add_argument("--out", default=str(RESULTS / "wall_soak"))
+    parser.add_argument("--out", help="results path without suffix (default: benchmarks/results/CLASS/wall_soak)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from tests.fixtures_live import RtspServer, free_port
 
     names = [f"cam{index}" for index in range(args.cameras)]
     cameras = [RtspServer(fps=15) for _ in names]
@@ -137,14 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("DISPLAY", None)
     log_file = open(workdir / "run.log", "w")
-    load_before = os.getloadavg()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_stream.py"), "--config", str(config), "--serve", str(port),
          "--weights", "random", "--input-height", str(args.input_height), "--threads", "1", "--no-display"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     result: dict = {"cameras": args.cameras, "input_height": args.input_height, "read_timeout_s": READ_TIMEOUT_S,
-                    "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                                "load_before": [round(value, 2) for value in load_before]}}
+                    "machine": describe_machine()}
     stuck: dict[str, socket.socket] = {}
     try:
         started = time.monotonic()
@@ -201,10 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         for camera in cameras:
             camera.stop()
         log_file.close()
-    result["machine"]["load_after"] = [round(value, 2) for value in os.getloadavg()]
+    result["load_after"] = describe_machine()["load_average"]
     quiet_from_s = max(args.kill_at, args.stall_at) + args.down_s + QUIET_AFTER_S
     result["memory"] = _memory_summary(result["samples"], quiet_from_s)
-    _write(result, Path(args.out))
+    out = Path(args.out) if args.out else None
+    memory = result["memory"]
+    store.write_results(out.name if out else "wall_soak", result, _markdown, out=out.parent if out else None,
+                        headline=f"SIGINT exit {result.get('sigint_exit_code')} after {result.get('sigint_exit_s')} "
+                                 f"s; RSS {memory.get('rss_start_mb')} -> {memory.get('rss_end_mb')} MB")
     print(_markdown(result))
     return 0
 
@@ -266,20 +268,14 @@ def _memory_summary(samples: list[dict], quiet_from_s: float) -> dict:
             "from_s": WARMUP_S, "samples": len(steady)}
 
 
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def _markdown(result: dict) -> str:
     kill, memory, stall = result.get("kill", {}), result.get("memory", {}), result.get("stall", {})
     lines = [
         f"# Camera wall soak: {result['cameras']} RTSP cameras, --input-height {result['input_height']}",
         "",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; load average before "
-        f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
+        f"{store.machine_header(result)}  Load average before "
+        f"{result['machine'].get('load_average', result['machine'].get('load_before'))}, after "
+        f"{result.get('load_after', result['machine'].get('load_after'))}.",
         "",
         "| goal | measured |",
         "|---|---|",
@@ -303,12 +299,6 @@ def _markdown(result: dict) -> str:
         f"{(result.get('samples') or [{}])[-1].get('pose_events_lost')}.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _write(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(_markdown(result))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
 def make_engine(config: "Config") -> Engine:
     """The engine named by ``config.inference.engine`` (``auto``: the fastest one available, see
     ``stages.engines.resolve_engine``), loaded and ready (ConfigError if unknown)."""
-    from stages.engines import resolve_engine
+    from stages.engines import AUTO, named_backbone, resolve_engine
 
+    if config.model.backbone == AUTO:
+        config = config.model_copy(update={"model": config.model.model_copy(
+            update={"backbone": named_backbone(config)})})
     name = resolve_engine(config)
     if name not in _BUILDERS and name in _PLUGIN_MODULES:
         try:
@@ -143,13 +146,14 @@ def _to_numpy(tensor: "torch.Tensor") -> np.ndarray:
 def check_backbone(name: str) -> None:
     """ConfigError naming the valid backbones when ``name`` is not a torch network."""
     import backbones
+    from backbones.ir import engine_error
 
-    if name == "omz":
-        raise ConfigError("model.backbone 'omz' is Intel's OpenVINO IR: it runs only with "
-                          "--engine openvino (and --weights FILE.xml)")
     known = list(backbones.list_backbones())
     if name not in known:
         raise ConfigError(f"model.backbone {name!r} is unknown; choose from {', '.join(known)}")
+    spec = backbones.get_spec(name)
+    if spec.ir is not None:
+        raise engine_error(spec, "torch")
 
 
 def cpu_parallelism(threads: int | None, workers: int | None, mode: str, cores: int) -> tuple[int, int]:

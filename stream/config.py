@@ -4,25 +4,28 @@
 (``values``: dotted key → value) and ``--set dotted.key=value`` overrides (values parsed as YAML),
 then validates everything into a frozen :class:`Config`.  Unknown keys (with the nearest valid
 key suggested), wrong types and out-of-range values raise ``ConfigError`` naming the dotted key.
-Defaults live only in these models (and the dataclasses of the decoder, tracker and smoother,
-whose fields become the ``postprocess``, ``tracking`` and ``smoothing`` sections).
+Defaults live only in these models, and for the ``postprocess``, ``tracking`` and ``smoothing``
+sections in the dataclasses of the decoder, tracker and smoother: those sections expose the few
+fields users turn (``section.params()`` builds the dataclass); the other fields are tuning
+internals, set from Python only, and a config that names one gets an error saying so.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import importlib
 import os
-import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posestream_common.errors import ConfigError
+from stages.postprocess.params import DecoderParams
 from stages.skeleton import keypoint_index, limb_index
+from stages.smoothing import SmootherParams
+from stages.tracking import TrackerParams
+from stream.config_errors import config_error
+from stream.events.settings import EventsConfig, SourceEventsConfig, check_source_rules, tracking_for_rules
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SERVE_TOKEN_ENV = "POSESTREAM_SERVE_TOKEN"   # output.serve_token where the config leaves it unset
@@ -48,6 +51,7 @@ class SourceConfig(_Section):
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(8.0, gt=0)
     loop: bool = False
+    events: SourceEventsConfig | None = None    # this source's own event rules
 
     @field_validator("uri", mode="before")
     @classmethod
@@ -57,7 +61,7 @@ class SourceConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: str = "mobilenet_thin"
+    backbone: str = "auto"                              # auto: chosen per machine (stream/auto.py)
     weights: str | None = None
     weights_url: str | None = None
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -114,6 +118,7 @@ class OutputConfig(_Section):
     serve: str | None = None
     serve_token: str | None = Field(None, min_length=1)   # else $POSESTREAM_SERVE_TOKEN
     display: bool | None = None
+    events: str | None = None                    # event records as JSON lines (--events)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -128,6 +133,7 @@ class RunConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     progress: bool = True
     ray: str | None = None
+    target_fps: float = Field(15.0, gt=0, le=1000)     # what auto keeps the stream at
 
 
 class RayConfig(_Section):
@@ -146,53 +152,45 @@ class RayConfig(_Section):
     ship_code: bool = True                                   # send the project's packages to a cluster
 
 
-def _section_from_dataclass(module_name: str, class_name: str, model_name: str,
-                            with_enabled: bool) -> type[_Section]:
-    """A config section whose keys are a params dataclass's fields (plus ``enabled``).
+class _ParamsSection(_Section):
+    """The few fields of a params dataclass that users turn, each declared by hand with the
+    dataclass's default; building the dataclass checks the ranges.  Its other fields are tuning
+    internals, set from Python only (``DecoderParams(...)``, the tuning benchmark)."""
 
-    The dataclass stays the one place its defaults live; building it checks its own ranges.  When
-    the module does not exist yet, the section holds only ``enabled``.
-    """
-    extra: dict[str, Any] = {"enabled": (bool, False)} if with_enabled else {}
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as missing:
-        if not module_name.startswith(str(missing.name)):
-            raise
-        module = None
-    params_type = getattr(module, class_name, None)
-    if params_type is None:
-        return create_model(model_name, __base__=_Section, **extra)
-    hints = typing.get_type_hints(params_type)
-    fields = {}
-    for field in dataclasses.fields(params_type):
-        if not field.init:
-            continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        fields[field.name] = (hints[field.name], default)
+    params_type: ClassVar[type]
 
-    def build_params(section: Any) -> Any:
+    def params(self) -> Any:
+        """The params dataclass: this section's values, the dataclass defaults for the rest."""
+        return self.params_type(**self.model_dump(exclude={"enabled"}))
+
+    @model_validator(mode="after")
+    def _params_check(self) -> "_ParamsSection":
         try:
-            params_type(**{name: getattr(section, name) for name in fields})
+            self.params()
         except (TypeError, ValueError) as error:
             raise ValueError(str(error)) from None
-        return section
-
-    model = create_model(model_name, __base__=_Section,
-                         __validators__={"_params_check": model_validator(mode="after")(build_params)},
-                         **extra, **fields)
-    model.params_type = params_type
-    return model
+        return self
 
 
-PostprocessConfig = _section_from_dataclass("stages.postprocess", "DecoderParams", "PostprocessConfig", False)
-TrackingConfig = _section_from_dataclass("stages.tracking", "TrackerParams", "TrackingConfig", True)
-SmoothingConfig = _section_from_dataclass("stages.smoothing", "SmootherParams", "SmoothingConfig", True)
+class PostprocessConfig(_ParamsSection):
+    params_type: ClassVar[type] = DecoderParams
+    peak_threshold: float = DecoderParams.peak_threshold
+    min_parts: int = DecoderParams.min_parts
+    min_mean_score: float = DecoderParams.min_mean_score
 
 
-def section_params(section: BaseModel) -> dict[str, Any]:
-    """A dataclass-backed section's values without ``enabled`` (the params dataclass's kwargs)."""
-    return {name: value for name, value in section if name != "enabled"}
+class TrackingConfig(_ParamsSection):
+    params_type: ClassVar[type] = TrackerParams
+    enabled: bool = False
+    oks_threshold: float = TrackerParams.oks_threshold
+    max_age: int = TrackerParams.max_age
+
+
+class SmoothingConfig(_ParamsSection):
+    params_type: ClassVar[type] = SmootherParams
+    enabled: bool = False
+    min_cutoff: float = SmootherParams.min_cutoff
+    beta: float = SmootherParams.beta
 
 
 class Config(_Section):
@@ -208,6 +206,9 @@ class Config(_Section):
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     ray: RayConfig = RayConfig()
+    events: EventsConfig = EventsConfig()
+
+    _rules_track = model_validator(mode="before")(tracking_for_rules)
 
     @model_validator(mode="after")
     def _sources_fit_outputs(self) -> "Config":
@@ -217,6 +218,7 @@ class Config(_Section):
             raise ValueError(f"sources: duplicate source name(s) {', '.join(duplicates)}")
         if len(names) > 1 and self.output.video and "{source}" not in self.output.video:
             raise ValueError("output.video: needs a {source} placeholder in the path with several sources")
+        check_source_rules(self)
         return self
 
     def source_configs(self) -> list[tuple[str, SourceConfig]]:
@@ -258,7 +260,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise _as_config_error(error, origin, file_label) from None
+        raise config_error(Config, error, origin, file_label) from None
 
 
 def _token_from_environment(data: dict[str, Any], origin: dict[str, str]) -> None:
@@ -321,80 +323,3 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             child = node[part] = {}
         node = child
     node[parts[-1]] = value
-
-
-def _as_config_error(error: ValidationError, origin: Mapping[str, str], file_label: str | None) -> ConfigError:
-    """One readable line for the first validation problem, naming the dotted key."""
-    problem = error.errors()[0]
-    location = list(problem["loc"])
-    message = problem["msg"].removeprefix("Value error, ")
-    named = _key_named_in(message, location)
-    if named is not None:                          # the check named the exact key itself
-        location = named
-        message = message.split(" ", 1)[1].lstrip(": ")
-    key = _dotted(location)
-    where = origin.get(key) or next(
-        (origin[k] for k in origin if key.startswith((k + ".", k + "["))), None)
-    where = where or file_label
-    suffix = f" (from {where})" if where else ""
-    if problem["type"] == "extra_forbidden":
-        parent = _dotted(location[:-1])
-        valid = _field_names(Config, location[:-1])
-        guess = difflib.get_close_matches(str(location[-1]), valid, n=1)
-        hint = f"; did you mean '{_join(parent, guess[0])}'?" if guess else ""
-        if not guess and valid:
-            hint = f"; valid keys: {', '.join(_join(parent, name) for name in valid)}"
-        return ConfigError(f"unknown config key '{key}'{suffix}{hint}")
-    if not key:
-        return ConfigError(f"invalid config{suffix}: {message}")
-    shown = problem.get("input")
-    got = f" (got {shown!r})" if not isinstance(shown, (dict, list)) and shown is not None else ""
-    return ConfigError(f"invalid value for '{key}'{suffix}: {message}{got}")
-
-
-def _key_named_in(message: str, location: list[Any]) -> list[Any] | None:
-    """The full location of a key a validator's message starts with (``output.video: …``,
-    ``oks_threshold must …``, ``DecoderParams.refine must …``), else None."""
-    parts = message.split(" ", 1)[0].rstrip(":").split(".")
-    if len(message.split(" ", 1)) < 2:
-        return None
-    if len(parts) > 1 and parts[0] in _field_names(Config, location) and \
-            parts[-1] in _field_names(Config, location + parts[:-1]):
-        return location + parts
-    if parts[-1] in _field_names(Config, location) and not _field_names(Config, location + parts[-1:]):
-        return location + parts[-1:]
-    return None
-
-
-def _dotted(location: Sequence[Any]) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _join(parent: str, name: str) -> str:
-    return f"{parent}.{name}" if parent else name
-
-
-def _field_names(model: type[BaseModel], location: Sequence[Any]) -> list[str]:
-    """The valid keys of the section at ``location`` (YAML spellings, aliases included)."""
-    for part in location:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        nested = _model_in(field.annotation) if field is not None else None
-        if nested is None:
-            return []
-        model = nested
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in typing.get_args(annotation):
-        found = _model_in(argument)
-        if found is not None:
-            return found
-    return None

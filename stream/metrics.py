@@ -18,6 +18,14 @@ cannot disagree.  One small function per family; per-source series carry a ``sou
                                                        quantiles 0.5 and 0.95 over the run)
 ``posestream_pose_events_lost_total``       counter    ``/poses`` events a slow client lost
 ``posestream_http_clients``                 gauge      connected clients per route
+``posestream_events_total``                 counter    event acts (starts and instants) per source
+                                                       and rule
+``posestream_line_crossings_total``         counter    line crossings per source, rule, direction
+``posestream_event_output_sent_total``      counter    records an event output delivered (label
+                                                       ``output``: file, serve, mqtt, webhook0, …)
+``posestream_event_output_dropped_total``   counter    records an event output lost (queue full)
+``posestream_event_output_queued``          gauge      records waiting in an event output's queue
+``posestream_event_output_connected``       gauge      1 while the output reaches its receiver
 ==========================================  =========  ===========================================
 
 The exposition itself is written by prometheus_client (``generate_latest``), with its standard
@@ -138,9 +146,64 @@ def clients_family(report: Report) -> Metric:
     return family
 
 
+def _event_sources(report: Report) -> Mapping[str, Mapping[str, Any]]:
+    return (report.get("events") or {}).get("sources") or {}
+
+
+def events_family(report: Report) -> Metric:
+    family = CounterMetricFamily("posestream_events", "Event acts (starts and instants) per rule.",
+                                 labels=["source", "rule"])
+    for name, section in _event_sources(report).items():
+        for rule, count in (section.get("rules") or {}).items():
+            family.add_metric([name, rule], count)
+    return family
+
+
+def crossings_family(report: Report) -> Metric:
+    family = CounterMetricFamily("posestream_line_crossings", "Line crossings per direction.",
+                                 labels=["source", "rule", "direction"])
+    for name, section in _event_sources(report).items():
+        for rule, directions in (section.get("lines") or {}).items():
+            for direction, count in directions.items():
+                family.add_metric([name, rule, direction], count)
+    return family
+
+
+def _event_outputs(family: Metric, report: Report, field: str) -> Metric:
+    for name, counters in ((report.get("events") or {}).get("outputs") or {}).items():
+        family.add_metric([name], int(counters.get(field, 0) or 0))
+    return family
+
+
+def output_sent_family(report: Report) -> Metric:
+    return _event_outputs(CounterMetricFamily(
+        "posestream_event_output_sent", "Event records an output delivered.", labels=["output"]),
+        report, "sent")
+
+
+def output_dropped_family(report: Report) -> Metric:
+    return _event_outputs(CounterMetricFamily(
+        "posestream_event_output_dropped", "Event records an output lost (its queue was full).",
+        labels=["output"]), report, "dropped")
+
+
+def output_queued_family(report: Report) -> Metric:
+    return _event_outputs(GaugeMetricFamily(
+        "posestream_event_output_queued", "Event records waiting in an output's queue.",
+        labels=["output"]), report, "queued")
+
+
+def output_connected_family(report: Report) -> Metric:
+    return _event_outputs(GaugeMetricFamily(
+        "posestream_event_output_connected", "1 while an event output reaches its receiver.",
+        labels=["output"]), report, "connected")
+
+
 FAMILIES: tuple[Callable[[Report], Metric], ...] = (
     frames_family, dropped_family, reconnects_family, up_family, state_family, people_family,
     fps_family, latency_family, stage_family, lost_events_family, clients_family,
+    events_family, crossings_family, output_sent_family, output_dropped_family,
+    output_queued_family, output_connected_family,
 )
 
 

@@ -1,4 +1,5 @@
-"""The outputs of a run, per source: video (or image folder), JSON lines, window, browser page.
+"""The outputs of a run, per source: video (or image folder), JSON lines, window, browser page,
+events (``stream/events/``).
 
 ``build_sinks`` gives each source name a ``MultiSink`` of that source's outputs.  A path with a
 ``{source}`` placeholder gives every source its own file; a JSON path without one is shared, each
@@ -30,6 +31,9 @@ def build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
     names = [source.name for source in sources]
     shared_http = _http_sink(output, names, live_stats) if output.serve else None
     show_window = output.display if output.display is not None else has_display()
+    from stream.events.wiring import build_event_sink
+
+    events = build_event_sink(config, shared_http, live_stats)
     routes = {}
     for source in sources:
         sinks = []
@@ -44,6 +48,8 @@ def build_sinks(config: Config, sources: list[Any], stop: Callable[[], None],
                                      on_quit=stop))
         if shared_http is not None:
             sinks.append(shared_http)
+        if events is not None:
+            sinks.append(events)
         for sink in sinks:
             sink.open()
         routes[source.name] = MultiSink(sinks)

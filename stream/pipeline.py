@@ -5,7 +5,7 @@
     source ─► capture ─q─► preprocess ─lane─► inference ─q─► postprocess ─q─► render + sinks
 
 Several sources: one capture and one preprocess thread per source, each source with its own
-queue and lane (``stream/batching.py``), one inference stage that takes the newest frame of every
+queue and lane (``stream/runtime/batching.py``), one inference stage that takes the newest frame of every
 source as one round (batched per input size), then one postprocess and one render stage that keep
 per-source state (trackers, sinks).  Queue policy is per source: a live source's edges up to
 inference drop the oldest frame (its lane holds one frame, so inference always gets the newest),
@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 from posestream_common.errors import PoseStreamError, StageError
-from stream.batching import BatchRunner, Lanes
-from stream.config import Config, section_params
-from stream.items import Posed
-from stream.outputs import build_sinks as _build_sinks
+from stream.config import Config
+from stream.outputs import build_sinks
+from stream.events.wiring import attach_turned_look, events_report
 from stream.queues import BoundedQueue, QueuePolicy
+from stream.runtime import CaptureStage, build_stages, expected_input_size, load_engine, warm_up
+from stream.runtime.batching import BatchRunner, Lanes
 from stream.stage import Crew, RunControl, Stage, StageRunner, run_sequential, run_threaded
-from stream.crop_planner import FramePlanner
-from stream.plan_feedback import PeopleFeedback
-from stream.stages_impl import CaptureStage, InferenceStage, PostprocessStage, PreprocessStage, RenderStage
 from stream.stats import StatsRecorder, format_summary, write_stats
 
 log = logging.getLogger(__name__)
@@ -83,20 +79,16 @@ class Pipeline:
         try:
             self._open_sources()
             if self._given_engine is None:
+                from stream.auto import resolve
+
+                self.config = resolve(self.config)
                 self.engine = load_engine(self.config)
             else:
                 self.engine = self._given_engine
-                _warm_up(self.config, self.engine)
+                warm_up(self.config, self.engine)
             if self.max_batch is None and len(self.sources) > 1:
                 self._choose_batching()
-            feedback = PeopleFeedback()
-            self.stages = [
-                preprocess_stage(self.config, self.engine.preprocess, feedback),
-                InferenceStage(self.engine, self.max_batch),
-                _postprocess_stage(self.config, self.engine.stride, feedback),
-            ]
-            self.sinks = _build_sinks(self.config, self.sources, self.stop, self.live_report)
-            self.stages.append(RenderStage(_make_drawer(self.config, self.engine.stride), self.sinks))
+            self.stages = build_stages(self.config, self.engine, self._open_sinks, max_batch=self.max_batch)
             for stage in self.stages:
                 stage.open()
         except BaseException:
@@ -116,11 +108,16 @@ class Pipeline:
             log.info("source %s: %s %s%s", source.name, type(source).__name__, described,
                      f", {source.frame_count} frames" if source.frame_count else "")
 
+    def _open_sinks(self) -> dict[str, Any]:
+        self.sinks = build_sinks(self.config, self.sources, self.stop, self.live_report)
+        attach_turned_look(self.sinks, self.config, self.engine)
+        return self.sinks
+
     def _choose_batching(self) -> None:
         """Batch the sources' frames only where that is faster per frame on this engine."""
-        from stream.batching import time_batches
+        from stream.runtime.batching import time_batches
 
-        height, width = _expected_input_size(self.config, self.engine.preprocess)
+        height, width = expected_input_size(self.config, self.engine.preprocess)
         single_ms, batched_ms = time_batches(self.engine, len(self.sources), height, width)
         self.max_batch = len(self.sources) if batched_ms < single_ms else 1
         self.batch_timing = {"single_ms": round(single_ms, 2), "batched_ms": round(batched_ms, 2)}
@@ -160,8 +157,7 @@ class Pipeline:
         """Per source: capture ─q─► the stages before inference ─► its lane; then inference
         (``engine.workers`` wide) on rounds from the lanes, and the stages after it in a line."""
         size = self.config.pipeline.queue_size
-        split = next((position for position, stage in enumerate(self.stages)
-                      if hasattr(stage, "process_batch")), 0)
+        split = next((position for position, stage in enumerate(self.stages) if stage.batched), 0)
         before, batch_stage, after = self.stages[:split], self.stages[split], self.stages[split + 1:]
         lanes = Lanes()
         runners: list[StageRunner] = []
@@ -211,10 +207,13 @@ class Pipeline:
         report = self.stats.report(dropped=sum(count["dropped"] for count in counts.values()),
                                    reconnects=sum(count["reconnects"] for count in counts.values()),
                                    sources=counts if per_source else None)
-        inference = next((stage for stage in self.stages if hasattr(stage, "forwards")), None)
+        inference = next((stage for stage in self.stages if stage.batched), None)
         if inference is not None and inference.forwards:
             report["batches"] = {"forwards": inference.forwards,
                                  "mean_frames": round(inference.frames / inference.forwards, 3)}
+        events = events_report(self.sinks)
+        if events is not None:
+            report["events"] = events
         return report
 
     def _source_counts(self, source: Any) -> dict[str, Any]:
@@ -314,85 +313,6 @@ def run_pipeline(config: Config, stop_event: threading.Event | None = None) -> d
     """Open, run and close a pipeline; returns the stats report."""
     with Pipeline(config, stop_event) as pipeline:
         return pipeline.run()
-
-
-# -- builders -------------------------------------------------------------------------------------
-
-
-def load_engine(config: Config) -> Any:
-    """The engine ``inference.engine`` names, loaded and warmed up."""
-    from stages.inference import make_engine
-
-    engine = make_engine(config)
-    _warm_up(config, engine)
-    return engine
-
-
-def _warm_up(config: Config, engine: Any) -> None:
-    """``inference.warmup`` dummy runs at the expected input size, where the engine has them."""
-    warmup = config.inference.warmup
-    if warmup and hasattr(engine, "warmup"):
-        engine.warmup(*_expected_input_size(config, engine.preprocess), runs=warmup)
-
-
-def _expected_input_size(config: Config, spec: Any) -> tuple[int, int]:
-    """The padded net-input (height, width) of a 640x480 frame (the sizes are not known yet)."""
-    from stages.preprocess import net_size, padded_size
-
-    height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
-    return padded_size(height, width, int(spec.size_multiple))
-
-
-def preprocess_stage(config: Config, spec: Any, feedback: PeopleFeedback) -> PreprocessStage:
-    """Preprocess with the configured inference plan (``model.plan``, ``model.min_person_px``);
-    an explicit ``model.input_height``/``model.scale`` is the whole frame at that size."""
-    model = config.model
-    planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback)
-    return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
-
-
-def _postprocess_stage(config: Config, stride: int, feedback: PeopleFeedback | None = None) -> PostprocessStage:
-    """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
-    brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
-    from stages.postprocess import decode_people, to_frame
-
-    make_tracker = make_smoother = None
-    if config.tracking.enabled or config.smoothing.enabled:
-        from stages.tracking import Tracker, TrackerParams
-
-        tracker_params = TrackerParams(**section_params(config.tracking))
-        make_tracker = lambda: Tracker(tracker_params)  # noqa: E731
-    if config.smoothing.enabled:
-        from stages.smoothing import Smoother, SmootherParams
-
-        smoother_params = SmootherParams(**section_params(config.smoothing))
-        make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
-    return PostprocessStage(decode_people, to_frame, section_params(config.postprocess), stride,
-                            make_tracker, make_smoother, publish_ids=config.tracking.enabled,
-                            feedback=feedback)
-
-
-def _make_drawer(config: Config, stride: int) -> Callable[[Posed], np.ndarray]:
-    """item → annotated image, for ``render.show``."""
-    view, _, name = config.render.show.partition(":")
-    if view == "none":
-        return lambda item: item.image
-    if view == "heatmap":
-        from stages.overlays import draw_heatmap
-        from stages.skeleton import keypoint_index
-
-        part = keypoint_index(name)
-        return lambda item: draw_heatmap(item.image, item.heatmaps, part, item.scale, item.pad, stride)
-    if view == "paf":
-        from stages.overlays import draw_paf
-        from stages.skeleton import limb_index
-
-        limb = limb_index(name)
-        return lambda item: draw_paf(item.image, item.pafs, limb, item.scale, item.pad, stride)
-    from stages.render import RenderStyle, draw_people
-
-    style = RenderStyle.from_config(config.render)
-    return lambda item: draw_people(item.image, item.people, item.person_ids, style)
 
 
 def _unique(objects: Any) -> list[Any]:

@@ -50,16 +50,29 @@ class SourceState(str, Enum):
     DOWN = "down"
 
 
+# Query-string keys whose values are credentials (compared lower-case, ``-`` read as ``_``).
+SECRET_QUERY_KEYS = frozenset({
+    "user", "username", "login", "password", "passwd", "pass", "pwd", "token", "access_token",
+    "auth", "auth_token", "key", "api_key", "apikey", "secret", "client_secret", "signature", "sig",
+})
+_QUERY_SECRET = re.compile(r"(?i)([?&;](?:%s)=)[^&;#]*" % "|".join(
+    sorted((k.replace("_", "[_-]") for k in SECRET_QUERY_KEYS), key=len, reverse=True)))
+
+
 def redact_uri(uri: str) -> str:
-    """``uri`` with any ``user:password@`` replaced by ``***@`` (for logs, messages, pages)."""
+    """``uri`` with any ``user:password@`` replaced by ``***@`` and the values of credential-like
+    query parameters (``password=``, ``token=``, ``user=``, … see ``SECRET_QUERY_KEYS``) by
+    ``***`` (for logs, messages, pages)."""
     text = str(uri)
     try:
         parts = urlsplit(text)
     except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", text)
-    if "@" not in parts.netloc:
-        return text
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+        return _QUERY_SECRET.sub(r"\1***", re.sub(r"//[^/@]*@", "//***@", text))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    if parts.query:
+        parts = parts._replace(query=_QUERY_SECRET.sub(r"\1***", "?" + parts.query)[1:])
+    return urlunsplit(parts)
 
 
 class Source(ABC):

@@ -26,9 +26,14 @@ POLL_S = 0.05           # how long a blocked get/put waits before looking at the
 
 
 class Stage:
-    """Base of every pipeline stage.  Subclasses set ``name`` and override ``process``."""
+    """Base of every pipeline stage.  Subclasses set ``name`` and override ``process``.
+
+    ``batched``: the stage takes rounds of items through ``process_batch`` (inference serves
+    several sources' frames at once); the loops run every other stage one item at a time.
+    """
 
     name: str = "stage"
+    batched: bool = False
 
     def open(self) -> None:
         """Acquire resources (files, models).  Called once, before the first item."""
@@ -36,6 +41,10 @@ class Stage:
     def process(self, item: Any) -> Any | None:
         """Turn one item into the next; ``None`` drops it."""
         return item
+
+    def process_batch(self, items: Sequence[Any]) -> list[Any | None]:
+        """A round of items, one result each; by default ``process`` item by item."""
+        return [self.process(item) for item in items]
 
     def read(self) -> Any:
         """Producer stages only: the next item, or ``END`` when the stream is over."""
@@ -300,7 +309,7 @@ def run_sequential(producers: Sequence[Stage], stages: Sequence[Stage], control:
 def _process_round(stage: Stage, items: list[Any], timings: Timings, max_batch: int | None) -> list[Any]:
     """``items`` through one stage (batched when it can), timed per item; drops ``None`` results."""
     results: list[Any] = []
-    batched = hasattr(stage, "process_batch")
+    batched = stage.batched
     step = (max_batch or len(items)) if batched else 1
     for start in range(0, len(items), step):
         chunk = items[start:start + step]

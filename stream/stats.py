@@ -13,7 +13,7 @@ With several sources (or when serving the live page) the report also holds ``"so
 source name ``{"frames", "wall_s", "fps", "fps_recent", "dropped", "reconnects", "latency_ms",
 "latency_histogram", "people", "state", "up", "error"}``, where ``wall_s`` runs from the start to
 that source's last finished frame (its own fps, even when it ended early), ``fps_recent`` is the
-rate over its last frames (0 when none came for ``RECENT_WINDOW_S``), ``people`` the number of
+rate of its frames that finished in the last ``RECENT_WINDOW_S`` (0 when none did; see ``recent_rate``), ``people`` the number of
 people in its last frame, ``state`` live / reconnecting / down (``up``: 1 when live, else 0),
 ``latency_histogram`` ``{"le_s": [bounds], "counts": [cumulative counts], "count", "sum_s"}``
 and ``error`` why it failed, or null.  Each stage also reports its ``count`` of timed calls.
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 STAGE_NAMES = ("capture", "preprocess", "inference", "postprocess", "render")
 MAX_SAMPLES = 100_000   # per series; beyond it a uniform reservoir keeps percentiles honest
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # histogram bounds
-RECENT_FRAMES = 30      # fps_recent is measured over (at most) this many last frames ...
-RECENT_WINDOW_S = 3.0   # ... that finished within this many seconds
+RECENT_FRAMES = 256     # fps_recent is measured over (at most) this many last frames ...
+RECENT_WINDOW_S = 5.0   # ... that finished within this many seconds
 
 
 class _Series:
@@ -105,12 +105,12 @@ class _SourceCounts:
         self.people = 0
         self.latency = _Series(max_samples, seed=1000 + seed)
         self.latency_histogram = _Histogram(LATENCY_BUCKETS_S)
-        self.recent_done: deque[float] = deque(maxlen=RECENT_FRAMES)
+        self.recent: deque[tuple[float, float]] = deque(maxlen=RECENT_FRAMES)   # (done, captured)
 
     def add(self, done_at: float, latency_s: float | None, people: int | None) -> None:
         self.frames += 1
         self.last_done = done_at
-        self.recent_done.append(done_at)
+        self.recent.append((done_at, done_at - latency_s if latency_s is not None else done_at))
         if people is not None:
             self.people = people
         if latency_s is not None:
@@ -118,11 +118,21 @@ class _SourceCounts:
             self.latency_histogram.add(latency_s)
 
     def recent_fps(self, now: float) -> float:
-        """Frames per second over the recent frames; 0 when the last one is older than the window."""
-        times = [done for done in self.recent_done if now - done <= RECENT_WINDOW_S]
-        if len(times) < 2 or times[-1] <= times[0]:
-            return 0.0
-        return round((len(times) - 1) / (times[-1] - times[0]), 3)
+        return recent_rate(self.recent, now, RECENT_WINDOW_S)
+
+
+def recent_rate(frames: Iterable[tuple[float, float]], now: float, window_s: float) -> float:
+    """Frames per second of a source now: ``frames`` are (done, captured) times of its finished
+    frames, oldest first.  Of those done in the last ``window_s``, the rate is (n - 1) over the
+    span of their capture times, which a camera spaces evenly even when frames finish in bursts
+    (batched inference finishes a round's frames together); all captured at once: n over the
+    window.  0 with fewer than two.
+    """
+    recent = [captured for done, captured in frames if now - done <= window_s]
+    if len(recent) < 2:
+        return 0.0
+    span = max(recent) - min(recent)
+    return round((len(recent) - 1) / span if span > 0 else len(recent) / window_s, 3)
 
 
 class StatsRecorder:

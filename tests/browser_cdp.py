@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import subprocess
-import time
+import urllib.request
 from pathlib import Path
+
+from tests.waiting import wait_until
 
 START_TIMEOUT_S = 30.0
 
@@ -30,13 +33,15 @@ def watch_page(chromium: str, url: str, profile: Path, seconds: float,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        return asyncio.run(_watch(port, seconds))
+        def devtools_port() -> int | None:
+            if process.poll() is not None:
+                raise RuntimeError("chromium ended before it opened its DevTools port")
+            text = port_file.read_text().strip() if port_file.exists() else ""
+            return int(text.split()[0]) if text else None
+
+        port = wait_until(devtools_port, START_TIMEOUT_S, interval=0.1, message="chromium's DevTools port")
+        page = wait_until(lambda: _page_target(port), START_TIMEOUT_S, interval=0.1, message="chromium's page")
+        return asyncio.run(_watch(page["webSocketDebuggerUrl"], seconds))
     finally:
         process.terminate()
         try:
@@ -45,19 +50,18 @@ def watch_page(chromium: str, url: str, profile: Path, seconds: float,
             process.kill()
 
 
-async def _watch(port: int, seconds: float) -> tuple[str, bytes]:
+def _page_target(port: int) -> dict | None:
+    """The DevTools target of the open page, None before chromium lists it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5) as response:
+        return next((target for target in json.load(response) if target["type"] == "page"), None)
+
+
+async def _watch(websocket_url: str, seconds: float) -> tuple[str, bytes]:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        page = None
-        for _ in range(50):
-            async with session.get(f"http://127.0.0.1:{port}/json") as response:
-                page = next((target for target in await response.json() if target["type"] == "page"), None)
-            if page is not None:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(seconds)
-        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
+        await asyncio.sleep(seconds)         # the page runs live for ``seconds``: what is watched
+        async with session.ws_connect(websocket_url, max_msg_size=0) as socket:
             html = await _call(socket, 1, "Runtime.evaluate",
                                {"expression": "document.documentElement.outerHTML", "returnByValue": True})
             shot = await _call(socket, 2, "Page.captureScreenshot", {"format": "png"})

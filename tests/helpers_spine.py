@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BITS = 8
@@ -86,21 +89,27 @@ FAST = ("--weights", "random", "--input-height", "32", "--threads", "1", "--no-d
 def signal_after_lines(command: list[str], lines_path: Path, signum: int, min_lines: int = 10,
                        start_timeout: float = 120) -> tuple[subprocess.Popen, float, str]:
     """Start the CLI ``command``, send ``signum`` once ``lines_path`` holds ``min_lines`` JSON
-    lines, wait for the exit; (process, seconds from the signal to the exit, stderr)."""
-    process = subprocess.Popen(command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + start_timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            if lines_path.exists() and len(lines_path.read_text().splitlines()) >= min_lines:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        sent = time.monotonic()
-        process.send_signal(signum)
-        process.wait(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return process, elapsed, process.stderr.read()
+    lines, wait for the exit; (process, seconds from the signal to the exit, stderr).  stderr goes
+    to a file, so a chatty run never blocks on a full pipe."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL,
+                                   stderr=stderr, text=True)
+
+        def enough_lines() -> bool:
+            if process.poll() is not None:
+                stderr.seek(0)
+                raise AssertionError(f"the run ended before {min_lines} JSON lines: {stderr.read()[-3000:]}")
+            return lines_path.exists() and len(lines_path.read_text().splitlines()) >= min_lines
+
+        try:
+            wait_until(enough_lines, start_timeout, interval=0.1, message=f"{min_lines} lines in {lines_path}")
+            sent = time.monotonic()
+            process.send_signal(signum)
+            process.wait(timeout=20)
+            elapsed = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        stderr.seek(0)
+        return process, elapsed, stderr.read()

@@ -10,7 +10,7 @@ FPS = 30.0
 HEIGHT_PX = 200.0
 
 # A standing person in CMU-18 order, in person heights, origin at the middle of the hips.
-_TEMPLATE = np.array([
+POSE_TEMPLATE = np.array([
     (0.0, -0.42), (0.0, -0.33),                                   # nose, neck
     (-0.10, -0.33), (-0.13, -0.18), (-0.14, -0.04),                # right arm
     (0.10, -0.33), (0.13, -0.18), (0.14, -0.04),                   # left arm
@@ -23,7 +23,7 @@ _TEMPLATE = np.array([
 def skeleton(center_px, rng=None, noise_px=0.0, dropout=0.0, height_px=HEIGHT_PX) -> np.ndarray:
     """One synthetic person [18, 3] centred at ``center_px``, with pixel noise and dropped keypoints."""
     pose = np.empty((NUM_KEYPOINTS, 3))
-    pose[:, :2] = np.asarray(center_px) + _TEMPLATE * height_px
+    pose[:, :2] = np.asarray(center_px) + POSE_TEMPLATE * height_px
     pose[:, 2] = 0.8
     if rng is not None:
         pose[:, :2] += rng.normal(0.0, noise_px, (NUM_KEYPOINTS, 2))

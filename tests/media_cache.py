@@ -11,7 +11,8 @@ checks, atomic rename).  ``--url-base`` (or ``$POSESTREAM_MEDIA_URL_BASE``) fetc
 from ``URL/<path in the cache>`` instead, e.g. from a mirror of the cache folder.
 
 The tests look for ../shared first (``$POSESTREAM_SHARED`` overrides it; CI uses it), then for
-this cache (:func:`find_shared`); with neither they skip, naming this command.
+this cache (``benchmarks.bench_media.find_shared``, which the benchmarks use too); with neither
+they skip, naming this command.
 """
 
 from __future__ import annotations
@@ -23,33 +24,13 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.bench_media import CACHE_ENV, cache_dir, find_shared  # noqa: F401 - the tests' lookup
+
 MANIFEST = Path(__file__).with_name("media_manifest.json")
 COMMAND = "python -m tests.media_cache"
-CACHE_ENV = "POSESTREAM_CACHE"
 URL_BASE_ENV = "POSESTREAM_MEDIA_URL_BASE"
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """``$POSESTREAM_CACHE``, else ``$XDG_CACHE_HOME/posestream``, else ``~/.cache/posestream``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "posestream"
-
-
-def find_shared() -> Path:
-    """Where the tests read real media: ``$POSESTREAM_SHARED`` when set, else ../shared when it
-    holds media/, else the cache when it does; else ../shared (absent: the tests skip)."""
-    if os.environ.get("POSESTREAM_SHARED"):
-        return Path(os.environ["POSESTREAM_SHARED"]).expanduser()
-    shared = ROOT.parent / "shared"
-    for candidate in (shared, cache_dir()):
-        if (candidate / "media").is_dir():
-            return candidate
-    return shared
 
 
 def missing_media_reason(looked_in: Path) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.coco_eval import detections_from_lines, keypoint_ap, load_dataset, split_ids
-from stages.coco import COCO_KEYPOINTS, NECK, from_coco17, to_coco17
+from benchmarks.coco_eval import (COCO_KEYPOINTS, NECK, detections_from_lines, from_coco17, keypoint_ap,
+                                  load_dataset, split_ids, to_coco17)
 from stream.items import Posed
 from stream.sinks.json_lines import pose_record
 
@@ -73,6 +73,29 @@ def test_ground_truth_through_the_writer_scores_ap_1_and_jitter_lowers_it(coco_d
     assert 0.0 < jittered["AP"] < 0.9
 
 
+def test_medium_and_large_ap_are_reported_and_small_people_suffer_more_from_jitter(coco_dir: Path):
+    """pycocotools' AP medium / large (stats[3], stats[4]): 1 for the ground truth itself; the same
+    pixel jitter costs medium people more AP than large ones (OKS scales with the person's area)."""
+    dataset = load_dataset(coco_dir / "images", coco_dir / SUBSET)
+    ids = split_ids(dataset.image_ids.values(), "all")
+    exact = keypoint_ap(dataset.ground_truth, detections_from_lines(_records(dataset, 0.0), dataset.image_ids), ids)
+    jittered = keypoint_ap(dataset.ground_truth, detections_from_lines(_records(dataset, 3.0), dataset.image_ids),
+                           ids)
+    assert exact["AP_medium"] == pytest.approx(1.0) and exact["AP_large"] == pytest.approx(1.0)
+    assert 0.0 <= jittered["AP_medium"] < jittered["AP_large"] < 1.0
+
+
+def test_markdown_has_medium_and_large_columns():
+    from benchmarks.accuracy_report import area_ap, headline
+
+    ap = {"AP": 0.5, "AP50": 0.7, "AP_medium": 0.41, "AP_large": -1.0, "AR": 0.6}
+    row = {"label": "x", "role": "", "ap": {"all": ap}, "fps": 10.0, "setup": {"backbone": "mobilenet_thin"}}
+    assert area_ap(row, "all", "AP_medium") == "0.410" and area_ap(row, "all", "AP_large") == "n/a"
+    table = headline({"splits": ["all"], "rows": [{**row, "role": "default command",
+                                                   "resolved": {"backbone": "mobilenet_thin"}}]})
+    assert "| AP medium | AP large |" in table and "| 0.410 | n/a |" in table
+
+
 def test_splits_and_bad_lines():
     assert split_ids([5, 2, 4, 7], "even") == [2, 4] and split_ids([5, 2, 4, 7], "odd") == [5, 7]
     assert split_ids([5, 2], "all") == [2, 5]
@@ -130,10 +153,13 @@ def test_cli_scores_the_real_pipeline_on_a_few_images(coco_dir: Path, tmp_path: 
     summary = json.loads((out / "accuracy.json").read_text())
     assert (out / "accuracy.md").read_text().startswith("# Accuracy")
     ours, x8 = summary["rows"]
+    markdown = (out / "accuracy.md").read_text()
+    assert "| AP medium | AP large |" in markdown
     assert x8["role"] == "x8 reference decoder" and x8["setup"]["height"] == ours["setup"]["height"] == 256
     for row in (ours, x8):
         assert row["images"] == 4 and row["people"] > 0
         assert all(0.0 <= row["ap"][split]["AP"] <= 1.0 for split in ("all", "even", "odd"))
+        assert all(-1.0 <= row["ap"]["all"][name] <= 1.0 for name in ("AP_medium", "AP_large"))
     assert ours["ap"]["all"]["AP"] > 0.0
 
 
@@ -148,3 +174,36 @@ def test_default_plan_gives_omz_no_int8_row(tmp_path):
     assert omz and all(setup.precision != "int8" for setup in omz)
     if "int8" in precisions_available():
         assert any(setup.precision == "int8" for setup in setups if setup.backbone != "omz")
+
+
+def test_tuning_hands_decoder_values_to_the_decoder_not_the_config(coco_dir: Path, tmp_path: Path):
+    """The tuning benchmark's candidates are DecoderParams fields (tuning internals included) given
+    to the decoder directly: replaying one run's maps, a high peak threshold finds fewer people and
+    an internal value reaches the pipeline's decoder without being a config key."""
+    import dataclasses
+
+    import backbones
+    from benchmarks.accuracy_runs import Setup, run_images
+    from benchmarks.accuracy_tune import CANDIDATES
+    from benchmarks.coco_eval import link_images
+    from stages.postprocess import DecoderParams
+    from stream.config import load_config
+
+    assert set(CANDIDATES) <= {f.name for f in dataclasses.fields(DecoderParams)}
+    setup = Setup("mobilenet_thin", "openvino", "fp32", 256, decoder_values=(("paf_threshold", 0.2),))
+    assert setup.decoder_params(load_config(None, values=setup.config_values())) == DecoderParams(paf_threshold=0.2)
+    if not backbones.default_weights_path("mobilenet_thin").is_file():
+        pytest.skip("needs weights/mobilenet_thin.pth")
+    dataset = load_dataset(coco_dir / "images", coco_dir / SUBSET)
+    with_people = sorted({a["image_id"] for a in dataset.ground_truth.dataset["annotations"]
+                          if a["num_keypoints"] > 0})[:3]
+    link_images(dataset, with_people, tmp_path / "images")
+    recorded = run_images(Setup("mobilenet_thin", "openvino", "fp32", 256), tmp_path / "images",
+                          record_maps=True).recorded
+    found = {}
+    for values in ((), (("peak_threshold", 0.6),), (("min_aligned_fraction", 1.0),)):
+        run = run_images(Setup("mobilenet_thin", "openvino", "fp32", 256, decoder_values=values),
+                         tmp_path / "images", replay=recorded)
+        found[values] = sum(len(record["people"]) for record in run.records)
+    assert found[()] > found[(("peak_threshold", 0.6),)]
+    assert found[()] > found[(("min_aligned_fraction", 1.0),)]

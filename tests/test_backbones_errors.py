@@ -23,10 +23,19 @@ def mobilenet_state() -> dict[str, torch.Tensor]:
 
 
 def test_list_and_unknown_backbone():
-    assert backbones.list_backbones() == ["cmu", "mobilenet", "mobilenet_thin"]
+    assert backbones.list_backbones() == ["cmu", "mobilenet", "mobilenet_thin", "omz"]
     with pytest.raises(ConfigError,
-                       match="unknown backbone 'resnet'.*cmu, mobilenet, mobilenet_thin"):
+                       match="unknown backbone 'resnet'.*cmu, mobilenet, mobilenet_thin, omz"):
         backbones.build("resnet", "random")
+
+
+def test_an_ir_network_is_registered_but_not_a_torch_module():
+    spec = backbones.get_spec("omz")
+    assert spec.builder is None and spec.ir.engines == ("openvino",)
+    assert backbones.ir_backbone("omz") is spec and backbones.ir_backbone("cmu") is None
+    with pytest.raises(ConfigError, match="'omz' is an OpenVINO IR, not a torch module.*"
+                                          "--engine openvino"):
+        backbones.build("omz")
 
 
 def test_duplicate_registration_is_refused():

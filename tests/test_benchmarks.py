@@ -97,7 +97,7 @@ def test_engine_alone_rate_leaves_out_the_settling_call():
             with self.lock:
                 first = threading.get_ident() not in self.seen
                 self.seen.add(threading.get_ident())
-            time.sleep(0.3 if first else 0.1)
+            time.sleep(0.3 if first else 0.1)               # the engine's known call time
 
     rate = engine_alone_fps(SlowEngine(), np.zeros((1, 3, 8, 8), np.float32), 0.6)
     assert rate == pytest.approx(20.0, rel=0.12)
@@ -120,7 +120,7 @@ def test_stage_cpu_charges_each_thread_to_its_stage():
 
     burnt, release = threading.Event(), threading.Event()
     busy = threading.Thread(target=burn, args=(0.4, burnt, release), name="stage-postprocess")
-    quiet = threading.Thread(target=time.sleep, args=(0.3,), name="stage-render-cam0")
+    quiet = threading.Thread(target=time.sleep, args=(0.3,), name="stage-render-cam0")    # alive, idle
     ended = threading.Thread(target=burn, args=(0.2,), name="stage-capture-cam0")
     with ThreadCpu() as cpu:
         for thread in (busy, quiet, ended):
@@ -147,3 +147,51 @@ def test_stage_cpu_names_a_missing_ir_in_one_line(tmp_path):
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and str(missing) in errors[0]
+
+
+def test_cpu_class_follows_the_flags():
+    from benchmarks.machine import class_of_flags, cpu_class
+
+    assert class_of_flags({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}) == "AMX"
+    assert class_of_flags({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}) == "AVX512-BF16"
+    assert class_of_flags({"avx2", "fma"}) == "AVX2"
+    assert class_of_flags({"sse4_2"}) == "other"
+    assert cpu_class("cuda") == "CUDA"
+
+
+def test_a_run_writes_its_own_class_folder_and_leaves_the_others_alone(tmp_path, monkeypatch):
+    from benchmarks import machine, store
+
+    other = tmp_path / "AVX2"
+    other.mkdir()
+    kept = {name: f"{name} of an AVX2 run\n" for name in ("decoder.json", "decoder.md", "README.md")}
+    for name, text in kept.items():
+        (other / name).write_text(text)
+    monkeypatch.setattr(store, "RESULTS", tmp_path)
+    monkeypatch.setattr(store, "cpu_class", lambda device="cpu": "AMX")
+    monkeypatch.setattr(machine, "cpu_class", lambda device="cpu": "AMX")
+    paths = store.write_results("decoder", {"rows": []}, lambda summary: store.machine_header(summary) + "\n",
+                                headline="ours 21x faster")
+    assert [path.parent for path in paths] == [tmp_path / "AMX"] * 2
+    written = json.loads((tmp_path / "AMX" / "decoder.json").read_text())
+    assert written["machine"]["cpu_class"] == "AMX" and written["machine"]["cpu"] == machine.cpu_model()
+    assert "AMX class" in (tmp_path / "AMX" / "decoder.md").read_text()
+    index = (tmp_path / "AMX" / "README.md").read_text()
+    row = next(line for line in index.splitlines() if line.startswith("| [decoder.md]"))
+    assert written["machine"]["date"][:10] in row and machine.cpu_model() in row and "ours 21x faster" in row
+    assert {path.name: path.read_text() for path in other.iterdir()} == kept
+    assert store.latest_result(["decoder.json"], prefer="AMX") == tmp_path / "AMX" / "decoder.json"
+    assert store.latest_result(["decoder.json"], prefer="AVX2") == other / "decoder.json"
+
+
+def test_benchmarks_never_import_tests():
+    """An installed copy has benchmarks/ but no tests/: no benchmark may import it."""
+    import ast
+
+    offending = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offending += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "tests"]
+    assert not offending

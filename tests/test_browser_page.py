@@ -1,5 +1,5 @@
 """The --serve wall in a real headless Chromium: one tile per source with its live image, state,
-fps, latency and people, updated from stats.json; usable with 1 camera (a big image) and with 16
+fps, latency, people and recent events, updated from stats.json; usable with 1 camera (a big image) and with 16
 (every tile drawn inside the window, the stats still polled: the browser's six connections per
 host are not all held by streams)."""
 
@@ -63,8 +63,13 @@ def serve_wall(request):
                           "state": STATES[position % 3], "latency_ms": {"p50": 61.0 + position, "p95": 90.0},
                           "people": position % 4, "error": None}
                    for position, name in enumerate(names)}
+        recent = [{"id": "cam0-x-1.instant", "rule": "door", "kind": "line", "type": "instant", "person_id": 2,
+                   "time": "2026-01-01T12:00:00.500Z", "stream_time": 0.5, "direction": "left"},
+                  {"id": "cam0-x-2.start", "rule": "floor", "kind": "person_down", "type": "start",
+                   "person_id": 3, "time": "2026-01-01T12:00:01.250Z", "stream_time": 1.25}]
+        events = {"total": 2, "sources": {"cam0": {"rules": {"door": 1, "floor": 1}, "recent": recent}}}
         return {"frames": 100 + calls["n"], "fps": 14.5, "dropped": 7, "reconnects": 2, "wall_s": 3.0,
-                "latency_ms": {"p50": 61.0, "p95": 88.0}, "sources": sources,
+                "latency_ms": {"p50": 61.0, "p95": 88.0}, "sources": sources, "events": events,
                 "stages": {"inference": {"mean_ms": 50.0, "p50_ms": 49.0, "p95_ms": 70.0}}}
 
     sink = HttpSink(port=0, stats_provider=stats, sources=names).open()
@@ -81,7 +86,7 @@ def serve_wall(request):
             for position, name in enumerate(names):
                 sink.write(posed(name, index, frames[position], position % 4), frames[position])
             index += 1
-            stop.wait(0.05)
+            stop.wait(0.05)                 # a live feed at about 20 fps
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -129,6 +134,9 @@ def test_tiles_show_each_source_state_and_numbers_live(tmp_path, serve_wall):
         assert f'<span class="latency">{61 + position} ms</span>' in body
         assert f'<span class="people">{position % 4} people</span>' in body
         assert '<span class="fps">7.5 fps</span>' in body
+        events = re.findall(r'<li data-type="(\w+)">([^<]*)</li>', body)
+        assert events == ([("start", "12:00:01 floor start #3"), ("instant", "12:00:00 door instant left #2")]
+                          if name == "cam0" else []), "a tile lists its own recent events, newest first"
     updates = re.search(r"stats updated (\d+) times", dom)
     assert updates and int(updates.group(1)) >= 2, "the stats were not refreshed"
     frames_shown = int(re.search(r'<td id="frames">(\d+)</td>', dom).group(1))

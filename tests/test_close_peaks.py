@@ -7,7 +7,7 @@ import pytest
 
 from stages.postprocess import decode, find_peaks
 from stages.postprocess.close_peaks import split_close_peaks
-from stages.postprocess.synthetic import label_maps
+from benchmarks.synthetic import label_maps
 
 NET_SIZE = (96, 128)
 STRIDE = 8

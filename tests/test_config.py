@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,19 @@ import pytest
 import yaml
 
 from posestream_common.errors import ConfigError
+from stages.postprocess import DecoderParams
+from stages.smoothing import SmootherParams
+from stages.tracking import TrackerParams
 from stream.config import CONFIG_DIR, Config, load_config
+
+# The decoder's, tracker's and smoother's fields that are config keys: the ones users turn.  Every
+# other field is a tuning internal (set from Python); adding one here is a decision to document it
+# in configs/default.yaml.
+PUBLIC_PARAMS = {
+    "postprocess": (DecoderParams, {"peak_threshold", "min_parts", "min_mean_score"}),
+    "tracking": (TrackerParams, {"oks_threshold", "max_age"}),
+    "smoothing": (SmootherParams, {"min_cutoff", "beta"}),
+}
 
 
 def all_keys(model_dump: dict, prefix: str = "") -> set[str]:
@@ -30,8 +43,65 @@ def test_default_yaml_holds_exactly_the_models_defaults():
 
 def test_every_key_in_default_yaml_is_commented():
     for line in (CONFIG_DIR / "default.yaml").read_text().splitlines():
-        if re.match(r"^\s*[a-z_]+:\s*\S", line) and not line.strip().startswith("sigmas"):
+        if re.match(r"^\s*[a-z_]+:\s*\S", line):
             assert "#" in line, f"undocumented key line: {line!r}"
+
+
+def test_only_the_listed_params_fields_are_config_keys():
+    """A params dataclass field that becomes a config key without being listed as public fails."""
+    param_types = {params_type for params_type, _ in PUBLIC_PARAMS.values()}
+    for section_name, field in Config.model_fields.items():
+        section = field.annotation
+        params_type = getattr(section, "params_type", None)
+        keys = set(getattr(section, "model_fields", {})) - {"enabled"}
+        if params_type is None:
+            for other in param_types:      # a plain section mirroring a dataclass field by hand
+                assert not keys & {f.name for f in dataclasses.fields(other)}, section_name
+            continue
+        listed_type, public = PUBLIC_PARAMS[section_name]
+        assert params_type is listed_type and keys == public, section_name
+        defaults = params_type()
+        for key in keys:
+            assert section.model_fields[key].default == getattr(defaults, key), key
+    assert {getattr(f.annotation, "params_type", None) for f in Config.model_fields.values()} - {None} == param_types
+
+
+def test_docs_and_configs_name_no_tuning_internal_as_a_config_key():
+    root = CONFIG_DIR.parent
+    texts = {path: path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md")),
+                                                 *sorted(CONFIG_DIR.glob("*.yaml"))]}
+    for section, (params_type, public) in PUBLIC_PARAMS.items():
+        for name in {f.name for f in dataclasses.fields(params_type)} - public:
+            for path, text in texts.items():
+                assert f"{section}.{name}" not in text, f"{path.name} names {section}.{name}"
+
+
+def test_public_params_reach_the_dataclasses_and_the_stage_rest_keeps_defaults():
+    from stream.runtime import postprocess_stage
+
+    config = load_config(None, ["postprocess.peak_threshold=0.2", "postprocess.min_parts=5",
+                                "tracking.max_age=3", "smoothing.beta=0.1", "smoothing.enabled=true"])
+    assert config.postprocess.params() == DecoderParams(peak_threshold=0.2, min_parts=5)
+    assert config.tracking.params() == TrackerParams(max_age=3)
+    assert config.smoothing.params() == SmootherParams(beta=0.1)
+    stage = postprocess_stage(config, 8)
+    assert stage.decoder_params == dataclasses.asdict(DecoderParams(peak_threshold=0.2, min_parts=5))
+    assert stage.make_tracker().params == TrackerParams(max_age=3)
+    assert stage.make_smoother().params == SmootherParams(beta=0.1)
+
+
+@pytest.mark.parametrize("key, dataclass_field", [
+    ("postprocess.close_peak_fit_error", "DecoderParams.close_peak_fit_error"),
+    ("postprocess.paf_threshold", "DecoderParams.paf_threshold"),
+    ("tracking.fallback_iou", "TrackerParams.fallback_iou"),
+    ("smoothing.d_cutoff", "SmootherParams.d_cutoff"),
+])
+def test_a_tuning_internal_set_in_a_config_is_one_line_naming_it(key, dataclass_field, tmp_path):
+    message = error_of(overrides=[f"{key}=1"])
+    assert f"'{key}'" in message and "internal tuning value" in message and dataclass_field in message
+    section, name = key.split(".")
+    message = error_of(text=f"{section}:\n  {name}: 1\n", tmp_path=tmp_path)
+    assert f"'{key}'" in message and "bad.yaml" in message and "internal tuning value" in message
 
 
 @pytest.mark.parametrize("name", ["default", "video", "webcam", "rtsp", "benchmark"])

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from stages.postprocess import DecoderParams, decode, to_frame
-from stages.postprocess.evaluation import score_scene, summarize
-from stages.postprocess.synthetic import NET_SIZE, degrade_maps, label_maps, make_scene, random_pose
+from benchmarks.synthetic import NET_SIZE, degrade_maps, label_maps, make_scene, random_pose, score_scene, summarize
 
 MAP_SHAPE = (NET_SIZE[0] // 8, NET_SIZE[1] // 8)
 SCENE_SEEDS = range(45)            # people counts cycle 1..15: 45 scenes, ~350 people

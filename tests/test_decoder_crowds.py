@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from stages.postprocess import decode
-from stages.postprocess.evaluation import score_scene, summarize
-from stages.postprocess.synthetic import degrade_maps, make_crowd
+from benchmarks.synthetic import degrade_maps, make_crowd, score_scene, summarize
 
 CROWD_SEEDS = range(7000, 7006)        # 6 scenes of 20 people, network-like (noisy) maps
 

@@ -164,7 +164,7 @@ def test_optimal_matching_resolves_collinear_limbs_that_greedy_gets_wrong():
 
 def test_score_limbs_same_on_torch_tensors():
     torch = pytest.importorskip("torch")
-    from stages.postprocess.synthetic import degrade_maps, make_scene
+    from benchmarks.synthetic import degrade_maps, make_scene
 
     scene = make_scene(21, 8)
     heatmaps, pafs = degrade_maps(scene.heatmaps, scene.pafs, 0)   # noisy: no tied scores

@@ -165,7 +165,10 @@ def test_exports_and_int8_models_follow_the_weights_folder(tmp_path, monkeypatch
     assert exported.parent == folder / "onnx" and exported.is_file()
     calibration = Calibration(path=None, frames=8, label="the run's own frames", identity="own")
     assert cache_path(exported, "h256", calibration).parent == folder / "int8"
-    from stages.engines.omz import omz_weights_path
+    from backbones.ir import resolve_ir
+    from tests.http_files import closed_port
 
-    with pytest.raises(WeightsError, match=str(folder / "human-pose-estimation-0001.xml")):
-        omz_weights_path(None)
+    monkeypatch.setenv("POSESTREAM_WEIGHTS_URL_OMZ", f"http://127.0.0.1:{closed_port()}/omz")
+    with pytest.raises(WeightsError, match=str(folder / "omz" / "FP16-INT8" /
+                                               "human-pose-estimation-0001.bin")):
+        resolve_ir(backbones.get_spec("omz"), None)

@@ -9,7 +9,7 @@ import pytest
 
 from stages.postprocess import decode
 from stages.postprocess.fragments import DROP, KEEP, fragment_targets
-from stages.postprocess.synthetic import label_maps
+from benchmarks.synthetic import label_maps
 from stages.skeleton import LIMBS, keypoint_index, limb_index
 from tests.test_person_score import person_at
 

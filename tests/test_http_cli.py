@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from tests.fixtures_live import free_port
 from tests.test_http_sink import read_mjpeg_parts
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not (ROOT / "run_stream.py").exists(), reason="no run_stream.py yet")
@@ -38,13 +38,12 @@ def test_serve_shows_the_running_pipeline(tmp_path):
     )
     base = f"http://127.0.0.1:{port}/"
     try:
-        deadline, stats = time.monotonic() + 60, None
-        while time.monotonic() < deadline and process.poll() is None:
+        def counting_stats() -> dict | None:
+            assert process.poll() is None, "the run ended before stats.json showed frames"
             stats = fetch_json(base + "stats.json")
-            if stats and stats.get("frames", 0) > 0:
-                break
-            time.sleep(0.2)
-        assert stats and stats["frames"] > 0, "stats.json never showed frames"
+            return stats if stats and stats.get("frames", 0) > 0 else None
+
+        stats = wait_until(counting_stats, 60, interval=0.2, message="frames in stats.json")
         with urllib.request.urlopen(base, timeout=5) as response:
             page = response.read()
         assert b'data-source="cam0"' in page and b"stats.json" in page, "a tile for the one source"

@@ -18,6 +18,7 @@ from posestream_common.errors import ConfigError
 from stream.live import open_live_source
 from stream.sinks.http import BOUNDARY, HttpSink, parse_serve_address
 from tests.fixtures_live import live_config
+from tests.waiting import wait_until
 
 
 def coloured_frame(index: int, shape=(240, 320)) -> np.ndarray:
@@ -144,14 +145,14 @@ def test_a_stuck_client_does_not_slow_write_or_other_clients(sink):
     try:
         for _ in range(5):                                    # fill its socket buffers
             sink.write(None, big)
-            time.sleep(0.1)
+            time.sleep(0.1)                                   # each big frame goes out to it first
         write_s = []
         for index in range(50):
             started = time.perf_counter()
             sink.write(None, big if index % 2 else coloured_frame(index))
             write_s.append(time.perf_counter() - started)
         # A write that waited on the stuck client would take client_timeout_s (10 s).
-        assert max(write_s) < 0.5, f"write() waited on a client: {max(write_s):.3f} s"
+        assert max(write_s) < 2.0, f"write() waited on a client: {max(write_s):.3f} s"
         with Feeder(sink):
             images = read_mjpeg_parts(sink.url + "stream.mjpg", count=3)
         assert len(images) == 3
@@ -166,13 +167,14 @@ def test_close_is_prompt_with_clients_connected_and_idempotent():
     connection.request("GET", "/stream.mjpg")
     response = connection.getresponse()
     assert response.status == 200
-    with Feeder(served):
-        time.sleep(0.3)
+    with Feeder(served) as feeder:
+        wait_until(lambda: served.client_count() >= 1 and feeder.written >= 3, 10,
+                   message="a streaming client")
         started = time.monotonic()
         served.close()
         closed_s = time.monotonic() - started
     served.close()
-    assert closed_s < 1.0
+    assert closed_s < 3.0                                     # not the 10 s client timeout
     response.read()                                           # the server ended the stream
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", served.port), timeout=1).close()

@@ -69,8 +69,15 @@ def test_bf16_autocast_stays_close_to_fp32(engine):
     assert np.abs(low - full).max() < 0.1 * max(1.0, np.abs(full).max())
 
 
-def test_warmup_runs_without_error(engine):
-    engine.warmup(32, 48, runs=2)
+def test_warmup_runs_the_network_on_zeros_of_the_given_size(engine):
+    inputs = []
+    hook = engine.model.register_forward_hook(lambda _module, args, _output: inputs.append(args[0].clone()))
+    try:
+        engine.warmup(32, 48, runs=2)
+    finally:
+        hook.remove()
+    assert [tuple(batch.shape) for batch in inputs] == [(1, 3, 32, 48)] * 2
+    assert all(not batch.any() for batch in inputs)
 
 
 def test_threads_setting_sets_torch_intra_op_threads():

@@ -57,10 +57,28 @@ def test_the_errors_module_imports_nothing_of_the_project():
 def test_a_ray_cluster_gets_every_package_the_shipped_code_imports():
     """``ray.ship_code`` sends CODE_PACKAGES to the cluster: each project package they import
     must be among them, or the workers there fail to import it."""
-    from stream.ray_runner import CODE_PACKAGES
+    from stream.ray.runner import CODE_PACKAGES
 
     project = {path.parent.name for path in ROOT.glob("*/__init__.py")}
     imported = {module.split(".")[0]
                 for path in _sources(*CODE_PACKAGES)
                 for _, module in _imported_modules(ast.parse(path.read_text()))}
     assert imported & project <= set(CODE_PACKAGES)
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Packages talk through public names: ``from module import _name`` of a project module is
+    a private cross-module import (tests included)."""
+    project = {"stream", "stages", "backbones", "benchmarks", "posestream_common", "tests",
+               "run_stream", "seed_flags"}
+    paths = [*_sources(*sorted(project - {"run_stream", "seed_flags"})),
+             ROOT / "run_stream.py", ROOT / "seed_flags.py"]
+    offending = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] in project):
+                offending.extend(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name} "
+                                 f"from {node.module}" for alias in node.names
+                                 if alias.name.startswith("_"))
+    assert not offending, "\n".join(offending)

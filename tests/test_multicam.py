@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from posestream_common.errors import SourceError
-from stream.batching import Lanes, group_by_shape
 from stream.config import load_config
 from stream.items import END, Prepared
-from stream.pipeline import Pipeline, _postprocess_stage, run_pipeline
+from stream.pipeline import Pipeline, run_pipeline
 from stream.queues import Empty, QueuePolicy
-from stream.stages_impl import InferenceStage
+from stream.runtime import InferenceStage, postprocess_stage
+from stream.runtime.batching import Lanes, group_by_shape
 from tests.helpers_spine import make_video, read_json_lines
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
@@ -285,7 +285,7 @@ def test_the_run_fails_when_every_source_failed(tmp_path):
 
 def test_smoothing_without_tracking_smooths_and_writes_ids_of_minus_one():
     config = load_config(None, values={"smoothing.enabled": True})
-    stage = _postprocess_stage(config, 8)
+    stage = postprocess_stage(config, 8)
     rng = np.random.default_rng(3)
     layout = np.random.default_rng(0).uniform(0, 1, (18, 2)) * [80, 200] + [120, 20]
     still = np.concatenate([layout, np.full((18, 1), 0.9)], axis=1).astype(np.float32)

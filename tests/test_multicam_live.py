@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ import pytest
 from stream.config import load_config
 from stream.pipeline import Pipeline
 from stream.queues import QueuePolicy
-from tests.fixtures_live import RtspServer, rtsp_available  # noqa: F401 - fixture
+from tests.fixtures_live import rtsp_available, rtsp_servers  # noqa: F401 - fixture
+from tests.waiting import wait_until
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
         "inference.warmup": 0, "output.display": False, "run.progress": False}
@@ -23,28 +23,14 @@ FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads"
 
 @pytest.fixture
 def two_servers(rtsp_available):
-    servers = [RtspServer(), RtspServer()]
-    try:
-        for server in servers:
-            server.start()
+    with rtsp_servers(2) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def json_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().split("\n")[:-1]]
-
-
-def wait_until(condition, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within_s} s: {what}")
-        time.sleep(0.1)
 
 
 def test_a_killed_camera_ends_alone_while_the_other_goes_on(two_servers, tmp_path):
@@ -67,13 +53,13 @@ def test_a_killed_camera_ends_alone_while_the_other_goes_on(two_servers, tmp_pat
     runner.start()
     try:
         wait_until(lambda: len(json_lines(tmp_path / "doomed.jsonl")) >= 3
-                   and len(json_lines(tmp_path / "steady.jsonl")) >= 3, 60, "frames from both cameras")
+                   and len(json_lines(tmp_path / "steady.jsonl")) >= 3, 60, message="frames from both cameras")
         lanes = {queue.name: queue for queue in pipeline.queues if "lane" in queue.name}
         doomed.kill()
-        wait_until(lambda: "doomed" in pipeline.control.source_failures, 30, "the killed camera to fail")
+        wait_until(lambda: "doomed" in pipeline.control.source_failures, 30, message="the killed camera to fail")
         at_failure = len(json_lines(tmp_path / "steady.jsonl"))
         wait_until(lambda: len(json_lines(tmp_path / "steady.jsonl")) >= at_failure + 10, 60,
-                   "10 more frames from the steady camera after the other failed")
+                   message="10 more frames from the steady camera after the other failed")
         assert runner.is_alive()
     finally:
         pipeline.stop()

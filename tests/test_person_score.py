@@ -9,7 +9,7 @@ import pytest
 
 from stages.postprocess import (decode, decode_people, group_people, group_scored_people,
                                 person_scores)
-from stages.postprocess.synthetic import label_maps, random_pose
+from benchmarks.synthetic import label_maps, random_pose
 from stages.skeleton import limb_index
 from stream.items import Posed
 from stream.sinks import JsonLinesSink, pose_record

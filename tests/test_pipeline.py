@@ -18,6 +18,7 @@ from posestream_common.errors import SourceError, StageError
 from stream.config import load_config
 from stream.pipeline import Pipeline, run_pipeline
 from tests.helpers_spine import decode_video, index_of, make_video, read_json_lines
+from tests.waiting import wait_until
 
 FAST = {"model.weights": "random", "model.input_height": 32, "inference.threads": 1,
         "inference.warmup": 0, "output.display": False, "run.progress": False}
@@ -115,15 +116,26 @@ def test_an_exception_in_a_stage_stops_the_run_and_names_the_stage(video_200, tm
 
 
 def test_stop_from_another_thread_flushes_and_closes(tmp_path):
-    config = config_for("demo", tmp_path)
-    pipeline = Pipeline(config).open()
-    threading.Timer(1.0, pipeline.stop).start()
-    started = time.monotonic()
-    report = pipeline.run()
-    pipeline.close()
-    assert time.monotonic() - started < 4.0
+    # The run goes on in its own thread; this thread stops it once frames flow (the demo source
+    # never ends by itself), and the stop must end it with every output closed and playable.
+    pipeline = Pipeline(config_for("demo", tmp_path)).open()
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(report=pipeline.run()))
+    runner.start()
+    try:
+        wait_until(lambda: pipeline.stats.frames >= 3 or not runner.is_alive(), 120, message="3 frames")
+        stopped_at = time.monotonic()
+        pipeline.stop()
+        runner.join(30)
+        stop_s = time.monotonic() - stopped_at
+    finally:
+        pipeline.stop()
+        runner.join(30)
+        pipeline.close()
+    assert not runner.is_alive() and "report" in outcome, "run() did not return after stop()"
+    assert stop_s < 4.0, f"run() returned {stop_s:.2f} s after stop()"      # 2 s goal, busy machine
     lines = read_json_lines(tmp_path / "out.jsonl")
-    assert report["frames"] == len(lines) > 0
+    assert outcome["report"]["frames"] == len(lines) >= 3
     assert len(decode_video(tmp_path / "out.mp4")) == len(lines)
     assert not stage_threads()
 
@@ -209,7 +221,7 @@ class SceneEngine:
 
 def test_a_given_engine_is_warmed_up_and_its_maps_become_the_people(video_200, tmp_path):
     import backbones
-    from stages.postprocess.synthetic import make_scene
+    from benchmarks.synthetic import make_scene
 
     scene = make_scene(3, 2, net_size=(120, 160))
     engine = SceneEngine(scene, backbones.get_spec("mobilenet_thin").preprocess)
@@ -234,7 +246,7 @@ def test_each_person_in_the_json_keeps_the_decoders_score(video_200, tmp_path, t
     """Tracking and smoothing must not separate a person from their score."""
     import backbones
     from stages.postprocess import decode_people
-    from stages.postprocess.synthetic import make_scene
+    from benchmarks.synthetic import make_scene
 
     scene = make_scene(11, 5, net_size=(120, 160))
     expected_people, expected_scores = decode_people(scene.heatmaps, scene.pafs)

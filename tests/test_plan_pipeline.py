@@ -12,9 +12,7 @@ from posestream_common.errors import ConfigError
 from posestream_common.media import read_video_frames
 from stream.config import load_config
 from stream.items import Frame
-from stream.pipeline import _postprocess_stage, preprocess_stage
-from stream.plan_feedback import PeopleFeedback
-from stream.stages_impl import InferenceStage
+from stream.runtime.build import build_stages
 
 
 def complete(people, keypoints=8):
@@ -30,9 +28,7 @@ def street(shared_dir):
 
 
 def run_frames(config, frames, engine, file=None):
-    feedback = PeopleFeedback()
-    stages = [preprocess_stage(config, engine.preprocess, feedback), InferenceStage(engine),
-              _postprocess_stage(config, engine.stride, feedback)]
+    stages = build_stages(config, engine, {}, draw=False)
     prepared, posed = [], []
     for index, image in enumerate(frames):
         item = Frame(image=image, index=index, capture_time=0.0, time=index / 25, file=file)

@@ -14,12 +14,13 @@ import pytest
 from posestream_common.errors import ConfigError, SourceError, StageError
 from stream.config import load_config
 from stream.items import Frame
-from stream.ray_actors import Resume, Resumed
-from stream.ray_inference import Batcher, plan_pool
-from stream.ray_records import CameraRecord, build_report, raise_failures
+from stream.ray.actors import Resume, Resumed
+from stream.ray.inference import Batcher, plan_pool
+from stream.ray.records import CameraRecord, build_report, raise_failures
 from stream.sources import VideoFileSource
 from stream.stats import StatsRecorder
 from tests.helpers_spine import make_video
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,8 @@ def submit_all(batcher, gated, inputs):
         threads[-1].start()
         if position == 0:
             assert gated.entered.wait(10)
-        while len(batcher._pending) < position:
-            threading.Event().wait(0.001)
+        wait_until(lambda: len(batcher._pending) >= position, 10, interval=0.001,
+                   message=f"input {position} waiting in the batcher")
     return results, threads
 
 
@@ -203,7 +204,7 @@ def test_report_has_the_local_keys_plus_ray_and_failures_follow_the_local_rules(
 
 
 def test_a_cluster_address_that_does_not_answer_is_a_user_error_at_once():
-    from stream.ray_runner import check_reachable
+    from stream.ray.runner import check_reachable
     from tests.fixtures_live import free_port
 
     with pytest.raises(ConfigError, match=r"--ray 127\.0\.0\.1:\d+: no Ray cluster answers there"):

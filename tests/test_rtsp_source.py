@@ -13,6 +13,7 @@ from posestream_common.errors import SourceError
 from stream.live import LiveSource, open_live_source
 from tests.fixtures_live import (  # noqa: F401 - fixtures
     drain_in_background, live_config, rtsp_available, rtsp_server)
+from tests.waiting import wait_until
 
 READ_TIMEOUT_S = 1.0
 
@@ -27,10 +28,8 @@ def no_leaked_readers():
     server is gone first and every blocked read has returned)."""
     before = set(reader_threads())
     yield
-    deadline = time.monotonic() + 3 * READ_TIMEOUT_S + 5
-    while set(reader_threads()) - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not set(reader_threads()) - before, "reader threads outlived their source"
+    wait_until(lambda: not set(reader_threads()) - before, 3 * READ_TIMEOUT_S + 5, interval=0.1,
+               message="reader threads outlived their source")
 
 
 def take(frames, count: int, within_s: float) -> list:
@@ -130,7 +129,7 @@ def test_slow_consumer_sees_bounded_latency_and_counted_drops(no_leaked_readers,
         latencies_s = []
         for _, frame in zip(range(10), frames):
             latencies_s.append(time.monotonic() - frame.capture_time)
-            time.sleep(0.3)
+            time.sleep(0.3)                      # the slow consumer under test
         dropped = source.dropped
     assert max(latencies_s) < 0.5, latencies_s
     assert dropped >= 10 * 2, f"about 3 frames per 0.3 s arrive, 1 is taken; dropped={dropped}"
@@ -139,14 +138,14 @@ def test_slow_consumer_sees_bounded_latency_and_counted_drops(no_leaked_readers,
 def test_close_during_a_stall_ends_iteration_promptly(no_leaked_readers, rtsp_server):
     config = live_config(rtsp_server.url, read_timeout_s=5.0)
     source = open_live_source(config, "cam0")
-    ended = drain_in_background(source)
-    time.sleep(0.5)
+    drained = drain_in_background(source)
+    wait_until(lambda: drained.count >= 2, 30, message="frames before the stall")
     rtsp_server.stall()
-    time.sleep(0.5)
+    time.sleep(0.5)                  # the stall under test: 0.5 s in, the reader waits (5 s timeout)
     started = time.monotonic()
     source.close()
-    assert ended.wait(2.0), "iteration still blocked 2 s after close()"
-    assert time.monotonic() - started < 1.0
+    assert drained.ended.wait(2.5), "iteration still blocked 2.5 s after close()"
+    assert time.monotonic() - started < 2.5          # not the 5 s read timeout
 
 
 def test_repeated_stalls_keep_reader_threads_bounded(no_leaked_readers, rtsp_server):
@@ -159,7 +158,7 @@ def test_repeated_stalls_keep_reader_threads_bounded(no_leaked_readers, rtsp_ser
             take(frames, 2, within_s=10.0)
             rtsp_server.stall()
             stall_end = time.monotonic() + 1.5
-            while time.monotonic() < stall_end:
+            while time.monotonic() < stall_end:      # a 1.5 s stall (3 read timeouts), sampled
                 most_readers = max(most_readers, len(reader_threads()))
                 time.sleep(0.05)
             rtsp_server.resume()

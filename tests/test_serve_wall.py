@@ -23,6 +23,7 @@ from stream.sinks.http import HttpSink, is_loopback
 from stream.sinks.json_lines import pose_record
 from stream.stats import StatsRecorder
 from tests.test_http_sink import coloured_frame, read_mjpeg_parts
+from tests.waiting import wait_until
 
 NAMES = ("front door", "yard")
 
@@ -90,7 +91,7 @@ def test_each_source_has_its_own_stream_and_newest_frame(wall):
             wall.write(posed("front door", index, image=red))
             wall.write(posed("yard", index, image=blue))
             index += 1
-            stop.wait(0.02)
+            stop.wait(0.02)                 # a live feed at about 50 fps
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -167,9 +168,7 @@ def test_poses_streams_the_json_line_of_every_frame(wall):
     connection.request("GET", "/poses")
     response = connection.getresponse()
     assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
-    deadline = time.monotonic() + 5
-    while wall.sink.events.client_count() < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: wall.sink.events.client_count() >= 1, 10, interval=0.01, message="the /poses client")
     items = [posed(NAMES[index % 2], index, people=index % 3) for index in range(8)]
     for item in items:
         wall.write(item)
@@ -188,16 +187,15 @@ def test_a_stuck_poses_client_loses_counted_events_and_never_slows_write():
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(b"GET /poses HTTP/1.1\r\nHost: x\r\n\r\n")            # and never reads
     try:
-        deadline = time.monotonic() + 5
-        while served.sink.events.client_count() < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: served.sink.events.client_count() >= 1, 10, interval=0.01,
+                   message="the stuck /poses client")
         item = posed("yard", 0, people=20)                              # ~10 kB per line
         write_s = []
         for _ in range(800):
             started = time.perf_counter()
             served.sink.write(item, item.image)
             write_s.append(time.perf_counter() - started)
-        assert max(write_s) < 0.5, f"write() waited on a client: {max(write_s):.3f} s"
+        assert max(write_s) < 2.0, f"write() waited on a client: {max(write_s):.3f} s"
         (client,) = served.sink.events._clients
         assert len(client.pending) <= 32, "memory per client is bounded"
         lost = served.sink.events.lost

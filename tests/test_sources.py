@@ -15,6 +15,7 @@ import pytest
 from posestream_common.errors import SourceError
 from stream.demo import DemoSource
 from stream.sources import ImageFileSource, ImageFolderSource, Source, VideoFileSource, open_source
+from tests.waiting import wait_until
 
 FPS = 25.0
 SIZE = (160, 120)                       # width, height: small keeps the test fast
@@ -220,8 +221,7 @@ def test_close_from_another_thread_ends_iteration(video_200):
 
     reader = threading.Thread(target=consume)
     reader.start()
-    while len(seen) < 20:
-        time.sleep(0.005)
+    wait_until(lambda: len(seen) >= 20, 30, interval=0.005, message="20 frames")
     source.close()
     reader.join(2.0)
     assert not reader.is_alive()
@@ -233,3 +233,26 @@ def test_close_from_another_thread_ends_iteration(video_200):
 def test_webcam_index_goes_to_the_live_sources():
     with pytest.raises(SourceError, match="7"):
         open_source(source_cfg("7", open_timeout_s=1.0, read_timeout_s=1.0))
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("rtsp://host/stream?user=admin&password=s3cret", "rtsp://host/stream?user=***&password=***"),
+    ("rtsp://admin:s3cret@host:554/s?channel=1&pwd=s3cret", "rtsp://***@host:554/s?channel=1&pwd=***"),
+    ("http://h/hook?x=1&token=s3cret#top", "http://h/hook?x=1&token=***#top"),
+    ("https://h/p?Api-Key=s3cret&access_token=s3cret", "https://h/p?Api-Key=***&access_token=***"),
+    ("http://[broken/x?password=s3cret", "http://[broken/x?password=***"),     # unparsable URL
+    ("rtsp://host/stream?channel=1&subtype=0", "rtsp://host/stream?channel=1&subtype=0"),
+    ("rtsp://host/stream?keyframes=1", "rtsp://host/stream?keyframes=1"),         # not a secret key
+    ("videos/user=me.mp4", "videos/user=me.mp4"),
+])
+def test_redact_uri_hides_userinfo_and_query_string_secrets(uri, shown):
+    from stream.sources import redact_uri
+
+    assert redact_uri(uri) == shown
+    assert "s3cret" not in redact_uri(uri)
+
+
+def test_unsupported_source_error_hides_query_string_secrets():
+    with pytest.raises(SourceError) as caught:
+        open_source(SimpleNamespace(uri="gopher://cam/s?user=admin&password=s3cret"), "cam")
+    assert "s3cret" not in str(caught.value) and "admin" not in str(caught.value)

@@ -24,7 +24,7 @@ class Counter(Stage):
     def read(self):
         if self.count is not None and self.next_value >= self.count:
             return END
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s)                # a source paced like a camera
         self.next_value += 1
         return self.next_value - 1
 
@@ -38,7 +38,7 @@ class Apply(Stage):
         self.closed = 0
 
     def process(self, item):
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s)                # a stage that takes this long: what is tested
         return self.function(item)
 
     def close(self):
@@ -82,13 +82,15 @@ def stage_threads():
 
 def test_threaded_items_arrive_in_order_and_every_stage_is_timed_and_closed():
     control, stats = RunControl(), StatsRecorder()
-    producer, double, sink = Counter(300), Apply("preprocess", lambda x: 2 * x), Collect()
+    producer, double, sink = Counter(300), Apply("preprocess", lambda x: 2 * x, delay_s=0.001), Collect()
     stuck = run_threaded(build([producer], [double, sink], control, stats), control)
     assert stuck == []
     assert sink.items == [2 * value for value in range(300)]
     assert stats.frames == 300
-    report = stats.report()
-    assert report["stages"]["preprocess"]["mean_ms"] >= 0
+    timed = stats.report()["stages"]["preprocess"]
+    assert timed["count"] == 300                                     # every call timed once
+    assert timed["mean_ms"] >= 1.0 and timed["p50_ms"] >= 1.0        # a sleep lasts at least its time
+    assert timed["p50_ms"] <= timed["p95_ms"]
     assert producer.closed == double.closed == sink.closed == 1
     assert control.error is None and not stage_threads()
 
@@ -246,7 +248,7 @@ def test_a_failing_worker_stops_its_crew_and_the_run():
     def explode(item):
         if item == 30:
             raise ValueError("bad frame")
-        time.sleep(0.002)
+        time.sleep(0.002)                       # a stage that takes time, so the crew overlaps
         return item
 
     control, stats = RunControl(), StatsRecorder()

@@ -20,7 +20,7 @@ def test_report_has_the_contract_shape_and_right_numbers():
     now = time.monotonic()
     for _ in range(10):
         stats.record_done(SimpleNamespace(capture_time=now - 0.05))
-    time.sleep(0.05)
+    time.sleep(0.05)                    # the run's wall time, asserted below as a lower bound
     stats.finish()
     report = stats.report(dropped=3, reconnects=1)
     assert set(report) == {"frames", "wall_s", "fps", "dropped", "reconnects", "latency_ms", "stages"}
@@ -86,3 +86,38 @@ def test_write_stats_is_atomic_and_valid_json(tmp_path):
     write_stats(target, {"frames": 1})
     assert json.loads(target.read_text()) == {"frames": 1}
     assert [p.name for p in target.parent.iterdir()] == ["stats.json"]
+
+
+def test_fps_recent_is_each_slow_cameras_real_rate_when_frames_finish_in_bursts(monkeypatch):
+    """Two cameras at 1.7 and 2.1 fps whose frames finish in bursts (rounds of batched inference
+    every 1.2 s finish together): after 45 s each source's fps_recent is its camera's rate."""
+    import stream.stats as stats_module
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(stats_module, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    stats = StatsRecorder()
+    stats.start()
+    frames = [(index / rate, name) for name, rate in (("slow", 1.7), ("fast", 2.1))
+              for index in range(int(45 * rate))]
+    finished = sorted((np.ceil(captured / 1.2) * 1.2 + 0.3, captured, name) for captured, name in frames)
+    assert len({done for done, _, _ in finished}) < len(finished) / 2, "frames finish in bursts"
+    for done, captured, name in finished:
+        clock["now"] = done
+        stats.record_done(SimpleNamespace(capture_time=captured, source=name, people=np.zeros((0, 18, 3))))
+    clock["now"] = 45.0
+    sources = stats.report(sources={"slow": {}, "fast": {}})["sources"]
+    assert abs(sources["slow"]["fps_recent"] - 1.7) < 0.1
+    assert abs(sources["fast"]["fps_recent"] - 2.1) < 0.1
+    clock["now"] = 60.0
+    assert stats.report(sources={"slow": {}})["sources"]["slow"]["fps_recent"] == 0.0, \
+        "a source with no frame in the window shows 0"
+
+
+def test_recent_rate_over_a_trailing_window():
+    from stream.stats import recent_rate
+
+    steady = [(t + 0.5, t) for t in np.arange(0, 10, 0.25)]              # 4 fps, done 0.5 s later
+    assert abs(recent_rate(steady, now=10.2, window_s=5.0) - 4.0) < 1e-6
+    assert recent_rate(steady[:1], now=1.0, window_s=5.0) == 0.0
+    together = [(3.0, 2.0)] * 6                                           # captured at once
+    assert recent_rate(together, now=3.0, window_s=5.0) == 6 / 5.0

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.postprocess.evaluation import score_scene, summarize
-from stages.postprocess.synthetic import (
-    CROWD, NET_SIZE, degrade_maps, label_maps, make_crowd, make_scene, random_people,
+from benchmarks.synthetic import (
+    CROWD, NET_SIZE, degrade_maps, label_maps, make_crowd, make_scene, random_people, score_scene, summarize,
 )
 from stages.skeleton import LIMBS, NUM_KEYPOINTS, keypoint_index, limb_index
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages.skeleton import NUM_KEYPOINTS
-from stages.track_metrics import (
+from benchmarks.track_metrics import (
     frames_from_json_lines, frames_with_tracked_people, id_switches, ids_of_full_people, jitter_px,
     untracked_full_people,
 )

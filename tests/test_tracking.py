@@ -9,7 +9,7 @@ from stages.skeleton import NUM_KEYPOINTS
 from stages.tracking import (
     CMU_OKS_SIGMAS, Tracker, TrackerParams, keypoint_similarity, match_pairs, pose_scales,
 )
-from tests.helpers_tracking import _TEMPLATE, FPS, HEIGHT_PX, run_sequence, skeleton
+from tests.helpers_tracking import FPS, HEIGHT_PX, POSE_TEMPLATE, run_sequence, skeleton
 
 def test_moving_people_keep_their_ids_with_noise_dropouts_and_shuffling():
     rng = np.random.default_rng(1)
@@ -196,7 +196,7 @@ def test_similarity_uses_only_shared_keypoints():
 
 def test_pose_scales_and_match_pairs():
     scales = pose_scales(np.array([skeleton((300.0, 300.0)), np.zeros((NUM_KEYPOINTS, 3))]), 16.0)
-    width, height = np.ptp(_TEMPLATE[:, 0]) * HEIGHT_PX, np.ptp(_TEMPLATE[:, 1]) * HEIGHT_PX
+    width, height = np.ptp(POSE_TEMPLATE[:, 0]) * HEIGHT_PX, np.ptp(POSE_TEMPLATE[:, 1]) * HEIGHT_PX
     assert scales[0] == pytest.approx(np.sqrt(width * height))
     assert scales[1] == 16.0
     similarity = np.array([[0.9, 0.8], [0.85, 0.1]])

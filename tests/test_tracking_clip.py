@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stages.smoothing import Smoother
-from stages.track_metrics import (
+from benchmarks.track_metrics import (
     frames_from_json_lines, frames_with_tracked_people, ids_of_full_people, jitter_px,
 )
 from tests.helpers_spine import run_cli

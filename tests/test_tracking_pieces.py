@@ -1,5 +1,5 @@
 """Tracker on synthetic clips where the decoder splits bodies: pieces never own tracks, bodies keep
-their ids through crossing, occlusion and short absences (counted with stages.track_metrics)."""
+their ids through crossing, occlusion and short absences (counted with benchmarks.track_metrics)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stages.skeleton import KEYPOINTS, NUM_KEYPOINTS
-from stages.track_metrics import id_switches
+from benchmarks.track_metrics import id_switches
 from stages.tracking import Tracker, TrackerParams
 from tests.helpers_tracking import FPS, HEIGHT_PX, PIECES, run_sequence, skeleton, split_off
 

@@ -27,9 +27,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures_live import RtspServer, free_port, rtsp_available  # noqa: F401 - fixture
+from tests.fixtures_live import free_port, rtsp_available, rtsp_servers  # noqa: F401 - fixture
 from tests.helpers_spine import ROOT, cli_env
 from tests.test_browser_page import CHROMIUM, chromium
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
 READ_TIMEOUT_S = 2.0
@@ -39,14 +40,8 @@ NAMES = ("door", "yard", "dock")
 
 @pytest.fixture
 def cameras(rtsp_available):
-    servers = [RtspServer(fps=10) for _ in NAMES]
-    try:
-        for server in servers:
-            server.start()
+    with rtsp_servers(len(NAMES), fps=10) as servers:
         yield dict(zip(NAMES, servers))
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def get(url: str) -> bytes | None:
@@ -64,16 +59,6 @@ def metrics(base: str) -> dict[tuple[str, str], float]:
     return {(sample.name, sample.labels.get("source", "")): sample.value
             for family in text_string_to_metric_families(text.decode()) for sample in family.samples
             if "le" not in sample.labels and "state" not in sample.labels}
-
-
-def wait_for(condition, within_s: float, what: str):
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    pytest.fail(f"not within {within_s} s: {what}")
 
 
 def stuck_client(port: int, path: str) -> socket.socket:
@@ -122,8 +107,8 @@ def test_wall_of_three_rtsp_cameras_with_one_killed_and_restarted(cameras, tmp_p
         started = time.monotonic()
         frames = lambda: {name: section["frames"] for name, section in  # noqa: E731
                           json.loads(get(base + "stats.json") or b'{"sources": {}}')["sources"].items()}
-        wait_for(lambda: process.poll() is None and len(frames()) == 3 and min(frames().values()) > 0,
-                 90, "frames from all three cameras")
+        wait_until(lambda: process.poll() is None and len(frames()) == 3 and min(frames().values()) > 0,
+                   90, interval=0.25, message="frames from all three cameras")
         stuck = [stuck_client(port, "/poses"), stuck_client(port, "/stream/yard.mjpg")]
         events = read_poses(port, set(NAMES), within_s=30)
         assert all(set(event) >= {"frame", "time", "people", "source"} for event in events)
@@ -133,39 +118,40 @@ def test_wall_of_three_rtsp_cameras_with_one_killed_and_restarted(cameras, tmp_p
         assert all(up[("posestream_frames_total", name)] > 0 for name in NAMES)
         tiles = [f'data-source="{name}" data-state="live" data-frames="1"' for name in NAMES]
         # One Chromium run sees 4 s of the page; on a loaded machine the first may end too early.
-        wait_for(lambda: all(tile in chromium(tmp_path, base, "--dump-dom").stdout for tile in tiles), 60,
-                 "a live tile with a drawn stream per camera in Chromium")
+        wait_until(lambda: all(tile in chromium(tmp_path, base, "--dump-dom").stdout for tile in tiles), 60,
+                   interval=0.25, message="a live tile with a drawn stream per camera in Chromium")
         assert time.monotonic() - started < 90, "all endpoints within 90 s"
 
         before = metrics(base)
         door.kill()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "door")] == 0, READ_TIMEOUT_S + 5,
-                 "the killed camera reported down")
+        wait_until(lambda: metrics(base)[("posestream_source_up", "door")] == 0, READ_TIMEOUT_S + 5,
+                   interval=0.25, message="the killed camera reported down")
         state = json.loads(get(base + "stats.json"))["sources"]["door"]["state"]
         assert state in ("reconnecting", "down")
-        wait_for(lambda: all(metrics(base)[("posestream_frames_total", name)]
-                             >= before[("posestream_frames_total", name)] + 5 for name in ("yard", "dock")),
-                 30, "the other cameras keep counting while one is down")
+        wait_until(lambda: all(metrics(base)[("posestream_frames_total", name)]
+                               >= before[("posestream_frames_total", name)] + 5 for name in ("yard", "dock")),
+                   30, interval=0.25, message="the other cameras keep counting while one is down")
 
         door.restart()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "door")] == 1, 30,
-                 "live again after a restart")
+        wait_until(lambda: metrics(base)[("posestream_source_up", "door")] == 1, 30,
+                   interval=0.25, message="live again after a restart")
         after = metrics(base)
         reconnects = ("posestream_reconnects_total", "door")
         assert after[reconnects] >= before[reconnects] + 1
-        wait_for(lambda: metrics(base)[("posestream_frames_total", "door")]
-                 > after[("posestream_frames_total", "door")], 30, "frames from the restarted camera")
+        wait_until(lambda: metrics(base)[("posestream_frames_total", "door")]
+                   > after[("posestream_frames_total", "door")], 30, interval=0.25,
+                   message="frames from the restarted camera")
 
         yard = cameras["yard"]
         yard.stall()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 0, READ_TIMEOUT_S + 5,
-                 "a stalled camera reported not live")
+        wait_until(lambda: metrics(base)[("posestream_source_up", "yard")] == 0, READ_TIMEOUT_S + 5,
+                   interval=0.25, message="a stalled camera reported not live")
         time.sleep(READ_TIMEOUT_S + 1)          # reconnects to a stream that sends nothing are not live
         assert metrics(base)[("posestream_source_up", "yard")] == 0
         assert json.loads(get(base + "stats.json"))["sources"]["yard"]["state"] == "reconnecting"
         yard.resume()
-        wait_for(lambda: metrics(base)[("posestream_source_up", "yard")] == 1, 30,
-                 "live again after the stall")
+        wait_until(lambda: metrics(base)[("posestream_source_up", "yard")] == 1, 30,
+                   interval=0.25, message="live again after the stall")
 
         shown = [get(base), get(base + "stats.json"), get(base + "metrics")]
         assert all(body is not None and SECRET.encode() not in body and b"viewer" not in body

@@ -3,13 +3,13 @@
 ``stages.inference.make_engine`` imports ``stages.engines.onnxruntime`` / ``stages.engines.openvino``
 on demand; each registers a builder with ``register_engine``.  Both run the backbone's ONNX export
 (``backbones/export.py``), made once per weights file and kept under ``weights/onnx/``; OpenVINO
-also runs Intel's ``omz`` IR (``stages/engines/omz.py``).
+also runs the IR networks (``spec.ir``, e.g. ``omz``) from their own IR files (``backbones.ir``).
 
 Choosing (``inference.engine: auto`` / ``inference.precision: auto``):
 
-- ``resolve_engine(config)``: ``omz`` → openvino; CUDA in use → torch (fp16); else openvino when
-  it and onnx (for the export) are importable (the fastest CPU engine by far, see
-  benchmarks/results), else torch.
+- ``resolve_engine(config)``: an IR network → the first of its ``spec.ir.engines``; CUDA in use →
+  torch (fp16); else openvino when it and onnx (for the export) are importable (the fastest CPU
+  engine by far, see benchmarks/results), else torch.
 - ``resolve_precision(config, engine)``: torch on CUDA → fp16; torch or OpenVINO on a CPU with
   bf16 instructions (AVX512-BF16 / AMX) → bf16; everything else fp32.  Explicit values pass
   through unchanged (int8 only when asked for: ``stages.engines.int8``).
@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import backbones
 from posestream_common.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
@@ -42,9 +43,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-OMZ = "omz"
 ONNX_CACHE_DIR: Path | None = None     # None: onnx/ in backbones.weights_dir()
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def named_backbone(config: "Config") -> str:
+    """``model.backbone``, or where it is still ``auto`` (no measured choice was made: the engines
+    alone never measure; ``stream.auto`` does) the network the weights name: an OpenVINO IR
+    (.xml) is omz, anything else — and no weights at all — mobilenet_thin."""
+    backbone = str(config.model.backbone)
+    if backbone != AUTO:
+        return backbone
+    weights = config.model.weights
+    return "omz" if weights is not None and str(weights).lower().endswith(".xml") else "mobilenet_thin"
 
 
 def resolve_engine(config: "Config") -> str:
@@ -52,8 +63,9 @@ def resolve_engine(config: "Config") -> str:
     requested = str(config.inference.engine)
     if requested != AUTO:
         return requested
-    if config.model.backbone == OMZ:
-        return "openvino"
+    ir_network = backbones.ir_backbone(config.model.backbone)
+    if ir_network is not None:
+        return ir_network.ir.engines[0]
     if _uses_cuda(config.model.device):
         return "torch"
     return "openvino" if has_module("openvino") and has_module("onnx") else "torch"
@@ -110,13 +122,9 @@ def has_module(name: str) -> bool:
 @lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16; Linux flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    from posestream_common.machine import cpu_flags
+
+    return any(flag in cpu_flags() for flag in _BF16_CPU_FLAGS)
 
 
 def parallelism(config: "Config") -> tuple[int, int]:
@@ -143,8 +151,6 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
         if not path.is_file():
             raise WeightsError(f"ONNX weights file not found: {path}")
         return path
-    import backbones
-
     backbones.preprocess_spec(backbone)                  # ConfigError for an unknown name
     source = _weights_source(backbone, weights, weights_url)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
@@ -159,8 +165,6 @@ def onnx_model_path(backbone: str, weights: str | None, cache_dir: Path | None =
 
 def _weights_source(backbone: str, weights: str | None, weights_url: str | None = None) -> str:
     """What identifies the weights: ``random``, or a file's resolved path, size and mtime."""
-    import backbones
-
     if weights == "random":
         return f"{backbone}:random:{backbones.RANDOM_SEED}"
     path = Path(weights).expanduser() if weights is not None else backbones.default_weights_path(backbone)

@@ -24,7 +24,7 @@ import numpy as np
 
 from posestream_common.errors import ConfigError
 from posestream_common.media import DEMO_URI, is_live_uri
-from stages.engines import OMZ, cpu_supports_bf16, has_module
+from stages.engines import cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
 from stages.engines.quantize import MIN_SHARE, Calibration, quantized_model, read_calibration_images
 
@@ -237,15 +237,27 @@ def _local_path(uri: str | None) -> Path | None:
     return path if path.exists() else None
 
 
+def ir_int8_error(spec: Any) -> ConfigError:
+    """The user error of ``--precision int8`` for an IR network (``spec.ir``): NNCF quantizes
+    the ONNX exports of torch networks only; an IR network may publish an int8 variant."""
+    ir = spec.ir
+    if ir.int8_variant is None:
+        return ConfigError(f"inference.precision 'int8': {spec.name!r} is an OpenVINO IR, which is "
+                           "not quantized here; run it with --precision bf16 or fp32")
+    where = ("the default variant" if ir.int8_variant == ir.default_variant
+             else f"python -m backbones.fetch {spec.name} --variant {ir.int8_variant}")
+    return ConfigError(f"inference.precision 'int8': the {spec.name} IR's {ir.int8_variant} "
+                       f"variant is quantized by Intel already ({where}); run it with "
+                       "--precision bf16 or fp32")
+
+
 def build_int8_engine(config: "Config", path: Path, preprocess: Any, threads: int | None,
                       workers: int) -> Int8Engine:
-    """The int8 engine for ``config`` (called by the openvino engine's builder)."""
+    """The int8 engine for ``config`` (called by the openvino engine's builder, which refuses IR
+    networks first: ``ir_int8_error``)."""
     if not has_module("nncf"):
         raise ConfigError("inference.precision 'int8': the nncf package is not installed "
                           "(pip install -e \".[int8]\")")
-    if config.model.backbone == OMZ:
-        raise ConfigError("inference.precision 'int8': the omz IR is quantized by Intel already "
-                          "(FP16-INT8); run it with --precision bf16 or fp32")
     calibration, wait = calibration_for(config)
     engine = Int8Engine(path, preprocess, calibration, stride=int(preprocess.stride),
                         input_height=config.model.input_height, scale=config.model.scale,

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import backbones
+from backbones.ir import engine_error
 from posestream_common.errors import ConfigError, WeightsError
-from stages.engines import (OMZ, device_for, onnx_model_path, parallelism, require_module,
+from stages.engines import (device_for, onnx_model_path, parallelism, require_module,
                             resolve_precision)
 from stages.inference import register_engine
 
@@ -93,15 +95,13 @@ def build_onnxruntime_engine(config: "Config") -> OnnxRuntimeEngine:
     require_module("onnxruntime", "pip install onnxruntime, or pip install -e .[engines]")
     device_for(config, "onnxruntime")
     backbone = config.model.backbone
-    if backbone == OMZ:
-        raise ConfigError("model.backbone 'omz' is Intel's OpenVINO IR: it runs only with "
-                          "--engine openvino")
+    ir_network = backbones.ir_backbone(backbone)             # no torch
+    if ir_network is not None:                               # this engine runs ONNX files only
+        raise engine_error(ir_network, "onnxruntime")
     precision = resolve_precision(config, "onnxruntime")
     if precision != "fp32":
         raise ConfigError(f"inference.precision {precision!r}: the onnxruntime engine runs fp32 on "
                           "the CPU; use --engine openvino for bf16/int8, torch for bf16/fp16")
-    import backbones
-
     preprocess = backbones.preprocess_spec(backbone)           # no torch: see backbones/__init__
     path = onnx_model_path(backbone, config.model.weights, weights_url=config.model.weights_url)
     threads, workers = parallelism(config)

@@ -1,4 +1,5 @@
-"""The OpenVINO engine: the backbone's ONNX export (or Intel's ``omz`` IR) on Intel CPUs.
+"""The OpenVINO engine: the backbone's ONNX export (or an IR network's own IR, e.g. ``omz``) on
+Intel CPUs.
 
 OpenVINO is the best-kept runtime for Intel CPUs: it fuses the convolution stacks and, with
 ``inference.precision`` bf16 on CPUs with AVX512-BF16/AMX, runs them in bfloat16 (its own
@@ -20,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import backbones
+from backbones.ir import resolve_ir
 from posestream_common.errors import ConfigError, WeightsError
-from stages.engines import (OMZ, cpu_supports_bf16, device_for, onnx_model_path, parallelism,
+from stages.engines import (cpu_supports_bf16, device_for, onnx_model_path, parallelism,
                             require_module, resolve_precision)
 from stages.inference import register_engine
 
@@ -167,19 +170,21 @@ def _output_order(model: Any, path: Path) -> tuple[int, int]:
 
 @register_engine("openvino")
 def build_openvino_engine(config: "Config") -> OpenVinoEngine:
-    """The openvino engine for ``config``'s backbone (``omz``: Intel's IR from model.weights)."""
+    """The openvino engine for ``config``'s backbone (an IR network: its IR, fetched on first
+    use, or the .xml in model.weights; otherwise the ONNX export or an IR in model.weights)."""
     require_module("openvino", "pip install openvino")
     device_for(config, "openvino")
     precision = resolve_precision(config, "openvino")
     backbone, weights = config.model.backbone, config.model.weights
-    if backbone == OMZ:
-        from stages.engines.omz import OMZ_PREPROCESS, omz_weights_path
+    preprocess = backbones.preprocess_spec(backbone)           # no torch: see backbones/__init__
+    ir_network = backbones.ir_backbone(backbone)
+    if ir_network is not None:
+        if precision == "int8":
+            from stages.engines.int8 import ir_int8_error
 
-        path, preprocess = omz_weights_path(weights), OMZ_PREPROCESS
+            raise ir_int8_error(ir_network)
+        path = resolve_ir(ir_network, weights, url_base=config.model.weights_url)
     else:
-        import backbones
-
-        preprocess = backbones.preprocess_spec(backbone)       # no torch: see backbones/__init__
         if weights is not None and str(weights).lower().endswith(".xml"):
             path = Path(weights).expanduser()
             if not path.is_file():

@@ -38,8 +38,8 @@ people     (P,18,3) f32  x, y, score per keypoint; ``_net`` = net-input pixels (
 ========== ============= =====================================================================
 
 Map cell (gx, gy) is net-input pixel (stride*gx + (stride-1)/2, stride*gy + (stride-1)/2).
-``synthetic.py`` draws ground-truth maps as OpenPose's training labels are made and
-``evaluation.py`` scores decoded people against them (tests and ``benchmarks/decoder.py``).
+``benchmarks/synthetic.py`` draws ground-truth maps as OpenPose's training labels are made and
+scores decoded people against them (the decoder's tests and ``benchmarks/decoder.py``).
 """
 
 from stages.postprocess.decoder import decode, decode_people, to_frame

@@ -1,7 +1,8 @@
 """The decoder's thresholds, as one frozen dataclass with OpenPose's usual defaults.
 
-The config layer exposes every field as ``postprocess.<field>``; ``decode(..., **params)`` takes the
-same names.
+``decode(..., **params)`` takes the same names.  The config's ``postprocess`` section sets the few
+fields users turn (``peak_threshold``, ``min_parts``, ``min_mean_score``); the others are tuning
+internals, set from Python and by the tuning benchmark.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class DecoderParams:
     """Thresholds of the PAF decoder (OpenPose's demo values, except ``peak_threshold`` and
     ``min_aligned_fraction``, chosen by COCO keypoint AP on the even image ids of
     ../shared/coco-val2017: ``python -m benchmarks.accuracy_tune``, issue 14;
-    benchmarks/results/accuracy_tuning.md).
+    benchmarks/results/AVX512-BF16/accuracy_tuning.md).
 
     peak_threshold: minimum heatmap value of a keypoint peak (0.075; OpenPose ``thre1`` is 0.1;
         0.05 scored 0.003 AP more but found 5 % false people on noisy synthetic maps against 0 %

@@ -10,7 +10,9 @@ Routes (every one behind the access token when one is set):
   section: clients per route, ``/poses`` events lost);
 - ``/metrics`` the same snapshot as Prometheus text (``stream/metrics.py``);
 - ``/poses`` Server-Sent Events, one ``data: <JSON line>`` per frame of every source
-  (``stream/sinks/pose_events.py``).
+  (``stream/sinks/pose_events.py``);
+- ``/events`` Server-Sent Events, one ``data: <record>`` per event record (``stream/events/``
+  publishes them to ``records``), with the same no-waiting, bounded-queue rules as ``/poses``.
 
 ``write()`` only swaps references and queues a line per ``/poses`` client, so the pipeline never
 waits on a client; a stuck client (its socket send blocks) is dropped after ``client_timeout_s``.
@@ -57,7 +59,7 @@ STREAM_SEND_BUFFER_BYTES = 256 * 1024   # kernel send buffer of an endless strea
                                         # holds at most this much there, and blocks (and is dropped) sooner
 STREAM_ROUTE = re.compile(r"/stream/(?P<name>[^/]+)\.(?P<kind>mjpg|jpg)")
 TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
-ROUTES = ("/", "/index.html", "/stats.json", "/metrics", "/poses", "/stream.mjpg")
+ROUTES = ("/", "/index.html", "/stats.json", "/metrics", "/poses", "/events", "/stream.mjpg")
 
 
 def parse_serve_address(text: str | int) -> tuple[str, int]:
@@ -111,6 +113,7 @@ class HttpSink(Sink):
         self.frames = LatestJpeg(jpeg_quality)              # the newest frame of any source
         self.source_frames = {name: LatestJpeg(jpeg_quality) for name in sources}
         self.events = PoseEvents(max_queued_events)
+        self.records = PoseEvents(max_queued_events)          # /events: event records
         self.frames_written = 0
         self.registry = metrics_registry(self.snapshot)
         self._server: _Server | None = None
@@ -175,6 +178,7 @@ class HttpSink(Sink):
         for frames in [self.frames, *list(self.source_frames.values())]:
             frames.close()
         self.events.close()
+        self.records.close()
         if self._server is None:
             return
         self._server.shutdown()
@@ -202,6 +206,8 @@ class HttpSink(Sink):
             "clients": {route: routes.count(route) for route in sorted(set(routes))},
             "pose_events_sent": self.events.published,
             "pose_events_lost": self.events.lost,
+            "event_records_sent": self.records.published,
+            "event_records_lost": self.records.lost,
         }
         return report
 
@@ -268,7 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif route == "/metrics":
                 self._send_snapshot(lambda: metrics_text(sink.registry), CONTENT_TYPE_LATEST)
             elif route == "/poses":
-                self._send_events()
+                self._send_events(sink.events, "poses")
+            elif route == "/events":
+                self._send_events(sink.records, "events")
             elif route == "/stream.mjpg":
                 self._send_stream(sink.frames)
             elif stream and unquote(stream["name"]) in sink.source_frames:
@@ -279,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_frame(frames, _int_or_zero(query.get("after", ["0"])[0]))
             else:
                 self.send_error(404, "not found: try / , /stream/NAME.mjpg, /stream.mjpg, /stats.json, "
-                                     "/metrics or /poses")
+                                     "/metrics, /poses or /events")
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError) as exc:
             log.debug("client %s gone: %s", self.address_string(), exc)
 
@@ -343,13 +351,12 @@ class _Handler(BaseHTTPRequestHandler):
         seq, jpeg = newest
         self._send_body(jpeg, "image/jpeg", {"X-Frame-Seq": str(seq)})
 
-    def _send_events(self) -> None:
-        events = self.server.sink.events
+    def _send_events(self, events: PoseEvents, label: str) -> None:
         client = events.subscribe()
         try:
             self._start_stream("text/event-stream")
-            self.wfile.write(b": posestream poses\n\n")
-            log.info("poses client %s connected", self.address_string())
+            self.wfile.write(f": posestream {label}\n\n".encode())
+            log.info("%s client %s connected", label, self.address_string())
             last_write = time.monotonic()
             while (lines := events.take(client, CLIENT_WAIT_S)) is not None:
                 if lines:
@@ -360,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
                     last_write = time.monotonic()
         finally:
             events.unsubscribe(client)
-            log.info("poses client %s done (%d events lost)", self.address_string(), client.lost)
+            log.info("%s client %s done (%d events lost)", label, self.address_string(), client.lost)
 
 
 def _int_or_zero(text: str) -> int:

@@ -1,4 +1,5 @@
-"""``/poses``: every finished frame's JSON line, fanned out to Server-Sent-Events clients.
+"""``/poses``: every finished frame's JSON line, fanned out to Server-Sent-Events clients (and
+``/events``: event records, given as ready lines to ``publish_line``).
 
 ``publish(item)`` (the render thread) builds the line once with the ``--json`` record builder
 (``pose_record``, ``"source"`` included) and appends it to each client's own bounded queue; it
@@ -58,7 +59,12 @@ class PoseEvents:
         """Queue ``item``'s JSON line for every client (drops each full queue's oldest line)."""
         if not self._clients:
             return
-        line = json.dumps(pose_record(item, include_source=True))
+        self.publish_line(json.dumps(pose_record(item, include_source=True)))
+
+    def publish_line(self, line: str) -> None:
+        """Queue one ready JSON line (no newline in it) for every client."""
+        if not self._clients:
+            return
         with self._cond:
             for client in self._clients:
                 if len(client.pending) == self.max_queued:

@@ -2,7 +2,8 @@
 
 Each tile (``<article class="tile" data-source="NAME" data-state="live|reconnecting|down">``,
 one template for all) shows its source's annotated frames and a caption with the state, recent
-fps, latency p50 and the people in its last frame.  The served HTML holds a tile per source known
+fps, latency p50 and the people in its last frame, and below it the source's latest event records
+(``events`` in ``stats.json``).  The served HTML holds a tile per source known
 at start (so the page lists them without a script); the script polls ``stats.json`` each second,
 updates the tiles and adds one for any source it has not seen yet.  With up to ``STREAMING_TILES_MAX`` sources each tile is an ``<img>``
 on the source's MJPEG (``stream/NAME.mjpg``); with more, browsers' limit of six connections per
@@ -18,6 +19,7 @@ import re
 from urllib.parse import urlencode
 
 STREAMING_TILES_MAX = 4
+EVENTS_SHOWN = 3          # recent event records under each tile (from stats.json's events section)
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 PAGE_TEMPLATE = """<!doctype html>
@@ -44,6 +46,8 @@ PAGE_TEMPLATE = """<!doctype html>
   .caption { display: flex; flex-wrap: wrap; gap: 2px 12px; padding: 4px 8px;
              font-variant-numeric: tabular-nums; }
   .name { font-weight: 600; color: #fff; }
+  .events { list-style: none; margin: 0; padding: 0 8px 4px; font-size: 12px; color: #fc6; }
+  .events:empty { display: none; }
   .state { text-transform: uppercase; font-size: 12px; }
   [data-state="live"] .state { color: #3c8; }
   [data-state="reconnecting"] .state { color: #fb3; }
@@ -146,6 +150,23 @@ async function followFrames(tile, image, name) {
   }
 }
 
+function eventText(record) {
+  const who = record.person_id >= 0 ? " #" + record.person_id : "";
+  const extra = record.direction ? " " + record.direction : (record.count != null ? " (" + record.count + ")" : "");
+  return (record.time || "").slice(11, 19) + " " + record.rule + " " + record.type + extra + who;
+}
+
+function showEvents(tile, recent) {
+  const list = tile.querySelector(".events");
+  const shown = (recent || []).slice(-config.events_shown).reverse();
+  list.replaceChildren(...shown.map((record) => {
+    const item = document.createElement("li");
+    item.dataset.type = record.type;
+    item.textContent = eventText(record);
+    return item;
+  }));
+}
+
 function showTile(tile, section) {
   const latency = section.latency_ms || {};
   tile.dataset.state = section.state || "unknown";
@@ -177,8 +198,11 @@ function showTotals(stats) {
 
 function show(stats) {
   const sources = stats.sources || {};
+  const events = (stats.events || {}).sources || {};
   for (const [name, section] of Object.entries(sources)) {
-    showTile(tiles.get(name) || addTile(name), section);
+    const tile = tiles.get(name) || addTile(name);
+    showTile(tile, section);
+    showEvents(tile, (events[name] || {}).recent);
   }
   const live = Object.values(sources).filter((section) => section.state === "live").length;
   document.getElementById("summary").textContent =
@@ -209,14 +233,14 @@ setInterval(refresh, 1000);
 TILE_TEMPLATE = ('<article class="tile" data-source="{name}" data-state="unknown" data-frames="0">'
                  '<img alt="{name} live"><div class="caption"><a class="name" target="_blank">{name}</a>'
                  '<span class="state">-</span><span class="fps">-</span><span class="latency">-</span>'
-                 '<span class="people">-</span></div></article>')
+                 '<span class="people">-</span></div><ol class="events"></ol></article>')
 
 
 def render_page(title: str, names: list[str], token: str | None = None,
                 streaming_max: int = STREAMING_TILES_MAX) -> bytes:
     """The page for the sources ``names`` (more may appear later); ``token`` is added to every
     URL the page loads (``?token=``), so images and polls pass the access check."""
-    config = {"names": list(names), "streaming_max": streaming_max,
+    config = {"names": list(names), "streaming_max": streaming_max, "events_shown": EVENTS_SHOWN,
               "query": urlencode({"token": token}) if token else ""}
     config_json = json.dumps(config).replace("<", "\\u003c")   # nothing can close the script
     values = {"title": html_escape(title), "config": config_json, "tile": TILE_TEMPLATE.format(name=""),

@@ -1,0 +1,373 @@
+"""``auto``: the most accurate configuration that keeps the stream at ``run.target_fps`` here.
+
+When the network (``model.backbone: auto``, the default) or the input size (no
+``model.input_height`` / ``model.scale``) is left to it, auto chooses them, with the precision
+where that too is ``auto``, from two things:
+
+- how accurate each configuration is: ``CANDIDATES``, COCO keypoint AP on the 260 val2017 images
+  of ``python -m benchmarks.accuracy`` (benchmarks/results), best first;
+- how fast this machine runs it: the CPU time a frame costs the engine alone (core-ms), measured
+  once per machine, network and precision (a second or two each, cached in
+  ``<weights>/auto/measurements.json``), plus what the rest of the pipeline costs a frame
+  (``OTHER_CORE_MS``); the cores divided by that sum is the estimate.  CPU time, not wall time:
+  other work on the machine while it measures barely changes it.
+
+The first candidate whose estimate reaches the target wins; when none does, the fastest one
+measured.  A candidate is skipped when it cannot run here: a network whose files are missing and
+cannot be fetched (offline), bf16 on a CPU without native bf16, int8 without NNCF or where its AP
+cost against fp32 exceeds ``INT8_MAX_AP_COST``.  Every explicit setting is kept and narrows the
+choice; weights given without a network name theirs (an ``.xml`` IR is omz, anything else
+mobilenet_thin).  With the network and the input size both given, nothing is measured: the
+engines' own precision rule applies (bf16 where the CPU has it natively, else fp32).
+``resolve(config)`` returns the config with the choice filled in and logs one line saying what was
+chosen and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from stream.config import Config
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+NOMINAL_FRAME = (480, 640)      # (rows, columns) the estimate assumes: the benchmark clip's size
+OTHER_CORE_MS = 7.5             # core-ms a 640x480 frame costs outside the engine (benchmarks.stage_cpu)
+INT8_MAX_AP_COST = 0.010        # int8 is a candidate only where it loses at most this against fp32
+MEASURE_SECONDS = 0.6           # timed engine calls per network and precision (after a warm-up)
+REFERENCE_HEIGHT = 368          # net-input rows a network is measured at (other sizes: by pixels)
+# what each engine runs on a CPU ("auto": Intel's IR, which only OpenVINO reads)
+ENGINE_PRECISIONS = {"openvino": {"auto", "fp32", "bf16", "int8"}, "torch": {"fp32", "bf16"},
+                     "onnxruntime": {"fp32"}}
+INT8_GAIN = 1.2                 # int8 core-ms = its network's fp32/bf16 core-ms / this (benchmarks:
+                                # 1.20x bf16 on AVX512-BF16, 1.25-1.3x fp32 on AVX2); not measured, as
+                                # its model exists only after a calibration that must not delay a start
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One configuration with its COCO keypoint AP (``ap``) and, for int8, its fp32 AP."""
+
+    backbone: str
+    precision: str
+    input_height: int
+    ap: float
+    fp32_ap: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.backbone} {self.precision} h{self.input_height}"
+
+
+# benchmarks/results/AVX512-BF16/accuracy.md: the 260 COCO val2017 images, AP of the real pipeline.
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("omz", "auto", 256, 0.356),
+    Candidate("mobilenet_thin", "fp32", 480, 0.356),
+    Candidate("mobilenet_thin", "bf16", 480, 0.339),
+    Candidate("mobilenet_thin", "int8", 480, 0.338, fp32_ap=0.356),
+    Candidate("mobilenet_thin", "fp32", 368, 0.324),
+    Candidate("mobilenet_thin", "bf16", 368, 0.320),
+    Candidate("mobilenet_thin", "int8", 368, 0.315, fp32_ap=0.324),
+    Candidate("mobilenet_thin", "fp32", 256, 0.241),
+    Candidate("mobilenet_thin", "bf16", 256, 0.238),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    candidate: Candidate
+    estimated_fps: float
+    reason: str
+
+
+def resolve(config: Config, *, measure: Callable[[Config], float] | None = None,
+            cache_path: Path | None = None,
+            available: Callable[[str, str | None], bool] | None = None) -> Config:
+    """``config`` with every ``auto`` left in the model choice decided; unchanged when nothing is
+    left to decide (or the device is CUDA, where the engines' own rules apply)."""
+    config = name_network_of_weights(config)
+    if not needs_choice(config):
+        return config
+    available = available or network_available
+    if not candidates_for(config, available):
+        from stages.engines import named_backbone
+
+        return config.model_copy(update={"model": config.model.model_copy(
+            update={"backbone": named_backbone(config)})})
+    choice = choose(config, measure=measure or measure_engine_cost, cache_path=cache_path,
+                    available=available)
+    log.info("auto: %s", choice.reason)
+    return apply(config, choice.candidate)
+
+
+def needs_choice(config: Config) -> bool:
+    """Whether the network or the input size is left to auto (on a CPU: CUDA has its own rule)."""
+    model = config.model
+    if str(model.device).startswith("cuda"):
+        return model.backbone == AUTO
+    return model.backbone == AUTO or (model.input_height is None and model.scale is None)
+
+
+def name_network_of_weights(config: Config) -> Config:
+    """Weights given with ``model.backbone: auto`` name their network
+    (``stages.engines.named_backbone``: an .xml IR is omz, anything else mobilenet_thin)."""
+    from stages.engines import named_backbone
+
+    model = config.model
+    if model.backbone != AUTO or model.weights is None:
+        return config
+    return config.model_copy(update={"model": model.model_copy(update={"backbone": named_backbone(config)})})
+
+
+def apply(config: Config, candidate: Candidate) -> Config:
+    """``config`` with the candidate's settings where the user left them to auto."""
+    model, inference = config.model, config.inference
+    updates_model: dict[str, Any] = {}
+    if model.backbone == AUTO:
+        updates_model["backbone"] = candidate.backbone
+    if model.input_height is None and model.scale is None:
+        updates_model["input_height"] = candidate.input_height
+    new_model = model.model_copy(update=updates_model)
+    new_inference = inference
+    if inference.precision == AUTO and candidate.precision != AUTO:
+        new_inference = inference.model_copy(update={"precision": candidate.precision})
+    return config.model_copy(update={"model": new_model, "inference": new_inference})
+
+
+def choose(config: Config, *, measure: Callable[[Config], float], cache_path: Path | None = None,
+           available: Callable[[str, str | None], bool] | None = None) -> Choice:
+    """The most accurate candidate whose estimated fps reaches ``run.target_fps``, else the
+    fastest one.  Each network and precision is measured once, at ``REFERENCE_HEIGHT``
+    (``measure(config) -> engine core-ms a frame``), where the cache has no figure for this
+    machine; other sizes scale with the net input's pixels."""
+    target = float(config.run.target_fps)
+    cache = MeasurementCache(cache_path or default_cache_path())
+    costs: dict[tuple[str, str], float] = {}
+    tried: list[tuple[Candidate, float]] = []
+    for candidate in candidates_for(config, available or network_available):
+        pair = (candidate.backbone, candidate.precision)
+        if pair not in costs:
+            costs[pair] = engine_cost(config, candidate, cache, measure)
+        core_ms = costs[pair] * net_pixels(candidate.input_height) / net_pixels(REFERENCE_HEIGHT)
+        fps = estimate_fps(core_ms, NOMINAL_FRAME)
+        tried.append((candidate, fps))
+        if fps >= target:
+            return Choice(candidate, fps, describe(candidate, fps, target, met=True, slower=len(tried) - 1))
+    candidate, fps = max(tried, key=lambda pair: pair[1])
+    return Choice(candidate, fps, describe(candidate, fps, target, met=False, slower=len(tried) - 1))
+
+
+def engine_cost(config: Config, candidate: Candidate, cache: "MeasurementCache",
+                measure: Callable[[Config], float]) -> float:
+    """The engine's core-ms a frame for ``candidate``'s network and precision at
+    ``REFERENCE_HEIGHT``: cached, else measured and kept.  int8: its network's unquantized cost /
+    ``INT8_GAIN``."""
+    from stages.engines import cpu_supports_bf16
+
+    if candidate.precision == "int8":
+        base = "bf16" if cpu_supports_bf16() else "fp32"
+        return engine_cost(config, dataclasses.replace(candidate, precision=base), cache, measure) / INT8_GAIN
+    key = cache_key(config, candidate)
+    cost = cache.get(key)
+    if cost is None:
+        at_reference = apply(config, candidate)
+        at_reference = at_reference.model_copy(update={"model": at_reference.model.model_copy(
+            update={"input_height": REFERENCE_HEIGHT, "scale": None})})
+        cost = measure(at_reference)
+        cache.put(key, cost)
+    return cost
+
+
+def net_pixels(height: int) -> int:
+    """Net-input pixels of a 640x480 frame at ``height`` rows (width padded to a multiple of 8)."""
+    width = height * NOMINAL_FRAME[1] / NOMINAL_FRAME[0]
+    return height * (-(-round(width) // 8) * 8)
+
+
+def describe(candidate: Candidate, fps: float, target: float, *, met: bool, slower: int) -> str:
+    better = f"; {slower} more accurate one(s) too slow here" if slower else ""
+    if met:
+        return (f"{candidate.label} — the most accurate configuration estimated to keep "
+                f"≥ {target:g} fps here ({fps:.1f} fps at 640x480, COCO AP {candidate.ap:.3f}){better}")
+    return (f"{candidate.label} — none reaches {target:g} fps here; the fastest measured "
+            f"({fps:.1f} fps at 640x480, COCO AP {candidate.ap:.3f})")
+
+
+def candidates_for(config: Config,
+                   available: Callable[[str, str | None], bool] | None = None) -> list[Candidate]:
+    """``CANDIDATES`` that agree with every explicit setting and can run on this machine
+    (``available(backbone, weights)``: its files are here or can be had now)."""
+    available = available or network_available
+    from stages.engines import cpu_supports_bf16, has_module
+
+    from stages.engines import resolve_engine
+
+    model, inference = config.model, config.inference
+    runs = ENGINE_PRECISIONS.get(resolve_engine(config.model_copy(update={"model": model.model_copy(
+        update={"backbone": model.backbone if model.backbone != AUTO else "mobilenet_thin"})})), set())
+    chosen = []
+    for candidate in CANDIDATES:
+        if candidate.precision not in runs or (candidate.backbone == "omz" and "auto" not in runs):
+            continue
+        if model.backbone not in (AUTO, candidate.backbone):
+            continue
+        if inference.precision not in (AUTO, candidate.precision) and candidate.precision != AUTO:
+            continue
+        if candidate.precision == "bf16" and not cpu_supports_bf16():
+            continue
+        if candidate.precision == "int8" and (not has_module("nncf") or candidate.fp32_ap is None
+                                              or candidate.fp32_ap - candidate.ap > INT8_MAX_AP_COST):
+            continue
+        if not available(candidate.backbone, model.weights):
+            continue
+        chosen.append(candidate)
+    fixed_height = given_height(config)
+    if fixed_height is None:
+        return chosen
+    # the size is the user's: one candidate per network and precision, at that size
+    seen: set[tuple[str, str]] = set()
+    at_size = []
+    for candidate in chosen:
+        if (candidate.backbone, candidate.precision) not in seen:
+            seen.add((candidate.backbone, candidate.precision))
+            at_size.append(dataclasses.replace(candidate, input_height=fixed_height))
+    return at_size
+
+
+def given_height(config: Config) -> int | None:
+    """The net-input height the user fixed for a 640x480 frame (``input_height`` or ``scale``)."""
+    model = config.model
+    if model.input_height is not None:
+        return int(model.input_height)
+    if model.scale is not None:
+        return max(8, round(NOMINAL_FRAME[0] * float(model.scale)))
+    return None
+
+
+@lru_cache(maxsize=None)
+def network_available(backbone: str, weights: str | None) -> bool:
+    """Whether ``backbone`` can run here: explicit weights are the user's word; else its default
+    file exists, or it can be made or fetched now (``backbones.obtainable``)."""
+    import backbones
+
+    if weights is not None:
+        return True
+    return backbones.obtainable(backbone)
+
+
+def estimate_fps(engine_core_ms: float, frame: Sequence[int], cores: int | None = None) -> float:
+    """End-to-end fps: the cores over what a frame costs them, the engine's core-ms plus
+    ``OTHER_CORE_MS`` (scaled with the frame's pixels) for capture, resizing, decoding, drawing."""
+    from stages.inference import available_cores
+
+    cores = cores or available_cores()
+    other_ms = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
+    return cores * 1000.0 / (engine_core_ms + other_ms)
+
+
+def measure_engine_cost(config: Config) -> float:
+    """The engine's CPU time (core-ms) a frame on a 640x480 frame's net input, with as many
+    threads calling it as the pipeline uses (``engine.workers``)."""
+    import numpy as np
+
+    from stream.runtime import expected_input_size, load_engine
+
+    engine = load_engine(config.model_copy(update={"inference": config.inference.model_copy(
+        update={"warmup": 1})}))
+    height, width = expected_input_size(config, engine.preprocess)
+    batch = np.zeros((1, 3, height, width), dtype=np.float32)
+    workers = max(1, int(getattr(engine, "workers", 1)))
+    counts = [0] * workers
+    deadline = time.perf_counter() + MEASURE_SECONDS
+
+    def call(slot: int) -> None:
+        while time.perf_counter() < deadline:
+            engine(batch)
+            counts[slot] += 1
+
+    cpu_started = time.process_time()
+    threads = [threading.Thread(target=call, args=(slot,)) for slot in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu_s = time.process_time() - cpu_started
+    return cpu_s * 1000.0 / max(sum(counts), 1)
+
+
+# -- the cache ------------------------------------------------------------------------------------
+
+
+def default_cache_path() -> Path:
+    import backbones
+
+    return backbones.weights_dir() / "auto" / "measurements.json"
+
+
+def machine_key() -> str:
+    """CPU model, instruction class, cores and engine versions: what the measurements depend on."""
+    from posestream_common.machine import cpu_class, cpu_model
+    from stages.inference import available_cores
+
+    return f"{cpu_model()}|{cpu_class()}|{available_cores()} cores|openvino {_version('openvino')}"
+
+
+def cache_key(config: Config, candidate: Candidate) -> str:
+    weights = config.model.weights or "default"
+    return (f"{machine_key()}|{candidate.backbone} {candidate.precision} h{REFERENCE_HEIGHT}"
+            f"|weights {weights}")
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "none"
+
+
+class MeasurementCache:
+    """Engine core-ms a frame per (machine, network, precision) in one JSON file, written atomically; an unreadable
+    file is treated as empty (it is only a cache)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> float | None:
+        """The kept figure, or None."""
+        entry = self._load().get(key)
+        try:
+            return float(entry["engine_core_ms"]) if entry else None
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return None
+
+    def put(self, key: str, engine_core_ms: float) -> None:
+        data = self._load()
+        data[key] = {"engine_core_ms": round(engine_core_ms, 3),
+                     "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
+            partial.write_text(json.dumps(data, indent=1, sort_keys=True))
+            partial.replace(self.path)
+        except OSError as error:
+            log.warning("auto: cannot keep the measurement in %s (%s); it is measured again next time",
+                        self.path, error)
