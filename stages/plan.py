@@ -38,7 +38,7 @@ import numpy as np
 RELIABLE_PX = {"mobilenet_thin": 130.0, "mobilenet": 130.0, "cmu": 110.0, "omz": 130.0}
 DEFAULT_RELIABLE_PX = 130.0
 DEFAULT_HEIGHTS = {"mobilenet_thin": 368, "mobilenet": 368, "cmu": 368, "omz": 256}
-WHOLE_SHARE = 0.7           # auto: the whole frame at the default input when that is this share of the rule's scale
+WHOLE_SHARE = 0.75          # auto: the whole frame at the default input when that is this share of the rule's scale
 OVERVIEW_SHARE = 0.2        # overview scale as a share of the crop scale
 CANVAS = (232, 576)         # canvas (height, width) in net pixels, multiples of 8: one shelf of crops
 MAX_CANVASES = 4            # canvases a frame at most

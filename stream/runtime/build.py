@@ -63,7 +63,10 @@ def expected_input_size(config: "Config", spec: Any) -> tuple[int, int]:
     """The padded net-input (height, width) of a 640x480 frame (the sizes are not known yet)."""
     from stages.preprocess import net_size, padded_size
 
-    height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
+    model = config.model
+    fixed = model.input_height is not None or model.scale is not None
+    height, width, _ = net_size(480, 640, spec, model.input_height if fixed else model.whole_height,
+                                model.scale)
     return padded_size(height, width, int(spec.size_multiple))
 
 
@@ -72,7 +75,8 @@ def preprocess_stage(config: "Config", spec: Any, feedback: PeopleFeedback) -> P
     ``stages.plan``); an explicit ``model.input_height``/``model.scale`` is the whole frame at
     that size."""
     model = config.model
-    planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback)
+    planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback,
+                           default_height=model.whole_height)
     return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
 
 

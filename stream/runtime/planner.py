@@ -33,10 +33,14 @@ class _SourceState:
 
 class FramePlanner:
     """mode: auto, whole or crops (``model.plan``); network: the backbone's name (its reliable
-    person height, see ``stages.plan.RELIABLE_PX``); feedback: a ``PeopleFeedback``."""
+    person height, see ``stages.plan.RELIABLE_PX``); feedback: a ``PeopleFeedback``;
+    default_height: the input height of frames the plan keeps whole (``model.whole_height``,
+    which auto chooses; None: the network's default)."""
 
-    def __init__(self, spec: Any, mode: str, min_person_px: float, network: str, feedback: Any):
+    def __init__(self, spec: Any, mode: str, min_person_px: float, network: str, feedback: Any,
+                 default_height: int | None = None):
         self.spec = spec
+        self.default_height = int(default_height or spec.default_height)
         self.mode = mode
         self.min_person_px = min_person_px
         self.network = network
@@ -50,7 +54,7 @@ class FramePlanner:
         plan = state.plans.get(key)
         if plan is None:
             plan = state.plans[key] = make_plan(frame_size, self.min_person_px, self.network, self.mode,
-                                                default_height=int(self.spec.default_height), still=still)
+                                                default_height=self.default_height, still=still)
             log.info("%s: %dx%d frames, min_person_px %g: %s", source, key[1], key[0],
                      self.min_person_px, describe(plan))
         return plan
