@@ -98,16 +98,16 @@ def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
 
 
 def main() -> None:
-    import sys
-    sys.path.insert(0, "/tmp/plan")
-    import metric
+    from benchmarks.bench_media import find_shared
+    from benchmarks.recall_metrics import compare_frame, summarise
     from stream.config import load_config
     from stages.inference import make_engine
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clip", default="/work/shared/media/video.avi")
+    parser.add_argument("--clip", default=None, help="a video (default: the test media's video.avi)")
     parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--reference", default=None)
+    parser.add_argument("--reference", default=None, help="a .npy of the reference's people per "
+                        "frame (object array); default: computed here at the frame's own resolution")
     parser.add_argument("--min-person", type=float, default=60)
     parser.add_argument("--oracle", action="store_true")
     parser.add_argument("--no-motion", action="store_true")
@@ -126,12 +126,16 @@ def main() -> None:
         key, value = item.split("=")
         setattr(plan_module, key, eval(value))
     engine = make_engine(load_config(None, ["pipeline.mode=sequential"]))
-    frames = read_video_frames(Path(args.clip), args.frames)
-    reference = np.load(args.reference, allow_pickle=True)[:len(frames)]
+    clip = Path(args.clip) if args.clip else find_shared() / "media" / "video.avi"
+    frames = read_video_frames(clip, args.frames)
+    if args.reference:
+        reference = np.load(args.reference, allow_pickle=True)[:len(frames)]
+    else:
+        reference = [whole(engine, frame, 1.0)[0] for frame in frames]
     plan = make_plan(frames[0].shape[:2], args.min_person, "mobilenet_thin", "crops")
     outputs, ms, px = run_plan(engine, frames, plan, oracle=reference if args.oracle else None, use_motion=not args.no_motion)
-    np.save("/tmp/plan/probe_out.npy", np.array(outputs, dtype=object), allow_pickle=True)
-    summary = metric.summary(reference[1:], outputs[1:])
+    summary = summarise([compare_frame(np.asarray(ref), np.asarray(out))
+                         for ref, out in zip(reference[1:], outputs[1:])])
     summary.update(ms=round(ms * 1000, 1), pixels=int(px), plan=str(plan), set=args.set)
     print(json.dumps(summary, default=float))
     cover = []
