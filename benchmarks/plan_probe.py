@@ -16,7 +16,7 @@ import numpy as np
 
 from posestream_common.media import read_video_frames
 from stages.plan import choose_regions, make_plan, motion_boxes
-from stages.plan_merge import merge_people
+from stages.plan_merge import merge_people, published
 from stages.plan_pack import canvases_used, pack, split_people
 from stages.postprocess import decode_people, to_frame
 from stages.preprocess import prepare, prepare_canvases
@@ -82,10 +82,11 @@ def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
                 for crop, people, people_scores in split_people(people_net, crops, canvas, scores_net, frame.shape[0] if CUT else None):
                     found.append(people)
                     found_scores.append(people_scores)
-        people, _ = merge_people(over, over_scores, np.concatenate(found), np.concatenate(found_scores),
-                                 plan.big_px)
-        history.append(people)
-        memory = remember(memory[0], memory[1], people, 3)
+        merged, _, from_overview = merge_people(over, over_scores, np.concatenate(found),
+                                                np.concatenate(found_scores), plan.big_px)
+        people = merged[published(merged, from_overview, plan.big_px)]
+        history.append(merged)
+        memory = remember(memory[0], memory[1], merged, 3)
         CANVASES.append(count)
         if SMALL_OVERVIEW_OUT:
             outputs.append(people)

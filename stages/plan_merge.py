@@ -7,6 +7,10 @@ of such a pair the more complete one stays (more keypoints; then the preferred s
 for people smaller than the plan's ``big_px``, the overview for bigger ones; then the higher
 score).
 
+The overview sees small people at a scale too coarse to place their keypoints well: the pipeline
+publishes only its people taller than ``big_px`` / 2 (``published``) and looks at the others
+through crops from the next frame on.
+
 Pure numpy; people float [P, 18, 3] in frame pixels (x, y, score), score <= 0 = missing.
 """
 
@@ -41,16 +45,17 @@ def same_person(a: np.ndarray, b: np.ndarray, height: float) -> bool:
 
 
 def merge_people(overview: np.ndarray, overview_scores: np.ndarray, crops: np.ndarray,
-                 crop_scores: np.ndarray, big_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """(people [P,18,3], scores [P]) without duplicates, from the overview's and the crops'
-    people (frame pixels).  Order: kept people in the order of their rank (most complete first)."""
+                 crop_scores: np.ndarray, big_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(people [P,18,3], scores [P], from_overview bool [P]) without duplicates, from the
+    overview's and the crops' people (frame pixels).  Order: kept people in the order of their
+    rank (most complete first)."""
     overview = np.asarray(overview, dtype=np.float32).reshape(-1, 18, 3)
     crops = np.asarray(crops, dtype=np.float32).reshape(-1, 18, 3)
     people = np.concatenate([overview, crops])
     scores = np.concatenate([np.asarray(overview_scores, dtype=np.float32).reshape(-1),
                              np.asarray(crop_scores, dtype=np.float32).reshape(-1)])
     if len(people) == 0:
-        return people, scores
+        return people, scores, np.zeros(0, dtype=bool)
     from_overview = np.arange(len(people)) < len(overview)
     heights = _heights(people)
     counts = (people[..., 2] > 0).sum(axis=1)
@@ -64,7 +69,14 @@ def merge_people(overview: np.ndarray, overview_scores: np.ndarray, crops: np.nd
                for other in kept):
             continue
         kept.append(index)
-    return people[kept], scores[kept]
+    return people[kept], scores[kept], from_overview[kept]
+
+
+def published(people: np.ndarray, from_overview: np.ndarray, big_px: float) -> np.ndarray:
+    """Which of the merged people [P] to publish: all but the overview's people shorter than
+    ``big_px`` / 2 (candidates, for the crops of the next frames)."""
+    people = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
+    return ~np.asarray(from_overview, dtype=bool) | (_heights(people) >= big_px / 2.0)
 
 
 def remember(previous: np.ndarray, ages: np.ndarray, people: np.ndarray,

@@ -6,7 +6,7 @@ import pytest
 
 from stages.plan import (PEOPLE, SCAN, Plan, choose_regions, make_plan, motion_boxes, person_regions,
                          plan_cost, rule_scale, scan_box)
-from stages.plan_merge import merge_people, same_person
+from stages.plan_merge import merge_people, published, same_person
 from stages.plan_pack import pack, split_people
 from stages.preprocess import prepare_canvases
 
@@ -126,14 +126,24 @@ def test_merge_keeps_the_more_complete_of_duplicates_and_distinct_people():
     piece[8:14] = 0
     piece[:, :2] += 1.5
     other = walker(600, 100, 100)
-    people, scores = merge_people(piece[None], np.array([0.9]), np.stack([whole, other]),
-                                  np.array([0.5, 0.6]), big_px=500)
+    people, scores, from_overview = merge_people(piece[None], np.array([0.9]), np.stack([whole, other]),
+                                                 np.array([0.5, 0.6]), big_px=500)
+    assert not from_overview.any()                         # the overview's piece lost to the whole
     assert len(people) == 2
     assert any(np.array_equal(person, whole) for person in people)      # the complete one stays
     assert any(np.array_equal(person, other) for person in people)
     assert not any(np.array_equal(person, piece) for person in people)
-    empty, _ = merge_people(np.zeros((0, 18, 3)), np.zeros(0), np.zeros((0, 18, 3)), np.zeros(0), 500)
+    empty, _, _ = merge_people(np.zeros((0, 18, 3)), np.zeros(0), np.zeros((0, 18, 3)), np.zeros(0), 500)
     assert len(empty) == 0
+
+
+def test_only_the_overviews_big_people_are_published():
+    small, big = walker(100, 100, 100), walker(600, 50, 400)
+    people, _, from_overview = merge_people(np.stack([small, big]), np.ones(2), np.zeros((0, 18, 3)),
+                                            np.zeros(0), big_px=600)
+    shown = published(people, from_overview, 600)
+    assert sorted(np.ptp(p[:, 1]) > 300 for p in people[shown]) == [True]
+    assert published(people, np.zeros(2, bool), 600).all()      # crop people always are
 
 
 def test_motion_boxes_find_the_block_that_changed():

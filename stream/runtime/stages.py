@@ -187,11 +187,12 @@ class PostprocessStage(Stage):
                                                 **self.decoder_params)
         person_scores = tuple(float(score) for score in scores)
         people = np.asarray(self.to_frame(people_net, item.scale, item.pad), dtype=np.float32)
+        looked_for = people
         if item.crops:
-            people, scores = self._with_crops(item, people, np.asarray(scores, dtype=np.float32))
+            looked_for, people, scores = self._with_crops(item, people, np.asarray(scores, dtype=np.float32))
             person_scores = tuple(float(score) for score in scores)
         if self.feedback is not None:
-            self.feedback.put(item.source, people)
+            self.feedback.put(item.source, looked_for)
         untracked: tuple[int, ...] = (-1,) * len(people)
         person_ids = untracked
         if self.make_tracker is not None:
@@ -206,9 +207,10 @@ class PostprocessStage(Stage):
 
 
     def _with_crops(self, item: Inferred, people: np.ndarray,
-                    scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The overview's people merged with those decoded on the item's canvases."""
-        from stages.plan_merge import merge_people
+                    scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The overview's people merged with those decoded on the item's canvases: (all of them,
+        for the next frames' crops; those published, their scores)."""
+        from stages.plan_merge import merge_people, published
         from stages.plan_pack import split_people
 
         found, found_scores = [np.zeros((0, 18, 3), np.float32)], [np.zeros(0, np.float32)]
@@ -219,8 +221,10 @@ class PostprocessStage(Stage):
                                                            item.image.shape[0]):
                 found.append(in_frame)
                 found_scores.append(in_scores)
-        return merge_people(people, scores, np.concatenate(found), np.concatenate(found_scores),
-                            item.plan.big_px)
+        merged, merged_scores, from_overview = merge_people(
+            people, scores, np.concatenate(found), np.concatenate(found_scores), item.plan.big_px)
+        shown = published(merged, from_overview, item.plan.big_px)
+        return merged, merged[shown], merged_scores[shown]
 
 
 class RenderStage(Stage):
