@@ -58,8 +58,9 @@ class Prepared(Frame):
     net_input: the preprocessed tensor, float32 [3, H_net, W_net] (normalised for the backbone).
     scale: net-input pixels per frame pixel (same on both axes).
     pad: (top, left) padding in net-input pixels; frame_xy = (net_xy - (left, top)) / scale.
-    With the crops plan (``stages.plan``), net_input is the whole-frame overview and ``canvases``
-    (float32 [N,3,H,W]) hold the ``crops`` (``stages.plan_pack.Crop``) of ``plan``; else None, ().
+    plan: the frame's ``stages.plan.Plan`` when the planner chose it; with crops (``crops``:
+    ``stages.plan_pack.Crop``), net_input is the whole-frame overview and ``canvases`` (float32
+    [N,3,H,W]) hold them; else None and ().
     """
 
     net_input: Any

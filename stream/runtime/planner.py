@@ -69,7 +69,7 @@ class FramePlanner:
         people = self.feedback.get(frame.source) if plan.kind == "crops" else None
         if people is None:
             net_input, scale, pad = prepare(image, self.spec, scale=plan.scale)
-            return {"net_input": net_input, "scale": scale, "pad": pad}
+            return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan}
         state = self._state(frame.source)
         net_input, scale, pad = prepare(image, self.spec, scale=plan.overview_scale)
         grey = cv2.cvtColor(cv2.resize(image, (net_input.shape[2], net_input.shape[1]),
