@@ -6,7 +6,7 @@ import pytest
 
 from stages.plan import (PEOPLE, SCAN, Plan, choose_regions, make_plan, motion_boxes, person_regions,
                          plan_cost, rule_scale, scan_box)
-from stages.plan_merge import merge_people, published, same_person
+from stages.plan_merge import merge_people, published
 from stages.plan_pack import pack, split_people
 from stages.preprocess import prepare_canvases
 

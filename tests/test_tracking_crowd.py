@@ -31,7 +31,6 @@ def test_small_people_keep_their_ids_when_the_camera_shakes(seed):
 
 
 def test_scene_shift_is_the_common_step_and_zero_for_few_people():
-    rng = np.random.default_rng(3)
     before = np.stack([skeleton((100.0 + 90 * i, 200.0), height_px=80) for i in range(5)])
     after = before.copy()
     after[..., :2] += (9.0, -4.0)
@@ -39,7 +38,6 @@ def test_scene_shift_is_the_common_step_and_zero_for_few_people():
     assert np.allclose(scene_shift(before, after), (9.0, -4.0))
     assert np.allclose(scene_shift(before[:2], after[:2]), 0.0)
     assert np.allclose(scene_shift(before, np.zeros((0, 18, 3))), 0.0)
-    assert rng is not None
 
 
 def test_a_whole_person_inside_a_bigger_persons_box_gets_an_id():
