@@ -264,3 +264,11 @@ def choose_regions(plan: Plan, people: np.ndarray, motion: list[np.ndarray],
                         plan.scale, MOTION))
     regions.append((scan_box(plan, scan_index), plan.scale, SCAN))
     return regions
+
+
+def shifted(people: np.ndarray, shift: np.ndarray | tuple[float, float]) -> np.ndarray:
+    """People [P,18,3] moved by ``shift`` (x, y) frame pixels (missing keypoints stay 0,0,0):
+    where the people of an earlier frame are now when the camera moved by ``shift`` since."""
+    people = np.array(people, dtype=np.float32, copy=True).reshape(-1, 18, 3)
+    people[..., :2] += np.where(people[..., 2:] > 0, np.asarray(shift, dtype=np.float32), 0.0)
+    return people

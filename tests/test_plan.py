@@ -180,3 +180,23 @@ def test_people_cut_by_a_crops_top_or_bottom_are_left_to_whoever_holds_them_whol
     assert found[at_top.box] == 1                            # the frame's own edge cuts no one
     kept = {crop.box: len(p) for crop, p, _s in split_people(people, (inside, at_top), 0)}
     assert kept[inside.box] == 2                             # without the frame height: no cut rule
+
+
+def test_people_of_an_earlier_frame_follow_the_camera():
+    import cv2
+
+    from stages.plan import shifted
+    from stream.runtime.planner import camera_shift
+
+    rng = np.random.default_rng(1)
+    before = cv2.GaussianBlur(rng.integers(0, 255, (144, 256)).astype(np.uint8), (9, 9), 3)
+    after = np.roll(before, (2, -3), axis=(0, 1))              # the picture moved left and down
+    shift = camera_shift(before, after, (720, 1280))
+    assert np.allclose(shift, (-3 * 5, 2 * 5), atol=1.0)       # small grey frame is 1/5 of the frame
+    person = walker(300, 100, 100)
+    person[5] = 0
+    moved = shifted(person[None], shift)[0]
+    assert np.allclose(moved[0, :2], person[0, :2] + shift, atol=1e-3)
+    assert (moved[5] == 0).all()                               # missing stays missing
+    assert np.allclose(camera_shift(before, rng.integers(0, 255, (144, 256)).astype(np.uint8),
+                                    (720, 1280)), 0.0)            # unrelated: no confident shift

@@ -19,24 +19,28 @@ REMEMBER_FRAMES = 3
 
 
 class PeopleFeedback:
-    """Per source: the people to look for (frame pixels [P,18,3]), or None before any frame."""
+    """Per source: the people to look for (frame pixels [P,18,3]) and the frame they are from."""
 
     def __init__(self, remember_frames: int = REMEMBER_FRAMES):
         self.remember_frames = remember_frames
         self._lock = threading.Lock()
-        self._people: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._people: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
-    def put(self, source: str, people: np.ndarray) -> None:
+    def put(self, source: str, people: np.ndarray, index: int = 0) -> None:
+        """The people of the source's frame ``index``."""
         with self._lock:
-            previous, ages = self._people.get(source, (np.zeros((0, 18, 3), np.float32), np.zeros(0, int)))
-        merged = remember(previous, ages, people, self.remember_frames)
+            previous = self._people.get(source)
+        if previous is None:
+            previous = (np.zeros((0, 18, 3), np.float32), np.zeros(0, int), index)
+        merged = remember(previous[0], previous[1], people, self.remember_frames)
         with self._lock:
-            self._people[source] = merged
+            self._people[source] = (*merged, index)
 
-    def get(self, source: str) -> np.ndarray | None:
+    def get(self, source: str) -> tuple[np.ndarray, int] | None:
+        """(people, the index of the frame they were seen in), or None before any."""
         with self._lock:
             found = self._people.get(source)
-        return None if found is None else found[0]
+        return None if found is None else (found[0], found[2])
 
     def forget(self, source: str) -> None:
         with self._lock:

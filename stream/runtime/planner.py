@@ -17,18 +17,31 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stages.plan import Plan, choose_regions, make_plan, motion_boxes
+from collections import OrderedDict
+
+from stages.plan import Plan, choose_regions, make_plan, motion_boxes, shifted
 from stages.plan_pack import canvases_used, pack
 from stages.preprocess import prepare, prepare_canvases
 
 log = logging.getLogger(__name__)
 
 
+GREYS_KEPT = 32          # small grey frames kept per source, to follow the camera since feedback
+MIN_RESPONSE = 0.05      # phase correlation peaks below this say nothing about a shift
+
+
 class _SourceState:
     def __init__(self) -> None:
         self.plans: dict[tuple[int, int, bool], Plan] = {}
         self.grey: np.ndarray | None = None
+        self.greys: OrderedDict[int, np.ndarray] = OrderedDict()
         self.scan = 0
+
+    def keep(self, index: int, grey: np.ndarray) -> None:
+        self.grey = grey
+        self.greys[index] = grey
+        while len(self.greys) > GREYS_KEPT:
+            self.greys.popitem(last=False)
 
 
 class FramePlanner:
@@ -66,22 +79,43 @@ class FramePlanner:
     def prepare(self, frame: Any) -> dict[str, Any]:
         image = frame.image
         plan = self.plan_for(frame.source, image.shape[:2], frame.file is not None)
-        people = self.feedback.get(frame.source) if plan.kind == "crops" else None
-        if people is None:
-            net_input, scale, pad = prepare(image, self.spec, scale=plan.scale)
-            return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan}
+        seen = self.feedback.get(frame.source) if plan.kind == "crops" else None
         state = self._state(frame.source)
+        if seen is None:
+            net_input, scale, pad = prepare(image, self.spec, scale=plan.scale)
+            if plan.kind == "crops":
+                state.keep(frame.index, small_grey(image, plan))
+            return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan}
         net_input, scale, pad = prepare(image, self.spec, scale=plan.overview_scale)
-        grey = cv2.cvtColor(cv2.resize(image, (net_input.shape[2], net_input.shape[1]),
-                                       interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = small_grey(image, plan)
         motion = motion_boxes(state.grey, grey, image.shape[:2])
-        state.grey = grey
+        people, seen_index = seen
+        then = state.greys.get(seen_index)
+        state.keep(frame.index, grey)
+        if then is not None and seen_index != frame.index:
+            people = shifted(people, camera_shift(then, grey, image.shape[:2]))
         crops = pack(choose_regions(plan, people, motion, state.scan), plan)
         state.scan += 1
         count = canvases_used(crops)
         canvases = prepare_canvases(image, crops, count, plan.canvas, self.spec) if count else None
         return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan,
                 "crops": crops if count else (), "canvases": canvases}
+
+
+def small_grey(image: np.ndarray, plan: Plan) -> np.ndarray:
+    """The frame in grey at the overview's scale (motion cells, the camera's shift)."""
+    height, width = image.shape[:2]
+    size = (max(8, round(width * plan.overview_scale)), max(8, round(height * plan.overview_scale)))
+    return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+
+
+def camera_shift(before: np.ndarray, after: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """How far (x, y) frame pixels the picture moved from grey frame ``before`` to ``after``
+    (phase correlation: a shaking or panning camera); zero when the peak is too weak."""
+    (dx, dy), response = cv2.phaseCorrelate(before.astype(np.float32), after.astype(np.float32))
+    if not response >= MIN_RESPONSE:
+        return np.zeros(2)
+    return np.array([dx * frame_size[1] / before.shape[1], dy * frame_size[0] / before.shape[0]])
 
 
 def describe(plan: Plan) -> str:

@@ -192,7 +192,7 @@ class PostprocessStage(Stage):
             looked_for, people, scores = self._with_crops(item, people, np.asarray(scores, dtype=np.float32))
             person_scores = tuple(float(score) for score in scores)
         if self.feedback is not None and item.plan is not None and item.plan.kind == "crops":
-            self.feedback.put(item.source, looked_for)
+            self.feedback.put(item.source, looked_for, item.index)
         untracked: tuple[int, ...] = (-1,) * len(people)
         person_ids = untracked
         if self.make_tracker is not None:
