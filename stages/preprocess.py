@@ -87,3 +87,34 @@ def prepare(image: np.ndarray, spec: Any, input_height: int | None = None,
     if np.any(norm_scale != 1):
         net_input *= norm_scale
     return net_input, scale, (0, 0)
+
+
+
+def prepare_canvases(image: np.ndarray, crops: Any, count: int, canvas: tuple[int, int],
+                     spec: Any) -> np.ndarray:
+    """``count`` canvases float32 [count,3,H,W] (``canvas`` = (H, W)) in the spec's layout: each
+    crop's frame ``box`` (whole pixels, inside the frame: ``stages.plan_pack.pack`` clips them)
+    resized to its ``size`` at its ``offset``; the rest is ``spec.pad_value``."""
+    pad_value = float(spec.pad_value)
+    canvases = np.full((count, canvas[0], canvas[1], 3), pad_value, dtype=np.float32)
+    for crop in crops:
+        x0, y0, x1, y1 = (int(v) for v in crop.box)
+        region = image[y0:y1, x0:x1]
+        height, width = crop.size
+        if region.shape[0] != y1 - y0 or region.shape[1] != x1 - x0 or region.size == 0:
+            raise ValueError(f"crop box {crop.box} is not inside the {image.shape[1]}x{image.shape[0]} frame")
+        shrinking = height < (y1 - y0)
+        resized = cv2.resize(_area_input(region, height, width) if shrinking else region, (width, height),
+                             interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        left, top = crop.offset
+        canvases[crop.canvas, top:top + height, left:left + width] = resized
+    if str(spec.channel_order).upper() == "RGB":
+        canvases = canvases[..., ::-1]
+    net_input = np.ascontiguousarray(canvases.transpose(0, 3, 1, 2))
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    norm_scale = np.asarray(spec.scale, dtype=np.float32).reshape(1, -1, 1, 1)
+    if np.any(mean != 0):
+        net_input -= mean
+    if np.any(norm_scale != 1):
+        net_input *= norm_scale
+    return net_input

@@ -107,3 +107,36 @@ def match_pairs(similarity: np.ndarray, threshold: float,
     usable = np.where(similarity >= threshold, preference, 0.0)
     rows, cols = linear_sum_assignment(usable, maximize=True)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
+
+
+def scene_shift(tracks: np.ndarray, people: np.ndarray, min_scale_px: float = 16.0,
+                max_fraction: float = 1.0, min_pairs: int = 3) -> np.ndarray:
+    """The displacement [2] (px) the whole scene shares between the tracks' expected poses
+    [T,18,3] and this frame's people [P,18,3]: a panning or shaking camera moves everyone
+    alike.  Pairs are mutual nearest neighbours (keypoint boxes' centres) no further apart than
+    ``max_fraction`` of the track's scale; each pair's displacement is the median over the
+    keypoints both show; the shift is the median over pairs, or zero with fewer than
+    ``min_pairs`` pairs (a few people walking their own ways move no scene)."""
+    if len(tracks) < min_pairs or len(people) < min_pairs:
+        return np.zeros(2)
+    centres_t, centres_p = _box_centres(tracks), _box_centres(people)
+    distance = np.linalg.norm(centres_t[:, None] - centres_p[None], axis=-1)
+    distance = np.where(np.isfinite(distance), distance, np.inf)
+    nearest_p, nearest_t = distance.argmin(axis=1), distance.argmin(axis=0)
+    limit = max_fraction * pose_scales(tracks, min_scale_px)
+    steps = []
+    for track, person in enumerate(nearest_p):
+        if nearest_t[person] != track or not distance[track, person] <= limit[track]:
+            continue
+        shared = (tracks[track, :, 2] > 0) & (people[person, :, 2] > 0)
+        if shared.any():
+            steps.append(np.median(people[person, shared, :2] - tracks[track, shared, :2], axis=0))
+    return np.median(steps, axis=0) if len(steps) >= min_pairs else np.zeros(2)
+
+
+def _box_centres(poses: np.ndarray) -> np.ndarray:
+    """Centre [N, 2] of each pose's visible keypoints' box; inf for a pose without any."""
+    visible = poses[..., 2] > 0
+    low = np.where(visible[..., None], poses[..., :2], np.inf).min(axis=1)
+    high = np.where(visible[..., None], poses[..., :2], -np.inf).max(axis=1)
+    return np.where(visible.any(axis=1)[:, None], (low + high) / 2.0, np.inf)

@@ -31,7 +31,7 @@ from stages.track_parts import (
 )
 from stages.track_similarity import (  # noqa: F401 - re-exported: the tracker's public helpers
     CMU_OKS_SIGMAS, check_people, explained_fraction, keypoint_similarity, match_pairs, pose_scales,
-    similarity_and_explained,
+    scene_shift, similarity_and_explained,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ class TrackerParams:
         similarity are paired when the track's box and the person's box overlap by at least this
         intersection over union (0-1; 0 = no second round).  Keeps the id when the decoder puts keypoints on the wrong
         limbs for a frame, so the poses differ while the person stays where they were.
+    scene_motion: before matching, move the tracks seen last update by the shift the whole
+        scene shares beyond their own motion (``track_similarity.scene_shift``): a shaking or
+        panning camera moves small people further between frames than their keypoint
+        tolerance.
+    full_keypoints: a person with at least this many keypoints (1-18) is never taken for a
+        piece of someone: they always get an id.
     """
 
     oks_threshold: float = 0.3
@@ -83,6 +89,8 @@ class TrackerParams:
     part_min_inside: float = 0.8
     extent_memory_s: float = 0.5
     fallback_iou: float = 0.5
+    scene_motion: bool = True
+    full_keypoints: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_threshold <= 1.0:
@@ -109,6 +117,8 @@ class TrackerParams:
             raise ValueError(f"part_min_inside must be in (0, 1], got {self.part_min_inside}")
         if not 0.0 <= self.fallback_iou <= 1.0:
             raise ValueError(f"fallback_iou must be in [0, 1], got {self.fallback_iou}")
+        if not 1 <= self.full_keypoints <= NUM_KEYPOINTS:
+            raise ValueError(f"full_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.full_keypoints}")
         if not self.extent_memory_s >= 0.0:
             raise ValueError(f"extent_memory_s must be >= 0, got {self.extent_memory_s}")
 
@@ -117,7 +127,7 @@ class _Track:
     """One tracked person: last observed pose, velocity (px/s), when last seen, misses, and
     each keypoint's last seen position and time (for the track's box)."""
 
-    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses",
+    __slots__ = ("track_id", "pose", "velocity", "has_velocity", "time_s", "misses", "scene_at",
                  "recent_xy", "recent_s")
 
     def __init__(self, track_id: int, pose: np.ndarray, time_s: float) -> None:
@@ -127,6 +137,7 @@ class _Track:
         self.has_velocity = False
         self.time_s = time_s
         self.misses = 0
+        self.scene_at = np.zeros(2)      # the scene's position (Tracker._scene) when last seen
         self.recent_xy = pose[:, :2].copy()
         self.recent_s = np.where(pose[:, 2] > 0, time_s, -np.inf)
 
@@ -195,6 +206,7 @@ class Tracker:
         self._sigmas = np.asarray(params.sigmas, dtype=np.float64)
         self._tracks: list[_Track] = []
         self._next_id = 0
+        self._scene = np.zeros(2)        # how far the scene has moved since the first update (px)
 
     @property
     def num_tracks(self) -> int:
@@ -218,6 +230,7 @@ class Tracker:
             track = self._tracks[track_index]
             track.observe(people[person_index].copy(), time_s,
                           params.velocity_smoothing if by_keypoints else 0.0)
+            track.scene_at = self._scene.copy()
             ids[person_index] = track.track_id
         matched = [self._tracks[track_index] for track_index, _, _ in pairs]
         dropped = self._age_unmatched({id(track) for track in matched})
@@ -229,7 +242,8 @@ class Tracker:
                                    key=lambda index: -counts[index]):
             if counts[person_index] == 0:
                 continue
-            if self._is_part(people[person_index], present, time_s):
+            if counts[person_index] < params.full_keypoints and \
+                    self._is_part(people[person_index], present, time_s):
                 parts += 1
                 continue
             ids[person_index] = self._start_track(people[person_index].copy(), time_s)
@@ -273,8 +287,11 @@ class Tracker:
         else:
             expected = np.stack([track.pose for track in self._tracks])
         chosen = people[candidates]
-        similarity, explained = similarity_and_explained(
-            expected, chosen, self._sigmas, params.min_scale_px, params.min_shared_keypoints)
+        still = self._follow_scene(expected, chosen) if params.scene_motion else None
+        similarity, explained = self._similarity(expected, chosen)
+        if still is not None:
+            other = self._similarity(still, chosen)
+            similarity, explained = np.maximum(similarity, other[0]), np.maximum(explained, other[1])
         misses = np.array([track.misses for track in self._tracks], dtype=np.float64)
         preference = explained * (1.0 - params.lost_discount) ** misses[:, None]
         by_keypoints = match_pairs(similarity, params.oks_threshold, preference)
@@ -282,6 +299,40 @@ class Tracker:
         return [(track_index, int(candidates[chosen_index]), keypoints)
                 for keypoints, pairs in ((True, by_keypoints), (False, by_box))
                 for track_index, chosen_index in pairs]
+
+    def _similarity(self, expected: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params = self.params
+        return similarity_and_explained(expected, chosen, self._sigmas, params.min_scale_px,
+                                        params.min_shared_keypoints)
+
+    def _follow_scene(self, expected: np.ndarray, chosen: np.ndarray) -> np.ndarray | None:
+        """Move the expected poses by the shift the whole scene shares (``scene_shift``), in
+        place.  Tracks seen last update: by the shift beyond what they expect, in two groups
+        (with a velocity, and without one yet: a shaking camera moves both alike, but only the
+        first already expect some of it).  Lost tracks: by how far the scene has moved since they
+        were last seen; returned besides: the expected poses with the lost tracks where they
+        were last seen (moved with the scene only: the shake their velocity learnt is no guide),
+        None when no track is lost.  The matching takes the better of the two."""
+        fresh = np.array([track.misses == 0 for track in self._tracks])
+        moving = np.array([track.has_velocity for track in self._tracks])
+        step = np.zeros(2)
+        if fresh.sum() >= 3:
+            last = np.stack([track.pose for track in self._tracks])[fresh]
+            step = scene_shift(last, chosen, self.params.min_scale_px)
+        self._scene = self._scene + step
+        for group in (fresh & moving, fresh & ~moving):
+            if group.sum() >= 3:
+                shift = scene_shift(expected[group], chosen, self.params.min_scale_px)
+                expected[group, :, :2] += np.where(expected[group, :, 2:] > 0, shift, 0.0)
+        if fresh.all():
+            return None
+        still = expected.copy()
+        for index in np.flatnonzero(~fresh):
+            track = self._tracks[index]
+            since = np.where(track.pose[:, 2:] > 0, self._scene - track.scene_at, 0.0)
+            expected[index, :, :2] += since
+            still[index, :, :2] = track.pose[:, :2] + since
+        return still
 
     def _match_boxes(self, chosen: np.ndarray, pairs: list[tuple[int, int]],
                      time_s: float) -> list[tuple[int, int]]:
@@ -320,4 +371,5 @@ class Tracker:
         track_id = self._next_id
         self._next_id += 1
         self._tracks.append(_Track(track_id, pose, time_s))
+        self._tracks[-1].scene_at = self._scene.copy()
         return track_id

@@ -136,7 +136,10 @@ def apply(config: Config, candidate: Candidate) -> Config:
     if model.backbone == AUTO:
         updates_model["backbone"] = candidate.backbone
     if model.input_height is None and model.scale is None:
-        updates_model["input_height"] = candidate.input_height
+        if model.plan == "whole":
+            updates_model["input_height"] = candidate.input_height
+        elif model.whole_height is None:           # the plan keeps small frames whole at it
+            updates_model["whole_height"] = candidate.input_height
     new_model = model.model_copy(update=updates_model)
     new_inference = inference
     if inference.precision == AUTO and candidate.precision != AUTO:

@@ -67,6 +67,9 @@ class ModelConfig(_Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     input_height: int | None = Field(None, ge=8, le=4096)
     scale: float | None = Field(None, gt=0, le=8)
+    plan: Literal["auto", "whole", "crops"] = "auto"
+    min_person_px: float = Field(60.0, gt=0, le=10000)
+    whole_height: int | None = Field(None, ge=8, le=4096)
 
     @model_validator(mode="after")
     def _one_size_rule(self) -> "ModelConfig":

@@ -58,19 +58,27 @@ class Prepared(Frame):
     net_input: the preprocessed tensor, float32 [3, H_net, W_net] (normalised for the backbone).
     scale: net-input pixels per frame pixel (same on both axes).
     pad: (top, left) padding in net-input pixels; frame_xy = (net_xy - (left, top)) / scale.
+    plan: the frame's ``stages.plan.Plan`` when the planner chose it; with crops (``crops``:
+    ``stages.plan_pack.Crop``), net_input is the whole-frame overview and ``canvases`` (float32
+    [N,3,H,W]) hold them; else None and ().
     """
 
     net_input: Any
     scale: float
     pad: tuple[int, int] = (0, 0)
+    plan: Any = None
+    crops: tuple = ()
+    canvases: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Inferred(Prepared):
-    """Network output of one frame: heatmaps (19,h,w) and pafs (38,h,w), numpy float32 or torch."""
+    """Network output of one frame: heatmaps (19,h,w) and pafs (38,h,w), numpy float32 or torch;
+    canvas_maps: (heatmaps, pafs) of each of the item's canvases (crops plan), else ()."""
 
     heatmaps: Any
     pafs: Any
+    canvas_maps: tuple = ()
 
 
 @dataclass(frozen=True, kw_only=True)

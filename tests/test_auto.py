@@ -33,6 +33,12 @@ class Measure:
         return self.costs[pair]
 
 
+def chosen_height(config):
+    """The input height auto chose: ``model.whole_height`` (the inference plan keeps small frames
+    whole at it), or ``model.input_height`` with ``model.plan: whole``."""
+    return config.model.input_height or config.model.whole_height
+
+
 def everywhere(backbone, weights):
     return True
 
@@ -45,7 +51,7 @@ def test_the_most_accurate_candidate_that_keeps_the_target_wins(tmp_path):
     measure = Measure()
     chosen = auto.resolve(config_with(), measure=measure, cache_path=tmp_path / "m.json",
                           available=everywhere)
-    assert chosen.model.backbone == "omz" and chosen.model.input_height == 256
+    assert chosen.model.backbone == "omz" and chosen_height(chosen) == 256
     assert measure.calls == [("omz", "auto", auto.REFERENCE_HEIGHT)]     # one measurement
 
 
@@ -55,7 +61,7 @@ def test_offline_without_omz_the_next_network_is_taken_by_measured_speed(tmp_pat
     chosen = auto.resolve(config_with(), measure=measure, cache_path=tmp_path / "m.json",
                           available=without_omz)
     # fp32 (140 core-ms at h368) gives 8 fps at h480; bf16 (60) gives 18 fps at h480
-    assert (chosen.model.backbone, chosen.inference.precision, chosen.model.input_height) == \
+    assert (chosen.model.backbone, chosen.inference.precision, chosen_height(chosen)) == \
         ("mobilenet_thin", "bf16", 480)
     assert [call[:2] for call in measure.calls] == [("mobilenet_thin", "fp32"), ("mobilenet_thin", "bf16")]
 
@@ -64,7 +70,7 @@ def test_a_higher_target_trades_accuracy_for_speed(tmp_path, monkeypatch):
     monkeypatch.setattr("stages.engines.cpu_supports_bf16", lambda: True)
     chosen = auto.resolve(config_with(**{"run.target_fps": 40}), measure=Measure(),
                           cache_path=tmp_path / "m.json", available=without_omz)
-    assert chosen.model.input_height == 256         # only the smallest input reaches 40 fps
+    assert chosen_height(chosen) == 256         # only the smallest input reaches 40 fps
 
 
 def test_when_nothing_reaches_the_target_the_fastest_is_taken(tmp_path, monkeypatch, caplog):
@@ -73,7 +79,7 @@ def test_when_nothing_reaches_the_target_the_fastest_is_taken(tmp_path, monkeypa
     with caplog.at_level(logging.INFO, logger="stream.auto"):
         chosen = auto.resolve(config_with(), measure=slow, cache_path=tmp_path / "m.json",
                               available=without_omz)
-    assert (chosen.inference.precision, chosen.model.input_height) == ("fp32", 256)
+    assert (chosen.inference.precision, chosen_height(chosen)) == ("fp32", 256)
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("auto:")]
     assert len(lines) == 1 and "none reaches 15 fps" in lines[0]
 
@@ -99,7 +105,7 @@ def test_int8_is_estimated_from_its_network_never_quantized_to_choose(tmp_path, 
     chosen = auto.resolve(config_with(**{"run.target_fps": 33}), measure=measure,
                           cache_path=tmp_path / "m.json", available=without_omz)
     # fp32 h368 is 29.6 fps, int8 h368 (60 / 1.2 core-ms) 34.8 fps: int8, never measured itself
-    assert (chosen.inference.precision, chosen.model.input_height) == ("int8", 368)
+    assert (chosen.inference.precision, chosen_height(chosen)) == ("int8", 368)
     assert {call[1] for call in measure.calls} == {"fp32"}
 
 
@@ -164,3 +170,11 @@ def test_the_ap_table_is_the_accuracy_benchmarks():
 def test_candidates_are_ranked_best_first():
     aps = [candidate.ap for candidate in auto.CANDIDATES]
     assert aps == sorted(aps, reverse=True)
+
+
+def test_the_chosen_height_is_the_plans_for_small_frames_and_the_input_height_with_plan_whole(tmp_path):
+    kwargs = dict(measure=Measure(), cache_path=tmp_path / "m.json", available=everywhere)
+    planned = auto.resolve(config_with(), **kwargs)
+    assert planned.model.input_height is None and planned.model.whole_height == 256
+    whole = auto.resolve(config_with(**{"model.plan": "whole"}), **kwargs)
+    assert whole.model.input_height == 256 and whole.model.whole_height is None

@@ -88,8 +88,9 @@ def test_a_part_with_its_own_neck_inside_a_body_starts_no_track():
     tracker = Tracker(TrackerParams())
     for frame_index in range(10):
         body = skeleton((300.0, 300.0))
+        # 7 keypoints: a person with 8 or more always gets an id (TrackerParams.full_keypoints)
         head, _ = split_off(body, PIECES["right_leg"] + PIECES["left_leg"] + ("r_elbow", "r_wrist",
-                                                                           "l_elbow", "l_wrist"))
+                                                                           "l_elbow", "l_wrist", "r_ear"))
         head[:, :2] += np.where(head[:, 2:] > 0, (6.0, 5.0), 0.0)    # a second neck beside the first
         ids = tracker.update(np.array([body, head]), frame_index / FPS)
         assert ids == (0, -1)

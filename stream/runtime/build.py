@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from stream.items import Posed
+from stream.runtime.feedback import PeopleFeedback
+from stream.runtime.planner import FramePlanner
 from stream.runtime.stages import InferenceStage, PostprocessStage, PreprocessStage, RenderStage
 from stream.stage import Stage
 
@@ -31,10 +33,11 @@ def build_stages(config: "Config", engine: Any,
     ``sinks`` may be a function that makes the mapping: it is called last, so a bad decoder or
     drawing setting fails before any output is opened.
     """
+    feedback = PeopleFeedback()
     compute = [
-        PreprocessStage(engine.preprocess, config.model.input_height, config.model.scale),
+        preprocess_stage(config, engine.preprocess, feedback),
         InferenceStage(engine, max_batch),
-        postprocess_stage(config, engine.stride),
+        postprocess_stage(config, engine.stride, feedback),
     ]
     drawer = make_drawer(config, engine.stride) if draw else (lambda item: None)
     return [*compute, RenderStage(drawer, sinks() if callable(sinks) else sinks)]
@@ -60,11 +63,25 @@ def expected_input_size(config: "Config", spec: Any) -> tuple[int, int]:
     """The padded net-input (height, width) of a 640x480 frame (the sizes are not known yet)."""
     from stages.preprocess import net_size, padded_size
 
-    height, width, _ = net_size(480, 640, spec, config.model.input_height, config.model.scale)
+    model = config.model
+    fixed = model.input_height is not None or model.scale is not None
+    height, width, _ = net_size(480, 640, spec, model.input_height if fixed else model.whole_height,
+                                model.scale)
     return padded_size(height, width, int(spec.size_multiple))
 
 
-def postprocess_stage(config: "Config", stride: int) -> PostprocessStage:
+def preprocess_stage(config: "Config", spec: Any, feedback: PeopleFeedback) -> PreprocessStage:
+    """Preprocess with the configured inference plan (``model.plan``, ``model.min_person_px``;
+    ``stages.plan``); an explicit ``model.input_height``/``model.scale`` is the whole frame at
+    that size."""
+    model = config.model
+    planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback,
+                           default_height=model.whole_height)
+    return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
+
+
+def postprocess_stage(config: "Config", stride: int,
+                      feedback: PeopleFeedback | None = None) -> PostprocessStage:
     """Decode, map to frame pixels, track and smooth as configured.  Smoothing needs ids, so it
     brings a tracker along even with tracking off (whose ids then stay internal: -1 is written)."""
     from dataclasses import asdict
@@ -83,7 +100,8 @@ def postprocess_stage(config: "Config", stride: int) -> PostprocessStage:
         smoother_params = config.smoothing.params()
         make_smoother = lambda: Smoother(smoother_params)  # noqa: E731
     return PostprocessStage(decode_people, to_frame, asdict(config.postprocess.params()), stride,
-                            make_tracker, make_smoother, publish_ids=config.tracking.enabled)
+                            make_tracker, make_smoother, publish_ids=config.tracking.enabled,
+                            feedback=feedback)
 
 
 def make_drawer(config: "Config", stride: int) -> Callable[[Posed], np.ndarray]:

@@ -71,16 +71,23 @@ class CaptureStage(Stage):
 
 
 class PreprocessStage(Stage):
-    """Frame → Prepared: resize, pad and normalise for the backbone (``stages.preprocess``)."""
+    """Frame → Prepared: resize, pad and normalise for the backbone (``stages.preprocess``).
+
+    planner: a ``stream.runtime.planner.FramePlanner`` choosing each frame's inference plan (and its
+    crops); None (or an explicit ``input_height``/``scale``) = the whole frame at that size."""
 
     name = "preprocess"
 
-    def __init__(self, spec: Any, input_height: int | None = None, scale: float | None = None):
+    def __init__(self, spec: Any, input_height: int | None = None, scale: float | None = None,
+                 planner: Any = None):
         self.spec = spec
         self.input_height = input_height
         self.scale = scale
+        self.planner = planner if input_height is None and scale is None else None
 
     def process(self, frame: Frame) -> Prepared:
+        if self.planner is not None:
+            return Prepared(**_fields_of(frame), **self.planner.prepare(frame))
         net_input, scale, pad = prepare(frame.image, self.spec, self.input_height, self.scale)
         return Prepared(**_fields_of(frame), net_input=net_input, scale=scale, pad=pad)
 
@@ -126,8 +133,22 @@ class InferenceStage(Stage):
         with self._count_lock:
             self.forwards += 1
             self.frames += len(items)
-        return [Inferred(**_fields_of(item), heatmaps=heatmaps[row], pafs=pafs[row])
+        return [Inferred(**_fields_of(item), heatmaps=heatmaps[row], pafs=pafs[row],
+                         canvas_maps=self._canvases(item))
                 for row, item in enumerate(items)]
+
+    def _canvases(self, item: Prepared) -> tuple:
+        """(heatmaps, pafs) of each of the item's canvases (crops plan), one engine call each:
+        one input shape for every frame and count."""
+        if item.canvases is None:
+            return ()
+        maps = []
+        for canvas in item.canvases:
+            heatmaps, pafs = self.engine(canvas[np.newaxis])
+            maps.append((heatmaps[0], pafs[0]))
+        with self._count_lock:
+            self.forwards += len(maps)
+        return tuple(maps)
 
 
 class PostprocessStage(Stage):
@@ -148,7 +169,8 @@ class PostprocessStage(Stage):
                  to_frame: Callable[..., np.ndarray],
                  decoder_params: Mapping[str, Any], stride: int = 8,
                  make_tracker: Callable[[], Any] | None = None,
-                 make_smoother: Callable[[], Any] | None = None, publish_ids: bool = True):
+                 make_smoother: Callable[[], Any] | None = None, publish_ids: bool = True,
+                 feedback: Any = None):
         self.decode_people = decode_people
         self.to_frame = to_frame
         self.decoder_params = dict(decoder_params)
@@ -156,6 +178,7 @@ class PostprocessStage(Stage):
         self.make_tracker = make_tracker
         self.make_smoother = make_smoother
         self.publish_ids = publish_ids
+        self.feedback = feedback
         self._trackers: dict[str, Any] = {}
         self._smoothers: dict[str, Any] = {}
 
@@ -164,6 +187,12 @@ class PostprocessStage(Stage):
                                                 **self.decoder_params)
         person_scores = tuple(float(score) for score in scores)
         people = np.asarray(self.to_frame(people_net, item.scale, item.pad), dtype=np.float32)
+        looked_for = people
+        if item.crops:
+            looked_for, people, scores = self._with_crops(item, people, np.asarray(scores, dtype=np.float32))
+            person_scores = tuple(float(score) for score in scores)
+        if self.feedback is not None and item.plan is not None and item.plan.kind == "crops":
+            self.feedback.put(item.source, looked_for, item.index)
         untracked: tuple[int, ...] = (-1,) * len(people)
         person_ids = untracked
         if self.make_tracker is not None:
@@ -175,6 +204,27 @@ class PostprocessStage(Stage):
         published = person_ids if self.publish_ids else untracked
         return Posed(**_fields_of(item), people=people, person_ids=published,
                      person_scores=person_scores)
+
+
+    def _with_crops(self, item: Inferred, people: np.ndarray,
+                    scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The overview's people merged with those decoded on the item's canvases: (all of them,
+        for the next frames' crops; those published, their scores)."""
+        from stages.plan_merge import merge_people, published
+        from stages.plan_pack import split_people
+
+        found, found_scores = [np.zeros((0, 18, 3), np.float32)], [np.zeros(0, np.float32)]
+        for canvas, (heatmaps, pafs) in enumerate(item.canvas_maps):
+            people_net, scores_net = self.decode_people(heatmaps, pafs, stride=self.stride,
+                                                        **self.decoder_params)
+            for _crop, in_frame, in_scores in split_people(people_net, item.crops, canvas, scores_net,
+                                                           item.image.shape[0]):
+                found.append(in_frame)
+                found_scores.append(in_scores)
+        merged, merged_scores, from_overview = merge_people(
+            people, scores, np.concatenate(found), np.concatenate(found_scores), item.plan.big_px)
+        shown = published(merged, from_overview, item.plan.big_px)
+        return merged, merged[shown], merged_scores[shown]
 
 
 class RenderStage(Stage):
