@@ -53,8 +53,8 @@ REFERENCE = "reference"
 # name -> config overrides.  The coordinator extends this list with the inference plans.
 DEFAULT_PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("default", ()),                                     # the current default command as it is
-    ("h368", ("model.input_height=368",)),
-    ("frame*0.5", ("model.input_height=frame*0.5",)),
+    ("crops", ("model.plan=crops",)),                    # the crops plan, whatever the frame size
+    ("h368", ("model.input_height=368",)),               # the whole frame at the old default size
     ("frame*0.75", ("model.input_height=frame*0.75",)),
 )
 REFERENCE_OVERRIDES = ("model.input_height=frame",)

@@ -32,6 +32,10 @@ from stream.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
+# What a stop leaves to delivering waiting records and finishing clips: a signal must end the
+# run within 2 s, and the stage threads take their share first.
+CLOSE_BUDGET_S = 1.0
+
 RECENT_EVENTS = 8          # records per source kept for the wall and /stats.json
 STATE_POLL_S = 1.0         # how often the StatePoller reads the live stats
 
@@ -151,13 +155,14 @@ class EventSink(Sink):
                 log.info("wrote %d event records to %s", self.written, self.path)
             if self._snapshots is not None:
                 self._snapshots.close()
+            deadline = time.monotonic() + CLOSE_BUDGET_S
             for name, output in self.outputs.items():
                 try:
-                    output.close(timeout_s=2.0)
+                    output.close(timeout_s=max(0.1, deadline - time.monotonic()))
                 except Exception:  # noqa: BLE001
                     log.warning("closing event output %s failed", name, exc_info=True)
             if self.clips is not None:
-                self.clips.close()
+                self.clips.close(timeout_s=max(0.1, deadline - time.monotonic()))
 
     def report(self) -> dict[str, Any]:
         """The stats' ``events`` section: acts per source and rule, line crossings per direction,
