@@ -162,7 +162,7 @@ class Clips:
     def end_clip(self, source: str, event_id: str, stream_time: float) -> None:
         self.calls.append(("end", event_id, stream_time))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         self.closed = True
 
 
