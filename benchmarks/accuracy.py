@@ -131,7 +131,7 @@ def plan_setups(args: argparse.Namespace, omz_xml: Path | None, settings: tuple)
     default_precisions = [p for p in ("fp32", "bf16", "int8") if p in available
                           and (p != "bf16" or cpu_supports_bf16())]
     precisions = args.precisions or default_precisions
-    setups = [] if args.no_default else [Setup(THIN, settings=settings, role="default command")]
+    setups = [] if args.no_default else [Setup("auto", settings=settings, role="default command")]
     if not args.no_default and not grid_given and _differs_from_previous(settings):
         setups.append(Setup(THIN, settings=PREVIOUS_DEFAULTS + settings, decoder_values=PREVIOUS_DECODER,
                             role="previous default"))
@@ -177,10 +177,13 @@ def _without_duplicates(setups: list[Setup]) -> list[Setup]:
 
 
 def resolved_setup(setup: Setup) -> Setup:
-    """``setup`` with auto engine/precision and the default height made explicit."""
+    """``setup`` with auto engine/precision and the default height made explicit; the default
+    command (``--backbone auto``: chosen per machine when it runs) as it is."""
     from stages.engines import resolve_engine, resolve_precision
     from stream.config import load_config
 
+    if setup.backbone == "auto":
+        return setup
     config = load_config(None, values=setup.config_values())
     engine = resolve_engine(config)
     height = setup.height or default_height(setup.backbone)

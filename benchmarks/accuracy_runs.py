@@ -114,6 +114,10 @@ def run_images(setup: Setup, folder: Path, record_maps: bool = False,
     with tempfile.TemporaryDirectory(prefix="posestream-accuracy-") as tmp:
         json_path = Path(tmp) / "people.jsonl"
         config = load_config(None, values=pipeline_values(setup, folder, json_path))
+        if replay is None:
+            from stream.auto import resolve
+
+            config = resolve(config)        # what the CLI would run: auto decided
         if replay is not None:
             engine: Any = MapsReplay(replay)
             described = replay.engine

@@ -68,7 +68,9 @@ def pipeline_config(case: dict, json_path: str) -> Any:
     for key in ("threads", "workers"):
         if case.get(key):
             values[f"inference.{key}"] = case[key]
-    return load_config(None, values=values)
+    from stream.auto import resolve
+
+    return resolve(load_config(None, values=values))       # what the CLI would run: auto decided
 
 
 def run_pipeline_case(case: dict) -> dict:
@@ -100,12 +102,13 @@ def case_engine(case: dict, config: Any) -> tuple[Any, Any, np.ndarray]:
     from stages.inference import make_engine
 
     engine = runs = make_engine(config)
-    net_input = first_net_input(Path(case["clip"]), engine.preprocess, case["height"])
+    height = case["height"] or config.model.input_height or config.model.whole_height
+    net_input = first_net_input(Path(case["clip"]), engine.preprocess, height)
     if getattr(engine, "precision", None) == "int8":
         engine.warmup(*net_input.shape[-2:])
     if case.get("donor"):
         donor = MapDonor(Path(case["donor"]))
-        known = frame_fingerprints(Path(case["clip"]), engine.preprocess, case["height"], len(donor))
+        known = frame_fingerprints(Path(case["clip"]), engine.preprocess, height, len(donor))
         runs = SubstitutedMaps(engine, donor, known)
     return engine, runs, net_input
 

@@ -60,7 +60,7 @@ def resolve_engine(config: "Config") -> str:
     requested = str(config.inference.engine)
     if requested != AUTO:
         return requested
-    ir_network = backbones.ir_backbone(config.model.backbone)
+    ir_network = backbones.ir_backbone(named_backbone(config))
     if ir_network is not None:
         return ir_network.ir.engines[0]
     if _uses_cuda(config.model.device):
