@@ -68,8 +68,10 @@ class FramePlanner:
         if plan is None:
             plan = state.plans[key] = make_plan(frame_size, self.min_person_px, self.network, self.mode,
                                                 default_height=self.default_height, still=still)
-            log.info("%s: %dx%d frames, min_person_px %g: %s", source, key[1], key[0],
-                     self.min_person_px, describe(plan))
+            # one line for a source's first size; an image folder's other sizes only when debugging
+            log.log(logging.INFO if len(state.plans) == 1 else logging.DEBUG,
+                    "%s: %dx%d frames, min_person_px %g: %s", source, key[1], key[0],
+                    self.min_person_px, describe(plan))
         return plan
 
     def _state(self, source: str) -> _SourceState:
