@@ -211,3 +211,25 @@ def test_a_cluster_address_that_does_not_answer_is_a_user_error_at_once():
         check_reachable(f"127.0.0.1:{free_port()}", timeout_s=2.0)
     for not_checked in ("auto", "local", "ray://head:10001"):
         check_reachable(not_checked)
+
+
+def test_a_local_cluster_runs_its_workers_at_normal_priority():
+    """Ray's default worker niceness (15) lets any busy process starve a real-time run."""
+    ray = pytest.importorskip("ray")
+    from stream.config import load_config
+    from stream.ray.cluster import LOCAL_WORKER_NICENESS, connect
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    started = connect(ray, "local", load_config(None, values={"ray.num_cpus": 1}).ray)
+    try:
+        @ray.remote
+        def niceness() -> int:
+            import os
+
+            return os.nice(0)
+
+        assert ray.get(niceness.remote(), timeout=120) == LOCAL_WORKER_NICENESS
+    finally:
+        if started:
+            ray.shutdown()

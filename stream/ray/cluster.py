@@ -19,6 +19,7 @@ from posestream_common.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("stream", "stages", "backbones", "posestream_common")
 CONNECT_TIMEOUT_S = 5.0 # a cluster address that does not accept a connection this soon is wrong
+LOCAL_WORKER_NICENESS = 0  # a local cluster's workers: the priority of any other process
 
 
 def import_ray(address: str) -> Any:
@@ -42,6 +43,9 @@ def connect(ray: Any, address: str, settings: Any) -> bool:
         return False
     quiet = {"logging_level": logging.WARNING, "include_dashboard": False}
     if address == "local":
+        # Ray starts its workers at niceness 15, so any other busy process on the machine starves
+        # the cameras and the engine of a real-time run; the local cluster's run at normal priority
+        os.environ.setdefault("RAY_worker_niceness", str(LOCAL_WORKER_NICENESS))
         python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {"env_vars": {"PYTHONPATH": python_path}}
         ray.init(address="local", num_cpus=settings.num_cpus, runtime_env=env, **quiet)  # not $RAY_ADDRESS
