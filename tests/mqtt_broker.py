@@ -20,17 +20,11 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+from benchmarks.rtsp_camera import free_port
 from tests.waiting import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mosquitto_missing() -> str | None:
