@@ -98,14 +98,13 @@ def resolve(config: Config, *, measure: Callable[[Config], float] | None = None,
     config = name_network_of_weights(config)
     if not needs_choice(config):
         return config
-    available = available or network_available
-    if not candidates_for(config, available):
+    candidates = candidates_for(config, available or network_available)
+    if not candidates:
         from stages.engines import named_backbone
 
         return config.model_copy(update={"model": config.model.model_copy(
             update={"backbone": named_backbone(config)})})
-    choice = choose(config, measure=measure or measure_engine_cost, cache_path=cache_path,
-                    available=available)
+    choice = choose(config, candidates, measure=measure or measure_engine_cost, cache_path=cache_path)
     log.info("auto: %s", choice.reason)
     return apply(config, choice.candidate)
 
@@ -147,17 +146,17 @@ def apply(config: Config, candidate: Candidate) -> Config:
     return config.model_copy(update={"model": new_model, "inference": new_inference})
 
 
-def choose(config: Config, *, measure: Callable[[Config], float], cache_path: Path | None = None,
-           available: Callable[[str, str | None], bool] | None = None) -> Choice:
-    """The most accurate candidate whose estimated fps reaches ``run.target_fps``, else the
-    fastest one.  Each network and precision is measured once, at ``REFERENCE_HEIGHT``
-    (``measure(config) -> engine core-ms a frame``), where the cache has no figure for this
-    machine; other sizes scale with the net input's pixels."""
+def choose(config: Config, candidates: Sequence[Candidate], *, measure: Callable[[Config], float],
+           cache_path: Path | None = None) -> Choice:
+    """Of ``candidates`` (best first), the most accurate whose estimated fps reaches
+    ``run.target_fps``, else the fastest one.  Each network and precision is measured once, at
+    ``REFERENCE_HEIGHT`` (``measure(config) -> engine core-ms a frame``), where the cache has no
+    figure for this machine; other sizes scale with the net input's pixels."""
     target = float(config.run.target_fps)
     cache = MeasurementCache(cache_path or default_cache_path())
     costs: dict[tuple[str, str], float] = {}
     tried: list[tuple[Candidate, float]] = []
-    for candidate in candidates_for(config, available or network_available):
+    for candidate in candidates:
         pair = (candidate.backbone, candidate.precision)
         if pair not in costs:
             costs[pair] = engine_cost(config, candidate, cache, measure)
@@ -216,8 +215,7 @@ def candidates_for(config: Config,
     from stages.engines import resolve_engine
 
     model, inference = config.model, config.inference
-    runs = ENGINE_PRECISIONS.get(resolve_engine(config.model_copy(update={"model": model.model_copy(
-        update={"backbone": model.backbone if model.backbone != AUTO else "mobilenet_thin"})})), set())
+    runs = ENGINE_PRECISIONS.get(resolve_engine(config), set())   # auto: the weights' network
     chosen = []
     for candidate in CANDIDATES:
         if candidate.precision not in runs or (candidate.backbone == "omz" and "auto" not in runs):
