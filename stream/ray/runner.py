@@ -78,7 +78,7 @@ class RayRun:
         self.sinks: dict[str, Any] = {}
         self.stats = StatsRecorder()
         self.report: dict[str, Any] | None = None
-        self._pings: dict[Any, int] = {}
+        self._pings: dict[Any, tuple[int, float]] = {}   # describe() ref -> (member, sent at)
         self._pool_down: set[int] = set()          # inference actors seen dead and not back yet
         self._next_ping = 0.0
 
@@ -260,7 +260,7 @@ class RayRun:
         if self._pings:
             ready = self.ray.wait(list(self._pings), num_returns=len(self._pings), timeout=0)[0]
             for ref in ready:
-                member = self._pings.pop(ref)
+                member, _ = self._pings.pop(ref)
                 try:
                     self._note_incarnation(member, self.ray.get(ref)["incarnation"])
                 except self.ray.exceptions.RayActorError:
@@ -269,10 +269,10 @@ class RayRun:
                     continue
         if now >= self._next_ping:
             self._next_ping = now + PING_S
-            busy = set(self._pings.values())
+            busy = {member for member, _ in self._pings.values()}
             for member, handle in enumerate(self.pool):
                 if member not in busy:
-                    self._pings[handle.describe.remote()] = member
+                    self._pings[handle.describe.remote()] = (member, now)
 
     def _note_incarnation(self, member: int, incarnation: str) -> None:
         self._pool_down.discard(member)
@@ -306,11 +306,18 @@ class RayRun:
             write_stats(self.config.output.stats, self.report)
             log.info("wrote stats to %s", self.config.output.stats)
 
+    def _suspects(self) -> set[int]:
+        """Inference actors seen dead, or silent for a ping period: perhaps being restarted."""
+        now = time.monotonic()
+        silent = {member for member, sent in self._pings.values() if now - sent >= PING_S}
+        return self._pool_down | silent
+
     def _collect_pool_totals(self) -> None:
         """Batches and forward time of the inference actors (since their last restart); an actor
-        seen dead is waited for a little longer, so its restart is counted."""
+        seen dead or silent is waited for longer (it answers once restarted), so its restart is
+        counted even when the run ends before a ping saw it back."""
         refs = [handle.describe.remote() for handle in self.pool]
-        if self._pool_down:
+        if self._suspects():
             timeout_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s)
         else:
             timeout_s = STOP_TOTALS_S if self.stop_event.is_set() else 2.0
