@@ -49,25 +49,28 @@ def pose_scales(people: np.ndarray, min_scale_px: float) -> np.ndarray:
 
 
 def _per_keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
-                             min_scale_px: float) -> np.ndarray:
-    """[A, B, 18]: exp(-d² / (2 s² (2σ)²)) per keypoint visible in both poses, else 0."""
+                             min_scale_px: float, noise_px: float = 0.0) -> np.ndarray:
+    """[A, B, 18]: exp(-d² / (2 ((s 2σ)² + noise²))) per keypoint visible in both poses, else 0."""
     shared = (poses_a[:, None, :, 2] > 0) & (poses_b[None, :, :, 2] > 0)      # [A,B,K]
     dist_sq = ((poses_a[:, None, :, :2] - poses_b[None, :, :, :2]) ** 2).sum(axis=-1)
     scale = np.maximum(pose_scales(poses_a, min_scale_px)[:, None],
                        pose_scales(poses_b, min_scale_px)[None, :])            # [A,B]
-    tolerance_sq = 2.0 * (scale[..., None] ** 2) * (2.0 * np.asarray(sigmas)) ** 2
+    tolerance_sq = 2.0 * ((scale[..., None] ** 2) * (2.0 * np.asarray(sigmas)) ** 2 + noise_px ** 2)
     return np.where(shared, np.exp(-dist_sq / tolerance_sq), 0.0)
 
 
 def keypoint_similarity(poses_a: np.ndarray, poses_b: np.ndarray, sigmas: np.ndarray,
-                        min_scale_px: float = 16.0, min_shared: int = 1) -> np.ndarray:
+                        min_scale_px: float = 16.0, min_shared: int = 1, noise_px: float = 0.0) -> np.ndarray:
     """OKS-like similarity [A, B] in 0..1 between two sets of poses [A,18,3] and [B,18,3].
 
-    Per keypoint visible in both: exp(-d² / (2 s² (2σ)²)) with s the larger of the two poses'
-    scales (see :func:`pose_scales`); the similarity is the mean over the shared keypoints, and 0
-    when fewer than ``min_shared`` keypoints are shared.
+    Per keypoint visible in both: exp(-d² / (2 ((s 2σ)² + noise²))) with s the larger of the two
+    poses' scales (see :func:`pose_scales`) and ``noise_px`` the decoder's own placement noise
+    (pixels, whatever the person's size: COCO's σ describe annotators on big people, and a small
+    person's keypoints move by a few pixels from frame to frame while the person stands still);
+    the similarity is the mean over the shared keypoints, and 0 when fewer than ``min_shared``
+    keypoints are shared.
     """
-    return similarity_and_explained(poses_a, poses_b, sigmas, min_scale_px, min_shared)[0]
+    return similarity_and_explained(poses_a, poses_b, sigmas, min_scale_px, min_shared, noise_px)[0]
 
 
 def explained_fraction(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
@@ -80,13 +83,13 @@ def explained_fraction(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarra
 
 
 def similarity_and_explained(tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray,
-                             min_scale_px: float = 16.0,
-                             min_shared: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                             min_scale_px: float = 16.0, min_shared: int = 1,
+                             noise_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`keypoint_similarity` and :func:`explained_fraction` [T, P] in one pass."""
     if len(tracks) == 0 or len(people) == 0:
         empty = np.zeros((len(tracks), len(people)))
         return empty, empty.copy()
-    per_keypoint = _per_keypoint_similarity(tracks, people, sigmas, min_scale_px)
+    per_keypoint = _per_keypoint_similarity(tracks, people, sigmas, min_scale_px, noise_px)
     total = per_keypoint.sum(axis=-1)
     shared_count = ((tracks[:, None, :, 2] > 0) & (people[None, :, :, 2] > 0)).sum(axis=-1)
     similarity = np.where(shared_count >= min_shared, total / np.maximum(shared_count, 1), 0.0)

@@ -48,6 +48,10 @@ class TrackerParams:
     min_scale_px: floor on a person's scale (sqrt of the keypoint bounding-box area), so people
         with one or two visible keypoints still get a sensible tolerance.
     min_shared_keypoints: least number of keypoints visible in both poses for them to be compared.
+    noise_px: the decoder's keypoint placement noise (frame pixels, >= 0), added to every
+        keypoint's tolerance: a small person's keypoints wander by a few pixels between frames
+        however still they stand, more than COCO's σ allow for someone 60 px tall (on the
+        768x576 walkway clip, 4 px halved the ids of 80 s; see docs/architecture.md).
     predict_motion: move each track by its estimated velocity before matching (keeps the ids of
         people whose paths cross).
     velocity_smoothing: weight (0..1) of the newest displacement in a track's velocity estimate.
@@ -81,6 +85,7 @@ class TrackerParams:
     sigmas: tuple[float, ...] = CMU_OKS_SIGMAS
     min_scale_px: float = 16.0
     min_shared_keypoints: int = 1
+    noise_px: float = 4.0
     predict_motion: bool = True
     velocity_smoothing: float = 0.5
     lost_discount: float = 0.02
@@ -101,6 +106,8 @@ class TrackerParams:
             raise ValueError(f"sigmas must be {NUM_KEYPOINTS} values > 0, got {self.sigmas}")
         if not self.min_scale_px > 0:
             raise ValueError(f"min_scale_px must be > 0, got {self.min_scale_px}")
+        if not self.noise_px >= 0.0:
+            raise ValueError(f"noise_px must be >= 0, got {self.noise_px}")
         if not 1 <= self.min_shared_keypoints <= NUM_KEYPOINTS:
             raise ValueError(
                 f"min_shared_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.min_shared_keypoints}")
@@ -303,7 +310,7 @@ class Tracker:
     def _similarity(self, expected: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         params = self.params
         return similarity_and_explained(expected, chosen, self._sigmas, params.min_scale_px,
-                                        params.min_shared_keypoints)
+                                        params.min_shared_keypoints, params.noise_px)
 
     def _follow_scene(self, expected: np.ndarray, chosen: np.ndarray) -> np.ndarray | None:
         """Move the expected poses by the shift the whole scene shares (``scene_shift``), in

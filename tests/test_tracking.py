@@ -168,6 +168,26 @@ def test_update_leaves_input_unchanged_and_checks_shape():
         tracker.update(np.zeros((1, 17, 3)), 0.2)
 
 
+def small_walkers(rng, jitter_px: float):
+    """Two people 60 px tall walking side by side 30 px apart at 10 fps, their keypoints placed with
+    the decoder's few-pixel noise (what a 768x576 walkway camera gives)."""
+    return [[(name, skeleton((200.0 + 4.0 * index + offset, 300.0), rng, noise_px=jitter_px,
+                             dropout=0.1, height_px=60.0))
+             for name, offset in (("a", 0.0), ("b", 30.0))] for index in range(60)]
+
+
+def test_small_people_keep_their_ids_through_the_decoders_pixel_noise():
+    # COCO's σ alone give a 60 px person 1-3 px of tolerance: 4 px of placement noise broke their
+    # ids every few frames before noise_px (checked below); it must not swap the two either.
+    def total_ids(params, seed):
+        seen = run_sequence(Tracker(params), small_walkers(np.random.default_rng(seed), 4.0))
+        assert set(seen["a"]).isdisjoint(seen["b"]) or params.noise_px == 0.0
+        return len(set(seen["a"])) + len(set(seen["b"]))
+
+    assert [total_ids(TrackerParams(), seed) for seed in range(5)] == [2] * 5
+    assert sum(total_ids(TrackerParams(noise_px=0.0), seed) for seed in range(5)) > 12
+
+
 def test_similarity_is_one_for_equal_poses_and_falls_with_distance_and_scale():
     near = np.array([skeleton((300.0, 300.0))])
     moved = np.array([skeleton((300.0 + shift, 300.0)) for shift in (0.0, 5.0, 20.0, 80.0)])
@@ -180,6 +200,8 @@ def test_similarity_is_one_for_equal_poses_and_falls_with_distance_and_scale():
     big = np.array([skeleton((300.0, 300.0), height_px=400.0)])
     big_moved = np.array([skeleton((320.0, 300.0), height_px=400.0)])
     assert keypoint_similarity(big, big_moved, sigmas)[0, 0] > similarity[2]
+    # the decoder's noise widens every keypoint's tolerance alike
+    assert keypoint_similarity(near, moved, sigmas, noise_px=4.0)[0, 1] > similarity[1]
 
 
 def test_similarity_uses_only_shared_keypoints():
@@ -214,7 +236,7 @@ def test_pose_scales_and_match_pairs():
     ("velocity_smoothing", 0.0), ("velocity_smoothing", 1.5), ("lost_discount", -0.1),
     ("lost_discount", 1.0), ("fragment_max_keypoints", -1), ("fragment_max_keypoints", 18),
     ("fragment_margin", -0.1), ("part_min_inside", 0.0), ("part_min_inside", 1.5),
-    ("extent_memory_s", -1.0), ("fallback_iou", 1.5),
+    ("extent_memory_s", -1.0), ("fallback_iou", 1.5), ("noise_px", -1.0),
 ])
 def test_params_out_of_range_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
