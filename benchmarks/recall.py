@@ -148,11 +148,16 @@ def reference_run(clip: Path, values: dict, overrides: tuple[str, ...], work_dir
     return result, json_path
 
 
-def _weights_id(values: dict) -> str | None:
+def _weights_id(values: dict) -> str | list[str] | None:
+    """What names the reference's weights in its cache key: the file (size, date), or, for a run
+    that picks its network (``auto``: the weights present decide), the networks present."""
     weights = values.get("model.weights")
     if weights and weights != "random" and Path(weights).is_file():
         stat = Path(weights).stat()
         return f"{weights}:{stat.st_size}:{int(stat.st_mtime)}"
+    if weights is None and values.get("model.backbone") in (None, "auto"):
+        import backbones
+        return [name for name in backbones.list_backbones() if backbones.weights_present(name)]
     return weights
 
 

@@ -117,14 +117,17 @@ def rule_scale(min_person_px: float, reliable_px: float) -> float:
 
 
 def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, mode: str = "auto",
-              default_height: int | None = None, still: bool = False) -> Plan:
+              default_height: int | None = None, still: bool = False,
+              budget_pixels: int | None = None) -> Plan:
     """The plan for frames of ``frame_size`` (height, width).
 
     mode: ``whole`` (the frame at the rule's scale, but not below the network's default input
     height), ``crops``, or ``auto``: the whole frame at the network's default input height where
     that scale is at least ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips,
-    photos keep today's plan and cost); else that ``whole`` plan where it costs no more than the
-    crops; else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
+    photos keep today's plan and cost); else that ``whole`` plan where it fits ``budget_pixels``
+    (the net pixels a frame may cost at the target fps on this machine, ``stream.auto``: the
+    whole frame finds everyone the rule asks for, with nothing to merge) or costs no more than
+    the crops; else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
     are): never ``crops`` (``crops`` becomes ``whole``, ``auto`` its whole-frame choices).
     """
     if mode not in ("auto", "whole", "crops"):
@@ -148,7 +151,8 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
                       reliable_px=reliable)
     if still or at_default.scale >= WHOLE_SHARE * fine:
         return at_default
-    return whole if whole.pixels <= crops.pixels else crops
+    affordable = budget_pixels is not None and whole.pixels <= budget_pixels
+    return whole if affordable or whole.pixels <= crops.pixels else crops
 
 
 def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,

@@ -276,6 +276,36 @@ def estimate_fps(engine_core_ms: float, frame: Sequence[int], cores: int | None 
     return cores * 1000.0 / (engine_core_ms + other_ms)
 
 
+def pixel_budget(config: Config, frame: Sequence[int], cache_path: Path | None = None) -> int | None:
+    """Net-input pixels a frame of ``frame`` (rows, columns) may cost the engine while the stream
+    keeps ``run.target_fps`` here, from the measured cost of the config's network and precision
+    (the cache; nothing is measured here); None when this machine has no figure for them (the
+    inference plan then compares plans by pixels alone)."""
+    from stages.engines import cpu_supports_bf16
+
+    model = config.model
+    if model.backbone == AUTO or str(model.device).startswith("cuda"):
+        return None
+    precision = config.inference.precision
+    if model.backbone == "omz":
+        precision = AUTO
+    elif precision == AUTO:                       # the engines' rule: bf16 where native
+        precision = "bf16" if cpu_supports_bf16() else "fp32"
+    cache = MeasurementCache(cache_path or default_cache_path())
+    candidate = Candidate(model.backbone, "bf16" if cpu_supports_bf16() else "fp32", REFERENCE_HEIGHT, 0.0) \
+        if precision == "int8" else Candidate(model.backbone, precision, REFERENCE_HEIGHT, 0.0)
+    core_ms = cache.get(cache_key(config, candidate))
+    if core_ms is None:
+        return None
+    if precision == "int8":
+        core_ms /= INT8_GAIN
+    from stages.inference import available_cores
+
+    other_ms = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
+    engine_ms = available_cores() * 1000.0 / float(config.run.target_fps) - other_ms
+    return max(0, int(engine_ms / core_ms * net_pixels(REFERENCE_HEIGHT)))
+
+
 def measure_engine_cost(config: Config) -> float:
     """The engine's CPU time (core-ms) a frame on a 640x480 frame's net input, with as many
     threads calling it as the pipeline uses (``engine.workers``)."""

@@ -144,6 +144,20 @@ def test_a_real_engine_is_measured_in_cpu_time():
     assert 0 < small < large                         # 16x the pixels costs more CPU
 
 
+def test_the_pixel_budget_comes_from_the_measured_cost_of_the_chosen_network(tmp_path, monkeypatch):
+    monkeypatch.setattr("stages.inference.available_cores", lambda: 2)
+    cache = tmp_path / "m.json"
+    config = config_with(**{"model.backbone": "omz"})
+    assert auto.pixel_budget(config, (720, 1280), cache_path=cache) is None      # nothing measured
+    chosen = auto.resolve(config, measure=Measure(), cache_path=cache, available=everywhere)
+    budget = auto.pixel_budget(chosen, (720, 1280), cache_path=cache)
+    # what is left of 2 cores at 15 fps after the rest of a 720p frame, at 30 core-ms per 368 rows
+    left_ms = 2000 / 15 - auto.OTHER_CORE_MS * 3
+    assert budget == pytest.approx(left_ms / 30.0 * auto.net_pixels(auto.REFERENCE_HEIGHT), rel=1e-3)
+    faster = chosen.model_copy(update={"run": chosen.run.model_copy(update={"target_fps": 30})})
+    assert auto.pixel_budget(faster, (720, 1280), cache_path=cache) < budget
+
+
 def test_estimate_is_the_cores_over_a_frames_cost():
     assert auto.estimate_fps(92.5, auto.NOMINAL_FRAME, cores=2) == pytest.approx(
         2000 / (92.5 + auto.OTHER_CORE_MS))

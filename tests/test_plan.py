@@ -51,6 +51,13 @@ def test_big_frames_get_crops_cheaper_than_the_whole_frame_at_the_rule_scale():
         make_plan((720, 1280), 60, "mobilenet_thin", mode="tiles")
 
 
+def test_a_machine_fast_enough_for_the_whole_frame_at_the_rule_scale_gets_it():
+    whole = make_plan((720, 1280), 60, "omz", mode="whole")
+    assert make_plan((720, 1280), 60, "omz", budget_pixels=whole.pixels).kind == "whole"
+    assert make_plan((720, 1280), 60, "omz", budget_pixels=whole.pixels - 1).kind == "crops"
+    assert make_plan((720, 1280), 60, "omz", mode="crops", budget_pixels=10 ** 9).kind == "crops"
+
+
 def test_a_person_region_holds_the_whole_body_even_when_only_the_top_half_is_seen():
     plan = make_plan((720, 1280), 60, "mobilenet_thin", mode="crops")
     person = walker(400, 100, 100)

@@ -74,9 +74,12 @@ def preprocess_stage(config: "Config", spec: Any, feedback: PeopleFeedback) -> P
     """Preprocess with the configured inference plan (``model.plan``, ``model.min_person_px``;
     ``stages.plan``); an explicit ``model.input_height``/``model.scale`` is the whole frame at
     that size."""
+    from stream.auto import pixel_budget
+
     model = config.model
     planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback,
-                           default_height=model.whole_height)
+                           default_height=model.whole_height,
+                           budget=lambda frame_size: pixel_budget(config, frame_size))
     return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
 
 

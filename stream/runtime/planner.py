@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -48,16 +48,19 @@ class FramePlanner:
     """mode: auto, whole or crops (``model.plan``); network: the backbone's name (its reliable
     person height, see ``stages.plan.RELIABLE_PX``); feedback: a ``PeopleFeedback``;
     default_height: the input height of frames the plan keeps whole (``model.whole_height``,
-    which auto chooses; None: the network's default)."""
+    which auto chooses; None: the network's default); budget: frame size -> the net pixels a
+    frame may cost at the target fps here, or None (``stream.auto.pixel_budget``)."""
 
     def __init__(self, spec: Any, mode: str, min_person_px: float, network: str, feedback: Any,
-                 default_height: int | None = None):
+                 default_height: int | None = None,
+                 budget: Callable[[tuple[int, int]], int | None] | None = None):
         self.spec = spec
         self.default_height = int(default_height or spec.default_height)
         self.mode = mode
         self.min_person_px = min_person_px
         self.network = network
         self.feedback = feedback
+        self.budget = budget
         self._states: dict[str, _SourceState] = {}
         self._lock = threading.Lock()
 
@@ -66,12 +69,15 @@ class FramePlanner:
         key = (int(frame_size[0]), int(frame_size[1]), still)
         plan = state.plans.get(key)
         if plan is None:
+            budget = self.budget(key[:2]) if self.budget is not None and self.mode == "auto" else None
             plan = state.plans[key] = make_plan(frame_size, self.min_person_px, self.network, self.mode,
-                                                default_height=self.default_height, still=still)
+                                                default_height=self.default_height, still=still,
+                                                budget_pixels=budget)
             # one line for a source's first size; an image folder's other sizes only when debugging
             log.log(logging.INFO if len(state.plans) == 1 else logging.DEBUG,
-                    "%s: %dx%d frames, min_person_px %g: %s", source, key[1], key[0],
-                    self.min_person_px, describe(plan))
+                    "%s: %dx%d frames, min_person_px %g: %s%s", source, key[1], key[0],
+                    self.min_person_px, describe(plan),
+                    "" if budget is None else f" (this machine's budget at the target fps: {budget} net px a frame)")
         return plan
 
     def _state(self, source: str) -> _SourceState:
