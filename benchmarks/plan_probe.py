@@ -79,10 +79,10 @@ def run_plan(engine, frames, plan, lag=1, oracle=None, use_motion=True):
                 spent += time.perf_counter() - start
                 pixels += batch.shape[2] * batch.shape[3]
                 people_net, scores_net = decode_people(heatmaps[0], pafs[0], stride=engine.stride)
-                for crop, people, people_scores in split_people(people_net, crops, canvas, scores_net, frame.shape[0] if CUT else None):
+                for crop, people, people_scores, _cut in split_people(people_net, crops, canvas, scores_net, frame.shape[0] if CUT else None):
                     found.append(people)
                     found_scores.append(people_scores)
-        merged, _, from_overview = merge_people(over, over_scores, np.concatenate(found),
+        merged, _, from_overview, _cut = merge_people(over, over_scores, np.concatenate(found),
                                                 np.concatenate(found_scores), plan.big_px)
         people = merged[published(merged, from_overview, plan.big_px)]
         history.append(merged)

@@ -3,13 +3,14 @@
 A person may come out twice: from two overlapping crops, or from a crop and the overview, and
 a crop's edge may cut a person whose whole body another crop (or the overview) holds.  Two
 people are the same when enough of the keypoints they share lie close together (``same_person``);
-of such a pair the more complete one stays (more keypoints; then the preferred source: the crops
-for people smaller than the plan's ``big_px``, the overview for bigger ones; then the higher
-score).
+of such a pair the one held whole stays (not cut by a crop's side), then the more complete one
+(more keypoints; then the preferred source: the crops for people smaller than the plan's
+``big_px``, the overview for bigger ones; then the higher score).
 
-The overview sees small people at a scale too coarse to place their keypoints well: the pipeline
-publishes only its people taller than ``big_px`` / 2 (``published``) and looks at the others
-through crops from the next frame on.
+The overview sees small people at a scale too coarse to place their keypoints well, and a crop's
+side cuts its neighbours and newcomers in part: the pipeline publishes neither the overview's
+people shorter than ``big_px`` / 2 nor people cut by a crop's side (``published``), and looks at
+them through their own crops from the next frame on.
 
 Pure numpy; people float [P, 18, 3] in frame pixels (x, y, score), score <= 0 = missing.
 """
@@ -45,22 +46,26 @@ def same_person(a: np.ndarray, b: np.ndarray, height: float) -> bool:
 
 
 def merge_people(overview: np.ndarray, overview_scores: np.ndarray, crops: np.ndarray,
-                 crop_scores: np.ndarray, big_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(people [P,18,3], scores [P], from_overview bool [P]) without duplicates, from the
-    overview's and the crops' people (frame pixels).  Order: kept people in the order of their
-    rank (most complete first)."""
+                 crop_scores: np.ndarray, big_px: float, crop_cut: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(people [P,18,3], scores [P], from_overview bool [P], cut bool [P]) without duplicates,
+    from the overview's and the crops' people (frame pixels; ``crop_cut`` [C]: cut by their crop's
+    side).  Order: kept people in the order of their rank (whole, then most complete, first)."""
     overview = np.asarray(overview, dtype=np.float32).reshape(-1, 18, 3)
     crops = np.asarray(crops, dtype=np.float32).reshape(-1, 18, 3)
     people = np.concatenate([overview, crops])
     scores = np.concatenate([np.asarray(overview_scores, dtype=np.float32).reshape(-1),
                              np.asarray(crop_scores, dtype=np.float32).reshape(-1)])
+    cut = np.concatenate([np.zeros(len(overview), dtype=bool),
+                          np.zeros(len(crops), dtype=bool) if crop_cut is None
+                          else np.asarray(crop_cut, dtype=bool).reshape(-1)])
     if len(people) == 0:
-        return people, scores, np.zeros(0, dtype=bool)
+        return people, scores, np.zeros(0, dtype=bool), cut
     from_overview = np.arange(len(people)) < len(overview)
     heights = _heights(people)
     counts = (people[..., 2] > 0).sum(axis=1)
     preferred = np.where(heights >= big_px, from_overview, ~from_overview)
-    order = sorted(range(len(people)), key=lambda i: (-counts[i], not preferred[i], -scores[i]))
+    order = sorted(range(len(people)), key=lambda i: (cut[i], -counts[i], not preferred[i], -scores[i]))
     kept: list[int] = []
     for index in order:
         if counts[index] == 0:
@@ -69,14 +74,16 @@ def merge_people(overview: np.ndarray, overview_scores: np.ndarray, crops: np.nd
                for other in kept):
             continue
         kept.append(index)
-    return people[kept], scores[kept], from_overview[kept]
+    return people[kept], scores[kept], from_overview[kept], cut[kept]
 
 
-def published(people: np.ndarray, from_overview: np.ndarray, big_px: float) -> np.ndarray:
+def published(people: np.ndarray, from_overview: np.ndarray, big_px: float,
+              cut: np.ndarray | None = None) -> np.ndarray:
     """Which of the merged people [P] to publish: all but the overview's people shorter than
-    ``big_px`` / 2 (candidates, for the crops of the next frames)."""
+    ``big_px`` / 2 and those cut by a crop's side (candidates, for the crops of the next frames)."""
     people = np.asarray(people, dtype=np.float32).reshape(-1, 18, 3)
-    return ~np.asarray(from_overview, dtype=bool) | (_heights(people) >= big_px / 2.0)
+    shown = ~np.asarray(from_overview, dtype=bool) | (_heights(people) >= big_px / 2.0)
+    return shown if cut is None else shown & ~np.asarray(cut, dtype=bool)
 
 
 def remember(previous: np.ndarray, ages: np.ndarray, people: np.ndarray,

@@ -154,13 +154,16 @@ def canvases_used(crops: tuple[Crop, ...]) -> int:
 
 
 def split_people(people_net: np.ndarray, crops: tuple[Crop, ...], canvas: int,
-                 scores: np.ndarray | None = None,
-                 frame_height: int | None = None) -> list[tuple[Crop, np.ndarray, np.ndarray]]:
+                 scores: np.ndarray | None = None, frame_height: int | None = None,
+                 frame_width: int | None = None) -> list[tuple[Crop, np.ndarray, np.ndarray, np.ndarray]]:
     """People decoded on one canvas (and their scores [P]) → (crop, people in frame pixels,
-    their scores) per crop of that canvas: a person belongs to the crop holding the centre of
-    their keypoints' box; people in the gaps between crops are dropped, and, given the frame's
-    height, people reaching a crop's top or bottom side inside the frame (someone taller than
-    the crop, cut by it: the overview or their own crop holds them whole)."""
+    their scores, cut [P] bool) per crop of that canvas: a person belongs to the crop holding the
+    centre of their keypoints' box; people in the gaps between crops are dropped, and, given the
+    frame's height, people reaching a crop's top or bottom side inside the frame (someone taller
+    than the crop, cut by it: the overview or their own crop holds them whole).  Given the
+    frame's width, people reaching a crop's left or right side inside the frame are marked
+    ``cut``: a neighbour's half, or a newcomer the scan window caught in part; their own crop
+    holds them whole from the next frame on."""
     people_net = np.asarray(people_net, dtype=np.float32).reshape(-1, 18, 3)
     scores = np.ones(len(people_net), np.float32) if scores is None else np.asarray(scores, np.float32)
     low = np.full((len(people_net), 2), -1.0)
@@ -181,5 +184,12 @@ def split_people(people_net: np.ndarray, crops: tuple[Crop, ...], canvas: int,
                 keep &= low[:, 1] > top
             if crop.box[3] < frame_height:
                 keep &= high[:, 1] < bottom
-        result.append((crop, crop.to_frame(people_net[keep]), scores[keep]))
+        cut = np.zeros(len(people_net), dtype=bool)
+        if frame_width is not None:
+            left, right = crop.offset[0] + CUT_PX, crop.offset[0] + crop.size[1] - CUT_PX
+            if crop.box[0] > 0:
+                cut |= low[:, 0] <= left
+            if crop.box[2] < frame_width:
+                cut |= high[:, 0] >= right
+        result.append((crop, crop.to_frame(people_net[keep]), scores[keep], cut[keep]))
     return result

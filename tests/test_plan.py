@@ -124,7 +124,7 @@ def test_crops_map_back_to_frame_pixels_and_canvases_hold_the_frame_pixels():
         back = crop.to_frame(point)[0, 0]
         assert crop.box[0] < back[0] < crop.box[2] and crop.box[1] < back[1] < crop.box[3]
         inside = split_people(point, crops, crop.canvas)
-        assert sum(len(found) for _c, found, _s in inside) == 1
+        assert sum(len(found) for _c, found, _s, _cut in inside) == 1
 
 
 def test_merge_keeps_the_more_complete_of_duplicates_and_distinct_people():
@@ -133,20 +133,20 @@ def test_merge_keeps_the_more_complete_of_duplicates_and_distinct_people():
     piece[8:14] = 0
     piece[:, :2] += 1.5
     other = walker(600, 100, 100)
-    people, scores, from_overview = merge_people(piece[None], np.array([0.9]), np.stack([whole, other]),
+    people, scores, from_overview, _cut = merge_people(piece[None], np.array([0.9]), np.stack([whole, other]),
                                                  np.array([0.5, 0.6]), big_px=500)
     assert not from_overview.any()                         # the overview's piece lost to the whole
     assert len(people) == 2
     assert any(np.array_equal(person, whole) for person in people)      # the complete one stays
     assert any(np.array_equal(person, other) for person in people)
     assert not any(np.array_equal(person, piece) for person in people)
-    empty, _, _ = merge_people(np.zeros((0, 18, 3)), np.zeros(0), np.zeros((0, 18, 3)), np.zeros(0), 500)
+    empty, _, _, _ = merge_people(np.zeros((0, 18, 3)), np.zeros(0), np.zeros((0, 18, 3)), np.zeros(0), 500)
     assert len(empty) == 0
 
 
 def test_only_the_overviews_big_people_are_published():
     small, big = walker(100, 100, 100), walker(600, 50, 400)
-    people, _, from_overview = merge_people(np.stack([small, big]), np.ones(2), np.zeros((0, 18, 3)),
+    people, _, from_overview, _cut = merge_people(np.stack([small, big]), np.ones(2), np.zeros((0, 18, 3)),
                                             np.zeros(0), big_px=600)
     shown = published(people, from_overview, 600)
     assert sorted(np.ptp(p[:, 1]) > 300 for p in people[shown]) == [True]
@@ -182,11 +182,33 @@ def test_people_cut_by_a_crops_top_or_bottom_are_left_to_whoever_holds_them_whol
     reaching = walker(100, -5, 200)[None]                    # from the crop's top edge downwards
     on_top = walker(300, 1, 150)[None]                       # at the second crop's top = frame top
     people = np.concatenate([whole, reaching, on_top])
-    found = {crop.box: len(p) for crop, p, _s in split_people(people, (inside, at_top), 0, None, 720)}
+    found = {crop.box: len(p) for crop, p, _s, _c in split_people(people, (inside, at_top), 0, None, 720)}
     assert found[inside.box] == 1                            # the cut one is dropped
     assert found[at_top.box] == 1                            # the frame's own edge cuts no one
-    kept = {crop.box: len(p) for crop, p, _s in split_people(people, (inside, at_top), 0)}
+    kept = {crop.box: len(p) for crop, p, _s, _c in split_people(people, (inside, at_top), 0)}
     assert kept[inside.box] == 2                             # without the frame height: no cut rule
+
+
+def test_people_cut_by_a_crops_side_are_looked_for_but_not_published():
+    from stages.plan_pack import Crop
+
+    middle = Crop((100.0, 200.0, 300.0, 424.0), 1.0, 0, (0, 0), (224, 200))     # inside the frame
+    at_left = Crop((0.0, 200.0, 200.0, 424.0), 1.0, 0, (208, 0), (224, 200))    # the frame's left
+    whole = walker(100, 40, 120)[None]                       # canvas pixels, inside the first crop
+    half = walker(2, 40, 120)[None]                          # sticks out of the first crop's left side
+    on_edge = walker(210, 40, 120)[None]                     # at the second crop's left = frame edge
+    people = np.concatenate([whole, half, on_edge])
+    found = {crop.box: cut.tolist() for crop, _p, _s, cut in split_people(people, (middle, at_left), 0,
+                                                                       None, 720, 1280)}
+    assert found[middle.box] == [False, True] and found[at_left.box] == [False]
+    # the whole version of a cut person wins the merge; a cut one alone is kept but not published
+    neighbour = walker(700, 100, 100)
+    seen = np.stack([walker(300, 100, 100), walker(301, 100, 100), neighbour])
+    people, _, from_overview, cut = merge_people(np.zeros((0, 18, 3)), np.zeros(0), seen, np.ones(3), 500,
+                                                 np.array([True, False, True]))
+    assert len(people) == 2 and cut.tolist() == [False, True]
+    assert people[0][0, 0] == 301                             # the whole one, though listed second
+    assert published(people, from_overview, 500, cut).tolist() == [True, False]
 
 
 def test_people_of_an_earlier_frame_follow_the_camera():

@@ -214,16 +214,20 @@ class PostprocessStage(Stage):
         from stages.plan_pack import split_people
 
         found, found_scores = [np.zeros((0, 18, 3), np.float32)], [np.zeros(0, np.float32)]
+        found_cut = [np.zeros(0, bool)]
+        height, width = item.image.shape[:2]
         for canvas, (heatmaps, pafs) in enumerate(item.canvas_maps):
             people_net, scores_net = self.decode_people(heatmaps, pafs, stride=self.stride,
                                                         **self.decoder_params)
-            for _crop, in_frame, in_scores in split_people(people_net, item.crops, canvas, scores_net,
-                                                           item.image.shape[0]):
+            for _crop, in_frame, in_scores, cut in split_people(people_net, item.crops, canvas, scores_net,
+                                                                height, width):
                 found.append(in_frame)
                 found_scores.append(in_scores)
-        merged, merged_scores, from_overview = merge_people(
-            people, scores, np.concatenate(found), np.concatenate(found_scores), item.plan.big_px)
-        shown = published(merged, from_overview, item.plan.big_px)
+                found_cut.append(cut)
+        merged, merged_scores, from_overview, cut = merge_people(
+            people, scores, np.concatenate(found), np.concatenate(found_scores), item.plan.big_px,
+            np.concatenate(found_cut))
+        shown = published(merged, from_overview, item.plan.big_px, cut)
         return merged, merged[shown], merged_scores[shown]
 
 
