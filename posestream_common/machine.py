@@ -2,10 +2,16 @@
 
 The class decides how fast the engines run (``AMX``, ``AVX512-BF16``, ``AVX2``, ``other``): the
 engines' precision rule, auto's measurement cache and the benchmark results are keyed by it.
+
+``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's own setting, which OpenVINO's CPU plugin and torch obey)
+caps the engines' kernels at AVX2; the flags above it are then hidden here too, so the
+precision rule, auto and the benchmarks treat the machine as the AVX2 class it now runs as, and
+the model name says so (benchmarks/README.md, "An AVX2 machine on a newer CPU").
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -28,14 +34,29 @@ def _cpuinfo() -> dict[str, str]:
     return found
 
 
+CAP_ENV = "ONEDNN_MAX_CPU_ISA"
+ABOVE_AVX2 = ("avx512", "amx", "avx_vnni")      # flag prefixes an AVX2 cap hides
+
+
+def avx2_capped() -> bool:
+    """Whether oneDNN is told to use nothing above AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``)."""
+    return os.environ.get(CAP_ENV, "").strip().upper() in ("AVX2", "AVX")
+
+
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says; marked when the
+    engines are capped at AVX2."""
+    name = _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    return f"{name} (capped at AVX2)" if avx2_capped() else name
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux; empty elsewhere)."""
-    return frozenset(_cpuinfo().get("flags", "").split())
+    """The CPU's feature flags (Linux; empty elsewhere), without those above AVX2 when the
+    engines are capped there."""
+    flags = frozenset(_cpuinfo().get("flags", "").split())
+    if avx2_capped():
+        flags = frozenset(flag for flag in flags if not flag.startswith(ABOVE_AVX2))
+    return flags
 
 
 def class_of_flags(flags: frozenset[str] | set[str]) -> str:

@@ -122,12 +122,14 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
     """The plan for frames of ``frame_size`` (height, width).
 
     mode: ``whole`` (the frame at the rule's scale, but not below the network's default input
-    height), ``crops``, or ``auto``: the whole frame at the network's default input height where
-    that scale is at least ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips,
-    photos keep today's plan and cost); else that ``whole`` plan where it fits ``budget_pixels``
-    (the net pixels a frame may cost at the target fps on this machine, ``stream.auto``: the
-    whole frame finds everyone the rule asks for, with nothing to merge) or costs no more than
-    the crops; else ``crops``.  still: the frames are unrelated photos (no earlier frame says where people
+    height), ``crops``, or ``auto``: that ``whole`` plan where it fits ``budget_pixels`` (the net
+    pixels a frame may cost at the target fps on this machine, ``stream.auto``: the whole frame
+    finds everyone the rule asks for, with nothing to merge); else the whole frame at the
+    default input height (``default_height``: auto's choice for the target fps) where that
+    scale is at least ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips keep
+    today's plan and cost); else ``crops`` where they cost fewer pixels than the whole frame at
+    the rule's scale; else that whole frame, or, when the budget says it is too slow here, the
+    default height.  still: the frames are unrelated photos (no earlier frame says where people
     are): never ``crops`` (``crops`` becomes ``whole``, ``auto`` its whole-frame choices).
     """
     if mode not in ("auto", "whole", "crops"):
@@ -149,10 +151,17 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
         return crops
     at_default = Plan("whole", (height, width), default / height, min_person_px=float(min_person_px),
                       reliable_px=reliable)
-    if still or at_default.scale >= WHOLE_SHARE * fine:
+    if still:
         return at_default
-    affordable = budget_pixels is not None and whole.pixels <= budget_pixels
-    return whole if affordable or whole.pixels <= crops.pixels else crops
+    if budget_pixels is not None and whole.pixels <= budget_pixels:
+        return whole
+    if at_default.scale >= WHOLE_SHARE * fine:
+        return at_default
+    if crops.pixels < whole.pixels:
+        return crops
+    # crops cost more than the whole frame (a small frame): the whole frame at the rule's scale,
+    # unless this machine cannot afford it, then at the height chosen for the target fps
+    return whole if budget_pixels is None else at_default
 
 
 def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,

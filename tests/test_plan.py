@@ -58,6 +58,16 @@ def test_a_machine_fast_enough_for_the_whole_frame_at_the_rule_scale_gets_it():
     assert make_plan((720, 1280), 60, "omz", mode="crops", budget_pixels=10 ** 9).kind == "crops"
 
 
+def test_a_small_frame_the_machine_cannot_afford_at_the_rule_scale_keeps_autos_height():
+    # 640x480 with omz (default 256 rows, far below the rule's scale 1.0): crops would cost more
+    # than the whole frame, which is too slow on this machine, so auto's height stays
+    slow = make_plan((480, 640), 60, "omz", default_height=256, budget_pixels=150_000)
+    assert slow.kind == "whole" and round(480 * slow.scale) == 256
+    fast = make_plan((480, 640), 60, "omz", default_height=256, budget_pixels=10 ** 6)
+    assert fast.kind == "whole" and fast.scale == 1.0
+    assert make_plan((480, 640), 60, "omz", default_height=256).scale == 1.0     # nothing measured
+
+
 def test_a_person_region_holds_the_whole_body_even_when_only_the_top_half_is_seen():
     plan = make_plan((720, 1280), 60, "mobilenet_thin", mode="crops")
     person = walker(400, 100, 100)
