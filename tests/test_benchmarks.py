@@ -159,6 +159,18 @@ def test_cpu_class_follows_the_flags():
     assert cpu_class("cuda") == "CUDA"
 
 
+def test_engines_capped_at_avx2_make_the_machine_the_avx2_class(monkeypatch):
+    from posestream_common import machine
+
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: {
+        "model name": "Some Xeon", "flags": "fma avx2 avx512f avx512_bf16 amx_bf16 amx_tile avx_vnni"})
+    monkeypatch.delenv(machine.CAP_ENV, raising=False)
+    assert machine.cpu_class() == "AMX" and machine.cpu_model() == "Some Xeon"
+    monkeypatch.setenv(machine.CAP_ENV, "avx2")
+    assert machine.cpu_flags() == {"fma", "avx2"}
+    assert machine.cpu_class() == "AVX2" and "capped at AVX2" in machine.cpu_model()
+
+
 def test_a_run_writes_its_own_class_folder_and_leaves_the_others_alone(tmp_path, monkeypatch):
     from benchmarks import machine, store
 
