@@ -25,6 +25,7 @@ people (COCO-17) and Intel's person scores.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -60,8 +61,12 @@ def build_model(model_xml: str, frame_shape: tuple[int, ...], mode: str, max_req
     from openvino.model_zoo.model_api.models import OpenPose
 
     hint = "LATENCY" if mode == "sync" else "THROUGHPUT"
-    adapter = OpenvinoAdapter(create_core(), model_xml, device="CPU",
-                              plugin_config={"PERFORMANCE_HINT": hint},
+    config = {"PERFORMANCE_HINT": hint}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("AVX2", "AVX"):
+        # kernels capped at AVX2 (an AVX2 machine emulated on a newer CPU): OpenVINO still sees
+        # the CPU's bf16 and would use it; on a real AVX2 CPU its default is f32
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    adapter = OpenvinoAdapter(create_core(), model_xml, device="CPU", plugin_config=config,
                               max_num_requests=1 if mode == "sync" else max_requests)
     settings = {"target_size": None, "aspect_ratio": frame_shape[1] / frame_shape[0],
                 "confidence_threshold": POINT_THRESHOLD}

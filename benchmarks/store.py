@@ -39,11 +39,15 @@ def results_dir(device: str = "cpu", root: Path | None = None) -> Path:
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
-    """How this benchmark was started, as a user types it: ``python -m benchmarks.NAME ARGS``."""
+    """How this benchmark was started, as a user types it: ``python -m benchmarks.NAME ARGS``
+    (after ``ONEDNN_MAX_CPU_ISA=…`` when the engines were capped, see ``machine``)."""
+    from posestream_common.machine import CAP_ENV, avx2_capped
+
     argv = list(sys.argv if argv is None else argv)
     program = Path(argv[0]) if argv else Path("?")
     name = f"python -m benchmarks.{program.stem}" if program.parent.name == "benchmarks" else str(program)
-    return " ".join([name, *argv[1:]])
+    cap = [f"{CAP_ENV}={os.environ[CAP_ENV]}"] if avx2_capped() else []
+    return " ".join([*cap, name, *argv[1:]])
 
 
 def atomic_write(path: Path, text: str) -> Path:
