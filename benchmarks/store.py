@@ -86,19 +86,22 @@ def write_results(stem: str, summary: dict[str, Any], markdown: str | Callable[[
             paths.append(png)
     if folder.resolve().parent == RESULTS:
         write_index(folder)
+    elif folder.resolve().parent.parent == RESULTS:      # a run of its own (--out CLASS/NAME)
+        write_index(folder.parent)
     return paths
 
 
 def index_rows(folder: Path) -> list[dict[str, Any]]:
-    """One row per result file of a class folder: name, command, machine, headline."""
+    """One row per result file of a class folder (and of its subfolders: runs kept apart with
+    ``--out CLASS/NAME``): name (its path from the folder, no suffix), command, machine, headline."""
     rows = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*/*.json")):
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         machine = summary.get("machine") if isinstance(summary.get("machine"), dict) else {}
-        rows.append({"name": path.stem, "command": summary.get("command", ""), "machine": machine,
+        rows.append({"name": path.relative_to(folder).with_suffix("").as_posix(), "command": summary.get("command", ""), "machine": machine,
                      "headline": summary.get("headline", ""),
                      "chart": path.with_suffix(".png").is_file()})
     return rows

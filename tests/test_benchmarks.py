@@ -194,6 +194,10 @@ def test_a_run_writes_its_own_class_folder_and_leaves_the_others_alone(tmp_path,
     assert {path.name: path.read_text() for path in other.iterdir()} == kept
     assert store.latest_result(["decoder.json"], prefer="AMX") == tmp_path / "AMX" / "decoder.json"
     assert store.latest_result(["decoder.json"], prefer="AVX2") == other / "decoder.json"
+    # a run kept apart in a subfolder (--out CLASS/NAME) gets its own row in the class's index
+    store.write_results("recall", {"rows": []}, "table\n", out=tmp_path / "AMX" / "walkway", headline="walk")
+    index = (tmp_path / "AMX" / "README.md").read_text()
+    assert "[walkway/recall.md](walkway/recall.md)" in index and "| [decoder.md]" in index
 
 
 def test_benchmarks_never_import_tests():
