@@ -179,12 +179,11 @@ def engine_cost(config: Config, candidate: Candidate, cache: "MeasurementCache",
         return engine_cost(config, dataclasses.replace(candidate, precision=base), cache, measure) / INT8_GAIN
     key = cache_key(config, candidate)
     cost = cache.get(key)
-    if cost is None:
+    if cache.worth_measuring(key):
         at_reference = apply(config, candidate)
         at_reference = at_reference.model_copy(update={"model": at_reference.model.model_copy(
             update={"input_height": REFERENCE_HEIGHT, "scale": None})})
-        cost = measure(at_reference)
-        cache.put(key, cost)
+        cost = cache.put(key, measure(at_reference))
     return cost
 
 

@@ -17,6 +17,12 @@ COSTS = {("omz", "auto"): 30.0, ("omz", "fp32"): 40.0, ("omz", "bf16"): 30.0,
          ("mobilenet_thin", "fp32"): 140.0, ("mobilenet_thin", "bf16"): 60.0}
 
 
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """A load average of 0: no measurement counts as busy (the busy rule has its own test)."""
+    monkeypatch.setattr("stream.measurements.machine_load", lambda load=None: 0.0 if load is None else load)
+
+
 def config_with(**values):
     return load_config(None, values={"output.display": False, **values})
 
@@ -156,6 +162,19 @@ def test_the_pixel_budget_comes_from_the_measured_cost_of_the_chosen_network(tmp
     assert budget == pytest.approx(left_ms / 30.0 * auto.net_pixels(auto.REFERENCE_HEIGHT), rel=1e-3)
     faster = chosen.model_copy(update={"run": chosen.run.model_copy(update={"target_fps": 30})})
     assert auto.pixel_budget(faster, (720, 1280), cache_path=cache) < budget
+
+
+def test_a_figure_measured_busy_is_measured_again_when_quiet_and_the_lower_kept(tmp_path):
+    from stream.measurements import MeasurementCache
+
+    cache = MeasurementCache(tmp_path / "m.json")
+    assert cache.worth_measuring("k")
+    assert cache.put("k", 60.0, load=2.0) == 60.0                   # busy: kept, marked
+    assert not cache.worth_measuring("k", load=1.5)                 # still busy: no new measurement
+    assert cache.worth_measuring("k", load=0.1)
+    assert cache.put("k", 40.0, load=0.1) == 40.0                   # quiet and lower: kept, unmarked
+    assert not cache.worth_measuring("k", load=0.1)
+    assert cache.put("k", 45.0, load=0.1) == 40.0 and cache.get("k") == 40.0
 
 
 def test_estimate_is_the_cores_over_a_frames_cost():
