@@ -140,7 +140,10 @@ def apply(config: Config, candidate: Candidate) -> Config:
     new_model = model.model_copy(update=updates_model)
     new_inference = inference
     if inference.precision == AUTO and candidate.precision != AUTO:
-        new_inference = inference.model_copy(update={"precision": candidate.precision})
+        update: dict[str, Any] = {"precision": candidate.precision}
+        if candidate.precision == "int8" and inference.calibrate_first is None:
+            update["calibrate_first"] = False         # auto's choice never delays a start
+        new_inference = inference.model_copy(update=update)
     return config.model_copy(update={"model": new_model, "inference": new_inference})
 
 

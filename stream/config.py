@@ -83,6 +83,7 @@ class InferenceConfig(_Section):
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     calibration: str | None = None                      # int8: a video or image folder; None: the run's own frames
     calibration_frames: int = Field(32, ge=1, le=1000)  # int8: frames NNCF calibrates on
+    calibrate_first: bool | None = None                 # int8: quantize before the first frame? None: files yes
     threads: int | None = Field(None, ge=1, le=256)
     workers: int | None = Field(None, ge=1, le=16)
     channels_last: bool = True

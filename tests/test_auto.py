@@ -113,6 +113,7 @@ def test_int8_is_estimated_from_its_network_never_quantized_to_choose(tmp_path, 
     # fp32 h368 is 29.6 fps, int8 h368 (60 / 1.2 core-ms) 34.8 fps: int8, never measured itself
     assert (chosen.inference.precision, chosen_height(chosen)) == ("int8", 368)
     assert {call[1] for call in measure.calls} == {"fp32"}
+    assert chosen.inference.calibrate_first is False              # calibrated in the background
 
 
 def test_every_explicit_setting_is_kept(tmp_path, monkeypatch):

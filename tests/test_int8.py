@@ -213,6 +213,14 @@ def test_calibration_follows_the_source(tmp_path, media):
     calibration, wait = calibration_for(config(**{"source.uri": "rtsp://cam/x",
                                                   "inference.calibration": str(video)}))
     assert calibration.path == video.resolve() and not wait       # live: in the background
+    # the user's word, or auto's (its int8 never delays a start), beats the file rule
+    _, wait = calibration_for(config(**{"source.uri": str(video), "inference.calibrate_first": False}))
+    assert not wait
+    _, wait = calibration_for(config(**{"source.uri": "rtsp://cam/x", "inference.calibration": str(video),
+                                        "inference.calibrate_first": True}))
+    assert wait
+    _, wait = calibration_for(config(**{"source.uri": "rtsp://cam/x", "inference.calibrate_first": True}))
+    assert not wait                                                # the run's own frames: never first
 
 
 def test_cli_int8_on_torch_is_one_line_exit_2(tmp_path):

@@ -211,18 +211,20 @@ def calibration_for(config: "Config") -> tuple[Calibration, bool]:
     """(what to calibrate on, whether to quantize before the first frame) for ``config``.
 
     ``inference.calibration`` when set; else the run's own source when it is one video file, image
-    or folder; else the run's first frames.  Waiting happens only when every source is a file or
-    folder (live sources and the demo stream keep running while the model is quantized).
+    or folder; else the run's first frames.  Waiting happens when every source is a file or
+    folder (live sources and the demo stream keep running while the model is quantized), unless
+    ``inference.calibrate_first`` says otherwise; never on the run's own frames.
     """
     frames = config.inference.calibration_frames
+    first = config.inference.calibrate_first
     sources = list(config.sources) or [config.source]
     uris = [None if source.uri is None else str(source.uri).strip() for source in sources]
     local = [_local_path(uri) for uri in uris]
     all_files = all(path is not None for path in local)
     if config.inference.calibration:
-        return Calibration.from_path(config.inference.calibration, frames), all_files
+        return Calibration.from_path(config.inference.calibration, frames), all_files if first is None else first
     if len(local) == 1 and local[0] is not None:
-        return Calibration.from_path(local[0], frames, key="source.uri"), True
+        return Calibration.from_path(local[0], frames, key="source.uri"), True if first is None else first
     names = [source.name or f"cam{index}" for index, source in enumerate(sources)]
     identity = ",".join(uri if uri and uri.lower() == DEMO_URI else f"{name}:{uri}"
                         for name, uri in zip(names, uris))
