@@ -11,7 +11,8 @@ on; its people are matched to the reference's frame by frame (``recall_metrics``
 people, median keypoint offset, people a frame) and its run gives fps end to end and CPU ms a frame
 (both after the first frames, see ``recall_worker``) and the id figures (share of detections on
 ids lasting >= 3 s, ids a minute).  The reference's
-JSON lines are cached by clip digest + network + frames + overrides (``--fresh-reference``).
+JSON lines are cached by clip digest + network + frames + overrides + CPU model
+(``--fresh-reference``).
 
 A live URL (rtsp://…): its first ``--max-frames`` frames are read once, every one, into a
 lossless recording; the reference runs on the recording.  Each plan then runs on the live stream
@@ -133,8 +134,11 @@ def reference_run(clip: Path, values: dict, overrides: tuple[str, ...], work_dir
                   fresh: bool) -> tuple[dict, Path]:
     """The reference's result and JSON lines, from the cache when the same clip, network, frames
     and overrides ran before (result ``cached``: the date it ran)."""
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, file_digest(clip), values, overrides, _weights_id(values)],
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    from posestream_common.machine import cpu_model
+
+    # the machine too: the reference's speed is one of the figures (cpu_model names an AVX2 cap)
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, file_digest(clip), values, overrides, _weights_id(values),
+                                     cpu_model()], sort_keys=True).encode()).hexdigest()[:16]
     json_path, result_path = work_dir / f"reference-{key}.jsonl", work_dir / f"reference-{key}.json"
     if not fresh and json_path.is_file() and result_path.is_file():
         result = json.loads(result_path.read_text())

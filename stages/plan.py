@@ -27,6 +27,7 @@ Pure functions (numpy only), testable on synthetic boxes and people.  Boxes are 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,9 @@ WHOLE_SHARE = 0.75          # auto: the whole frame at the default input when th
 OVERVIEW_SHARE = 0.2        # overview scale as a share of the crop scale
 CANVAS = (232, 576)         # canvas (height, width) in net pixels, multiples of 8: one shelf of crops
 MAX_CANVASES = 4            # canvases a frame at most
+MIN_BUDGET_CANVASES = 2     # auto: crops on fewer canvases than this do not pay (whole frame instead)
+BUDGET_SHARE = 0.9          # auto: the share of the budget a whole frame sized to fit it may use
+                            # (auto's fps estimate ran 5-15 % high at 720p)
 EXPECTED_CANVASES = 3       # canvases a frame of a busy street uses on average (auto's estimate)
 SHELF_GAP = 8               # net pixels of padding between crops
 MARGIN = 0.2                # context around a person, a share of the person's height
@@ -127,9 +131,11 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
     finds everyone the rule asks for, with nothing to merge); else the whole frame at the
     default input height (``default_height``: auto's choice for the target fps) where that
     scale is at least ``WHOLE_SHARE`` of the rule's (small frames: webcams, 480p clips keep
-    today's plan and cost); else ``crops`` where they cost fewer pixels than the whole frame at
-    the rule's scale; else that whole frame, or, when the budget says it is too slow here, the
-    default height.  still: the frames are unrelated photos (no earlier frame says where people
+    today's plan and cost); without a budget, ``crops`` where they cost fewer pixels than the
+    whole frame at the rule's scale, else that whole frame (with a budget: the default height);
+    with a budget (the full pass is too slow here), ``crops`` on as many canvases as it pays for
+    (at least ``MIN_BUDGET_CANVASES``), else the whole frame as fine as ``BUDGET_SHARE`` of it
+    allows.  still: the frames are unrelated photos (no earlier frame says where people
     are): never ``crops`` (``crops`` becomes ``whole``, ``auto`` its whole-frame choices).
     """
     if mode not in ("auto", "whole", "crops"):
@@ -157,11 +163,26 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
         return whole
     if at_default.scale >= WHOLE_SHARE * fine:
         return at_default
-    if crops.pixels < whole.pixels:
+    if crops.pixels >= whole.pixels:         # a small frame: crops do not pay
+        return whole if budget_pixels is None else at_default
+    if budget_pixels is None:
         return crops
-    # crops cost more than the whole frame (a small frame): the whole frame at the rule's scale,
-    # unless this machine cannot afford it, then at the height chosen for the target fps
-    return whole if budget_pixels is None else at_default
+    # the full-resolution pass is too slow here: crops where they fit the budget (on fewer
+    # canvases if need be), else the whole frame as fine as the budget allows
+    affordable = (budget_pixels - crops.overview_pixels) // (crops.canvas[0] * crops.canvas[1])
+    if affordable >= MIN_BUDGET_CANVASES:
+        return dataclasses.replace(crops, max_canvases=int(min(MAX_CANVASES, affordable)))
+    return within_budget(at_default, whole.scale, int(BUDGET_SHARE * budget_pixels))
+
+
+def within_budget(plan: Plan, finest: float, budget_pixels: int) -> Plan:
+    """The whole-frame ``plan`` at the finest scale up to ``finest`` whose pixels fit
+    ``budget_pixels`` (never coarser than ``plan``'s own)."""
+    height, width = plan.frame_size
+    scale = min(finest, math.sqrt(budget_pixels / float(height * width)))
+    while scale > plan.scale and padded_pixels(height * scale, width * scale) > budget_pixels:
+        scale -= MULTIPLE / float(height)
+    return dataclasses.replace(plan, scale=max(plan.scale, scale))
 
 
 def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,

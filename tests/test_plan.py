@@ -58,6 +58,25 @@ def test_a_machine_fast_enough_for_the_whole_frame_at_the_rule_scale_gets_it():
     assert make_plan((720, 1280), 60, "omz", mode="crops", budget_pixels=10 ** 9).kind == "crops"
 
 
+def test_a_machine_too_slow_for_the_full_pass_gets_what_its_budget_pays_for():
+    from stages.plan import BUDGET_SHARE, CANVAS, MIN_BUDGET_CANVASES
+
+    canvas = CANVAS[0] * CANVAS[1]
+    crops = make_plan((720, 1280), 60, "omz", mode="crops")
+    # room for the overview and two canvases: crops on two
+    two = make_plan((720, 1280), 60, "omz", default_height=256,
+                    budget_pixels=crops.overview_pixels + MIN_BUDGET_CANVASES * canvas)
+    assert two.kind == "crops" and two.max_canvases == MIN_BUDGET_CANVASES and two.max_pixels <= \
+        crops.overview_pixels + MIN_BUDGET_CANVASES * canvas
+    # less: the whole frame as fine as the budget allows, never below auto's height
+    budget = crops.overview_pixels + canvas
+    whole = make_plan((720, 1280), 60, "omz", default_height=256, budget_pixels=budget)
+    assert whole.kind == "whole" and 256 < round(720 * whole.scale) < 720
+    assert whole.pixels <= BUDGET_SHARE * budget < whole.pixels * 1.2
+    tiny = make_plan((720, 1280), 60, "omz", default_height=256, budget_pixels=1000)
+    assert tiny.kind == "whole" and round(720 * tiny.scale) == 256
+
+
 def test_a_small_frame_the_machine_cannot_afford_at_the_rule_scale_keeps_autos_height():
     # 640x480 with omz (default 256 rows, far below the rule's scale 1.0): crops would cost more
     # than the whole frame, which is too slow on this machine, so auto's height stays
