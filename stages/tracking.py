@@ -51,7 +51,7 @@ class TrackerParams:
     noise_px: the decoder's keypoint placement noise (frame pixels, >= 0), added to every
         keypoint's tolerance: a small person's keypoints wander by a few pixels between frames
         however still they stand, more than COCO's σ allow for someone 60 px tall (on the
-        768x576 walkway clip, 4 px halved the ids of 80 s; see docs/architecture.md).
+        768x576 walkway clip, 4 px cut the ids of 80 s by a third; see docs/architecture.md).
     predict_motion: move each track by its estimated velocity before matching (keeps the ids of
         people whose paths cross).
     velocity_smoothing: weight (0..1) of the newest displacement in a track's velocity estimate.
