@@ -185,13 +185,6 @@ def within_budget(plan: Plan, finest: float, budget_pixels: int) -> Plan:
     return dataclasses.replace(plan, scale=max(plan.scale, scale))
 
 
-def plan_cost(frame_size: tuple[int, int], min_person_px: float, network: str,
-              mode: str = "auto") -> tuple[Plan, int]:
-    """``(plan, net-input pixels a frame)`` for ``auto``'s comparison with measured ms/pixel."""
-    plan = make_plan(frame_size, min_person_px, network, mode)
-    return plan, plan.pixels
-
-
 # --- crops: where to look ------------------------------------------------------------------
 
 NOSE, NECK, R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 0, 1, 2, 5, 8, 11

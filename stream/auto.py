@@ -171,23 +171,23 @@ def choose(config: Config, candidates: Sequence[Candidate], *, measure: Callable
 
 
 def engine_cost(config: Config, candidate: Candidate, cache: "MeasurementCache",
-                measure: Callable[[Config], float]) -> float:
+                measure: Callable[[Config], float] | None) -> float | None:
     """The engine's core-ms a frame for ``candidate``'s network and precision at
-    ``REFERENCE_HEIGHT``: cached, else measured and kept.  int8: its network's unquantized cost /
-    ``INT8_GAIN``."""
+    ``REFERENCE_HEIGHT``: cached, else measured and kept (``measure`` None: the cache only, None
+    when it has no figure).  int8: its network's unquantized cost / ``INT8_GAIN``."""
     from stages.engines import cpu_supports_bf16
 
     if candidate.precision == "int8":
         base = "bf16" if cpu_supports_bf16() else "fp32"
-        return engine_cost(config, dataclasses.replace(candidate, precision=base), cache, measure) / INT8_GAIN
+        cost = engine_cost(config, dataclasses.replace(candidate, precision=base), cache, measure)
+        return None if cost is None else cost / INT8_GAIN
     key = cache_key(config, candidate)
-    cost = cache.get(key)
-    if cache.worth_measuring(key):
-        at_reference = apply(config, candidate)
-        at_reference = at_reference.model_copy(update={"model": at_reference.model.model_copy(
-            update={"input_height": REFERENCE_HEIGHT, "scale": None})})
-        cost = cache.put(key, measure(at_reference))
-    return cost
+    if measure is None or not cache.worth_measuring(key):
+        return cache.get(key)
+    at_reference = apply(config, candidate)
+    at_reference = at_reference.model_copy(update={"model": at_reference.model.model_copy(
+        update={"input_height": REFERENCE_HEIGHT, "scale": None})})
+    return cache.put(key, measure(at_reference))
 
 
 def net_pixels(height: int) -> int:
@@ -268,12 +268,17 @@ def network_available(backbone: str, weights: str | None) -> bool:
 
 def estimate_fps(engine_core_ms: float, frame: Sequence[int], cores: int | None = None) -> float:
     """End-to-end fps: the cores over what a frame costs them, the engine's core-ms plus
-    ``OTHER_CORE_MS`` (scaled with the frame's pixels) for capture, resizing, decoding, drawing."""
+    ``other_core_ms`` for capture, resizing, decoding, drawing."""
     from stages.inference import available_cores
 
     cores = cores or available_cores()
-    other_ms = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
-    return cores * 1000.0 / (engine_core_ms + other_ms)
+    return cores * 1000.0 / (engine_core_ms + other_core_ms(frame))
+
+
+def other_core_ms(frame: Sequence[int]) -> float:
+    """What a frame of ``frame`` (rows, columns) costs outside the engine: ``OTHER_CORE_MS``
+    scaled with its pixels."""
+    return OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
 
 
 def pixel_budget(config: Config, frame: Sequence[int], cache_path: Path | None = None) -> int | None:
@@ -281,28 +286,22 @@ def pixel_budget(config: Config, frame: Sequence[int], cache_path: Path | None =
     keeps ``run.target_fps`` here, from the measured cost of the config's network and precision
     (the cache; nothing is measured here); None when this machine has no figure for them (the
     inference plan then compares plans by pixels alone)."""
-    from stages.engines import cpu_supports_bf16
+    import backbones
+    from stages.engines import resolve_engine, resolve_precision
+    from stages.inference import available_cores
 
     model = config.model
     if model.backbone == AUTO or str(model.device).startswith("cuda"):
         return None
-    precision = config.inference.precision
-    if model.backbone == "omz":
-        precision = AUTO
-    elif precision == AUTO:                       # the engines' rule: bf16 where native
-        precision = "bf16" if cpu_supports_bf16() else "fp32"
+    # an IR network is measured as auto's candidate runs it (its own precision); others by the
+    # engines' precision rule
+    precision = AUTO if backbones.ir_backbone(model.backbone) is not None \
+        else resolve_precision(config, resolve_engine(config))
     cache = MeasurementCache(cache_path or default_cache_path())
-    candidate = Candidate(model.backbone, "bf16" if cpu_supports_bf16() else "fp32", REFERENCE_HEIGHT, 0.0) \
-        if precision == "int8" else Candidate(model.backbone, precision, REFERENCE_HEIGHT, 0.0)
-    core_ms = cache.get(cache_key(config, candidate))
+    core_ms = engine_cost(config, Candidate(model.backbone, precision, REFERENCE_HEIGHT, 0.0), cache, None)
     if core_ms is None:
         return None
-    if precision == "int8":
-        core_ms /= INT8_GAIN
-    from stages.inference import available_cores
-
-    other_ms = OTHER_CORE_MS * (frame[0] * frame[1]) / (NOMINAL_FRAME[0] * NOMINAL_FRAME[1])
-    engine_ms = available_cores() * 1000.0 / float(config.run.target_fps) - other_ms
+    engine_ms = available_cores() * 1000.0 / float(config.run.target_fps) - other_core_ms(frame)
     return max(0, int(engine_ms / core_ms * net_pixels(REFERENCE_HEIGHT)))
 
 
