@@ -27,9 +27,8 @@ Pure functions (numpy only), testable on synthetic boxes and people.  Boxes are 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -171,7 +170,7 @@ def make_plan(frame_size: tuple[int, int], min_person_px: float, network: str, m
     # canvases if need be), else the whole frame as fine as the budget allows
     affordable = (budget_pixels - crops.overview_pixels) // (crops.canvas[0] * crops.canvas[1])
     if affordable >= MIN_BUDGET_CANVASES:
-        return dataclasses.replace(crops, max_canvases=int(min(MAX_CANVASES, affordable)))
+        return replace(crops, max_canvases=int(min(MAX_CANVASES, affordable)))
     return within_budget(at_default, whole.scale, int(BUDGET_SHARE * budget_pixels))
 
 
@@ -182,7 +181,7 @@ def within_budget(plan: Plan, finest: float, budget_pixels: int) -> Plan:
     scale = min(finest, math.sqrt(budget_pixels / float(height * width)))
     while scale > plan.scale and padded_pixels(height * scale, width * scale) > budget_pixels:
         scale -= MULTIPLE / float(height)
-    return dataclasses.replace(plan, scale=max(plan.scale, scale))
+    return replace(plan, scale=max(plan.scale, scale))
 
 
 # --- crops: where to look ------------------------------------------------------------------
