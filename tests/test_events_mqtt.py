@@ -38,7 +38,7 @@ def event_ids(subscriber: Subscriber, source: str = "cam") -> list[str]:
             subscriber.received(f"{PREFIX}/{source}/events")]
 
 
-def test_broker_killed_mid_stream_every_record_arrives_once_in_order(broker):
+def test_broker_killed_mid_stream_every_record_arrives_in_order(broker):
     subscriber = Subscriber(broker, f"{PREFIX}/#")
     subscriber.wait_subscribed()
     output = MqttOutput(MqttSettings(broker.host, broker.port)).open()
@@ -61,6 +61,7 @@ def test_broker_killed_mid_stream_every_record_arrives_once_in_order(broker):
     thread.start()
     try:
         wait_until(lambda: len(event_ids(subscriber)) >= 20, 30, message="records before the outage")
+        before_kill = set(event_ids(subscriber))
         broker.kill()
         wait_until(lambda: not output.counters()["connected"], 20, message="the publisher to see the outage")
         during = len(published)
@@ -76,9 +77,16 @@ def test_broker_killed_mid_stream_every_record_arrives_once_in_order(broker):
         thread.join()
     wait_until(lambda: len(event_ids(subscriber)) >= len(published), 60, message=f"all {len(published)} records at the subscriber")
     received = event_ids(subscriber)
-    assert received == published, (
-        f"{len(received)} received vs {len(published)} published; duplicates: "
-        f"{len(received) - len(set(received))}\n{broker.log_text()[-2000:]}")
+    # QoS 1 is at least once: a broker that crashes restarts from its last saved database (every
+    # second here), so it may hand the subscriber again what it had sent just before the crash. A
+    # copy may only be such a record; what the publisher sent must each arrive, in order.
+    first_arrivals = list(dict.fromkeys(received))
+    copies = [i for i in received if received.count(i) > 1]
+    assert first_arrivals == published, (
+        f"{len(first_arrivals)} distinct received vs {len(published)} published\n"
+        f"{broker.log_text()[-2000:]}")
+    assert set(copies) <= before_kill and len(copies) - len(set(copies)) <= 25, (
+        f"copies beyond the crash's redelivery: {sorted(set(copies))[:10]}")
     counters = output.counters()
     assert counters["sent"] == len(published) and counters["dropped"] == 0
     assert longest[0] < 0.5, f"publish() blocked for {longest[0] * 1000:.0f} ms"
