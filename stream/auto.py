@@ -336,6 +336,11 @@ def measure_engine_cost(config: Config) -> float:
 
 
 def cache_key(config: Config, candidate: Candidate) -> str:
+    """The cache's key for ``candidate`` run by ``config``: machine, network, precision, engine
+    (a torch run does not read OpenVINO's figure) and weights."""
+    from stages.engines import resolve_engine
+
     weights = config.model.weights or "default"
+    engine = resolve_engine(apply(config, candidate))
     return (f"{machine_key()}|{candidate.backbone} {candidate.precision} h{REFERENCE_HEIGHT}"
-            f"|weights {weights}")
+            f"|{engine}|weights {weights}")

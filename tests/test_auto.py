@@ -212,3 +212,18 @@ def test_the_chosen_height_is_the_plans_for_small_frames_and_the_input_height_wi
     assert planned.model.input_height is None and planned.model.whole_height == 256
     whole = auto.resolve(config_with(**{"model.plan": "whole"}), **kwargs)
     assert whole.model.input_height == 256 and whole.model.whole_height is None
+
+
+def test_measurements_are_kept_per_engine(tmp_path):
+    cache = tmp_path / "m.json"
+    measure = Measure()
+    openvino = config_with(**{"model.backbone": "mobilenet_thin", "inference.engine": "openvino",
+                              "inference.precision": "fp32"})
+    auto.resolve(openvino, measure=measure, cache_path=cache, available=everywhere)
+    assert measure.calls and auto.pixel_budget(openvino, (720, 1280), cache_path=cache) is not None
+    torch_run = openvino.model_copy(update={"inference": openvino.inference.model_copy(update={"engine": "torch"})})
+    assert auto.pixel_budget(torch_run, (720, 1280), cache_path=cache) is None   # OpenVINO's figure is not torch's
+    calls = len(measure.calls)
+    auto.resolve(torch_run, measure=measure, cache_path=cache, available=everywhere)
+    assert len(measure.calls) == calls + 1                                       # measured for torch
+    assert auto.pixel_budget(torch_run, (720, 1280), cache_path=cache) is not None
