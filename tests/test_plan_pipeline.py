@@ -62,6 +62,25 @@ def test_the_crops_plan_finds_the_small_walkers_the_default_input_loses(street):
         sum(complete(item.people) for item in at_default[1:])
 
 
+def test_autos_crops_use_the_canvases_the_governor_allows(street):
+    from stages.inference import make_engine
+    from stream.runtime.governor import CanvasGovernor
+
+    values = {"output.display": False, "pipeline.mode": "sequential", "inference.warmup": 0}
+    config = load_config(None, values=values)
+    engine = make_engine(config)
+    stages = build_stages(config, engine, {}, draw=False)
+    assert stages[0].planner.governor is not None
+    stages[0].planner.governor = CanvasGovernor(15, 2, low=1, high=1)       # one canvas, whatever was planned
+    for index, image in enumerate(street):
+        item = stages[0].process(Frame(image=image, index=index, capture_time=0.0, time=index / 25))
+        stages[2].process(stages[1].process(item))
+        if index:
+            assert item.crops and item.canvases.shape[0] == 1 and {c.canvas for c in item.crops} == {0}
+    chosen = load_config(None, values={**values, "model.plan": "crops"})    # the user's plan: no governor
+    assert build_stages(chosen, engine, {}, draw=False)[0].planner.governor is None
+
+
 def test_photos_and_small_frames_keep_the_whole_frame(street):
     from stages.inference import make_engine
 

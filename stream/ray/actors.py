@@ -190,7 +190,7 @@ class CameraPipeline(Pipeline):
         self.engine = self._engine
         self.stages = build_stages(self.config, self._engine,
                                    {self._source.name: OutboxSink(self._outbox, self._send_images)},
-                                   draw=self._send_images)
+                                   draw=self._send_images, governed=False)
         for stage in self.stages:
             stage.open()
         return self

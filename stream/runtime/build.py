@@ -25,17 +25,19 @@ if TYPE_CHECKING:
 
 def build_stages(config: "Config", engine: Any,
                  sinks: Mapping[str, Any] | Callable[[], Mapping[str, Any]], *,
-                 max_batch: int | None = None, draw: bool = True) -> list[Stage]:
+                 max_batch: int | None = None, draw: bool = True, governed: bool = True) -> list[Stage]:
     """Preprocess, inference (``max_batch`` frames a forward at most, None = no limit),
     postprocess and render into ``sinks`` (source name → sink); ``draw=False`` hands the frames
-    to the sinks undrawn (``None`` as the annotated image).
+    to the sinks undrawn (``None`` as the annotated image); ``governed=False``: auto's crops
+    plan keeps the canvases its budget gave it (where the engine runs in other processes, this
+    process's CPU time does not say what a frame costs; see ``stream.runtime.governor``).
 
     ``sinks`` may be a function that makes the mapping: it is called last, so a bad decoder or
     drawing setting fails before any output is opened.
     """
     feedback = PeopleFeedback()
     compute = [
-        preprocess_stage(config, engine.preprocess, feedback),
+        preprocess_stage(config, engine.preprocess, feedback, governed),
         InferenceStage(engine, max_batch),
         postprocess_stage(config, engine.stride, feedback),
     ]
@@ -70,16 +72,24 @@ def expected_input_size(config: "Config", spec: Any) -> tuple[int, int]:
     return padded_size(height, width, int(spec.size_multiple))
 
 
-def preprocess_stage(config: "Config", spec: Any, feedback: PeopleFeedback) -> PreprocessStage:
+def preprocess_stage(config: "Config", spec: Any, feedback: PeopleFeedback,
+                     governed: bool = True) -> PreprocessStage:
     """Preprocess with the configured inference plan (``model.plan``, ``model.min_person_px``;
-    ``stages.plan``); an explicit ``model.input_height``/``model.scale`` is the whole frame at
+    ``stages.plan``; auto's crops kept at the target fps by a ``CanvasGovernor`` when
+    ``governed``); an explicit ``model.input_height``/``model.scale`` is the whole frame at
     that size."""
+    from stages.inference import available_cores
+    from stages.plan import MAX_CANVASES, MIN_BUDGET_CANVASES
     from stream.auto import pixel_budget
+    from stream.runtime.governor import CanvasGovernor
 
     model = config.model
+    governor = CanvasGovernor(float(config.run.target_fps), available_cores(), MIN_BUDGET_CANVASES,
+                              MAX_CANVASES) if governed else None
     planner = FramePlanner(spec, model.plan, model.min_person_px, model.backbone, feedback,
                            default_height=model.whole_height,
-                           budget=lambda frame_size: pixel_budget(config, frame_size))
+                           budget=lambda frame_size: pixel_budget(config, frame_size),
+                           governor=governor)
     return PreprocessStage(spec, model.input_height, model.scale, planner=planner)
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from collections import OrderedDict
-
 from stages.plan import Plan, choose_regions, make_plan, motion_boxes, shifted
 from stages.plan_pack import canvases_used, pack
 from stages.preprocess import prepare, prepare_canvases
+from stream.runtime.governor import CanvasGovernor
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ class FramePlanner:
     person height, see ``stages.plan.RELIABLE_PX``); feedback: a ``PeopleFeedback``;
     default_height: the input height of frames the plan keeps whole (``model.whole_height``,
     which auto chooses; None: the network's default); budget: frame size -> the net pixels a
-    frame may cost at the target fps here, or None (``stream.auto.pixel_budget``)."""
+    frame may cost at the target fps here, or None (``stream.auto.pixel_budget``); governor: a
+    ``CanvasGovernor`` that moves auto's crops plan's canvases with the measured cost a frame."""
 
     def __init__(self, spec: Any, mode: str, min_person_px: float, network: str, feedback: Any,
                  default_height: int | None = None,
-                 budget: Callable[[tuple[int, int]], int | None] | None = None):
+                 budget: Callable[[tuple[int, int]], int | None] | None = None,
+                 governor: CanvasGovernor | None = None):
         self.spec = spec
         self.default_height = int(default_height or spec.default_height)
         self.mode = mode
@@ -61,6 +64,7 @@ class FramePlanner:
         self.network = network
         self.feedback = feedback
         self.budget = budget
+        self.governor = governor if mode == "auto" else None
         self._states: dict[str, _SourceState] = {}
         self._lock = threading.Lock()
 
@@ -87,12 +91,17 @@ class FramePlanner:
     def prepare(self, frame: Any) -> dict[str, Any]:
         image = frame.image
         plan = self.plan_for(frame.source, image.shape[:2], frame.file is not None)
+        governor = self.governor if plan.kind == "crops" else None
+        if governor is not None:
+            plan = replace(plan, max_canvases=governor.limit(plan.max_canvases))
         seen = self.feedback.get(frame.source) if plan.kind == "crops" else None
         state = self._state(frame.source)
         if seen is None:
             net_input, scale, pad = prepare(image, self.spec, scale=plan.scale)
             if plan.kind == "crops":
                 state.keep(frame.index, small_grey(image, plan))
+            if governor is not None:
+                governor.observe(frame.source, 0)
             return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan}
         net_input, scale, pad = prepare(image, self.spec, scale=plan.overview_scale)
         grey = small_grey(image, plan)
@@ -105,6 +114,8 @@ class FramePlanner:
         crops = pack(choose_regions(plan, people, motion, state.scan), plan)
         state.scan += 1
         count = canvases_used(crops)
+        if governor is not None:
+            governor.observe(frame.source, count)
         canvases = prepare_canvases(image, crops, count, plan.canvas, self.spec) if count else None
         return {"net_input": net_input, "scale": scale, "pad": pad, "plan": plan,
                 "crops": crops if count else (), "canvases": canvases}
