@@ -15,7 +15,6 @@ fps, one more when the window's figure says the next canvas fits.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -107,4 +106,3 @@ class CanvasGovernor:
                 self._limit, self._skip = proposed, 1
             elif self._hold:
                 self._hold -= 1
-
