@@ -49,11 +49,12 @@ class RtspServer:
     """Controls one benchmarks/rtsp_server.py process: start, stall, resume, kill, restart (same port)."""
 
     def __init__(self, port: int | None = None, path: str = "/cam", fps: int = 15,
-                 frames: str | Path | None = None):
+                 frames: str | Path | None = None, video: str | Path | None = None):
         self.port = port or free_port()
         self.path = path
         self.fps = fps
         self.frames = frames            # a folder of 0000.png, 0001.png, …: served in a loop
+        self.video = video              # an H.264 file: served as it is, once
         self.url = f"rtsp://127.0.0.1:{self.port}{path}"
         self._process: subprocess.Popen | None = None
         self._lines: list[str] = []
@@ -64,7 +65,8 @@ class RtspServer:
         self._lines = []
         self._process = subprocess.Popen(
             [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--path", self.path,
-             "--fps", str(self.fps)] + (["--frames", str(self.frames)] if self.frames else []),
+             "--fps", str(self.fps)] + (["--frames", str(self.frames)] if self.frames else [])
+            + (["--video", str(self.video)] if self.video else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1,
         )

@@ -1,4 +1,5 @@
-"""Live sources against a real RTSP server (gst-rtsp-server, H.264 640x480 at 15 fps):
+"""Live sources against a real RTSP server (gst-rtsp-server, H.264 640x480 at 15 fps, or a file
+served as it is):
 frames arrive, a killed/restarted server and a stalled stream are recovered from, a slow
 consumer sees bounded latency with drops counted, and reader threads stay bounded."""
 
@@ -165,3 +166,35 @@ def test_repeated_stalls_keep_reader_threads_bounded(no_leaked_readers, rtsp_ser
         take(frames, 2, within_s=10.0)
         assert source.reconnects >= 3
     assert most_readers <= 2, most_readers
+
+
+def test_a_served_h264_file_arrives_as_it_was_encoded(no_leaked_readers, rtsp_available, tmp_path):
+    """``--video``: the file's own H.264, not encoded again (the live frames equal the file's)."""
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    from tests.fixtures_live import RtspServer
+
+    video = tmp_path / "moving.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25:duration=6", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", "-g", "25", str(video)], check=True, timeout=120)
+    capture = cv2.VideoCapture(str(video))
+    recorded = [frame for ok, frame in iter(capture.read, (False, None)) if ok]
+    capture.release()
+    server = RtspServer(video=video)
+    server.start()
+    try:
+        with open_live_source(live_config(server.url, read_timeout_s=3.0), "file") as source:
+            frames = take(iter(source), 10, within_s=20.0)
+    finally:
+        server.stop()
+    assert all(frame.image.shape == (240, 320, 3) for frame in frames)
+    # each live frame is one of the file's own, in the file's order (a busy reader may drop some)
+    found = [[index for index, image in enumerate(recorded) if np.array_equal(image, frame.image)]
+             for frame in frames]
+    assert all(len(indices) == 1 for indices in found), "a live frame is not one of the file's"
+    order = [indices[0] for indices in found]
+    assert order == sorted(set(order))
