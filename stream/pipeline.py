@@ -301,6 +301,9 @@ class Pipeline:
                 sink.close()
             except Exception as error:  # noqa: BLE001
                 log.debug("closing sink: %s", error)
+        close_engine = getattr(self.engine, "close", None) if self._given_engine is None else None
+        if close_engine is not None:        # e.g. int8's background quantization
+            close_engine()
 
     def __enter__(self) -> "Pipeline":
         return self.open()

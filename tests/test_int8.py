@@ -256,3 +256,33 @@ def test_int8_without_nncf_names_the_extra(monkeypatch):
     monkeypatch.setattr(int8, "has_module", lambda name: name != "nncf")
     with pytest.raises(ConfigError, match=r"nncf package is not installed \(pip install -e \"\.\[int8\]\"\)"):
         make_engine(config(**{"inference.engine": "openvino", "inference.precision": "int8"}))
+
+
+def test_a_run_that_ends_while_quantizing_stops_it_and_exits_cleanly(tmp_path):
+    """A file run that does not wait for int8 (auto's choice) and ends before NNCF does: the
+    quantizing thread is stopped and joined, so the process exits 0 (a thread left inside
+    OpenVINO at exit aborted it: "terminate called without an active exception"), and nothing
+    half-made is cached."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    from tests.helpers_spine import ROOT, cli_env
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.write(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    weights = tmp_path / "weights"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(video), "--weights", "random",
+         "--precision", "int8", "--set", "inference.calibrate_first=false", "--input-height", "368",
+         "--max-frames", "3", "--no-display", "--log-level", "INFO"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**cli_env(), "POSESTREAM_WEIGHTS_DIR": str(weights)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the run ended before" in done.stderr                 # NNCF was still at work
+    assert not list(weights.glob("int8/*.xml"))                   # nothing half-made is kept

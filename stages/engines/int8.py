@@ -26,7 +26,8 @@ from posestream_common.errors import ConfigError
 from posestream_common.media import DEMO_URI, is_live_uri
 from stages.engines import cpu_supports_bf16, has_module
 from stages.engines.openvino import OpenVinoEngine
-from stages.engines.quantize import MIN_SHARE, Calibration, quantized_model, read_calibration_images
+from stages.engines.quantize import (MIN_SHARE, Calibration, QuantizeStopped, quantized_model,
+                                     read_calibration_images)
 
 if TYPE_CHECKING:
     from stream.config import Config
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKGROUND_NICENESS = 10         # the quantizing thread yields the cores to the pipeline (Linux)
+CLOSE_WAIT_S = 30.0              # close(): how long a quantization may take to notice the stop
 
 
 class Int8Engine:
@@ -76,6 +78,7 @@ class Int8Engine:
         self._last_size: tuple[int, int] | None = None     # of the calls before the int8 model
         self._cached: bool | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     @property
     def input_policy(self) -> str:
@@ -115,6 +118,18 @@ class Int8Engine:
         if self._failure is not None:
             raise self._failure
         return self.ready
+
+    def close(self, timeout_s: float = CLOSE_WAIT_S) -> None:
+        """Stop a quantization still running (the run ended first: nothing is cached, the next
+        run quantizes again) and wait for its thread, so that no thread is inside OpenVINO
+        while the interpreter exits (that aborts the process: "terminate called without an
+        active exception")."""
+        self._stop.set()
+        job = self._job
+        if job is not None and job.is_alive():
+            job.join(timeout_s)
+            if job.is_alive():
+                log.warning("int8: the quantizing thread did not stop within %.0f s", timeout_s)
 
     @property
     def cached(self) -> bool:
@@ -170,10 +185,16 @@ class Int8Engine:
                 pass
         try:
             path = quantized_model(self.model_path, self.input_policy, self.calibration,
-                                   self._calibration_inputs, self.cache_dir, self.min_share)
+                                   self._calibration_inputs, self.cache_dir, self.min_share, self._stop)
+            if self._stop.is_set():
+                return
             engine = self._openvino(path, "int8")
             if not self.wait and self._last_size is not None:
                 engine.warmup(*self._last_size)         # compiled before it takes over
+        except QuantizeStopped:
+            log.info("int8: the run ended before %s was quantized; the next run quantizes it",
+                     self.model_path.name)
+            return
         except BaseException as error:      # raised by wait_ready; live runs keep the fallback
             log.error("int8: quantizing %s failed: %s%s", self.model_path.name, error,
                       "" if self.wait else f"; the {self.fallback_precision} network goes on")

