@@ -197,6 +197,7 @@ def quantize(model_path: Path, net_inputs: list[np.ndarray], min_share: float = 
     unquantized = minor_convolutions(model, samples[0].shape, min_share)
     advanced = AdvancedQuantizationParameters(
         smooth_quant_alphas=smoothing, activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM)
+
     def sample(item: np.ndarray) -> np.ndarray:
         if stop is not None and stop.is_set():
             raise QuantizeStopped("stopped")
