@@ -307,30 +307,47 @@ class RayRun:
             log.info("wrote stats to %s", self.config.output.stats)
 
     def _suspects(self) -> set[int]:
-        """Inference actors seen dead, or silent for a ping period: perhaps being restarted."""
-        now = time.monotonic()
-        silent = {member for member, sent in self._pings.values() if now - sent >= PING_S}
-        return self._pool_down | silent
+        """Inference actors seen dead, or with a ping unanswered (a live one answers within
+        milliseconds): perhaps being restarted."""
+        return self._pool_down | {member for member, _sent in self._pings.values()}
 
     def _collect_pool_totals(self) -> None:
         """Batches and forward time of the inference actors (since their last restart); an actor
-        seen dead or silent is waited for longer (it answers once restarted), so its restart is
-        counted even when the run ends before a ping saw it back."""
-        refs = [handle.describe.remote() for handle in self.pool]
-        if self._suspects():
-            timeout_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s)
-        else:
-            timeout_s = STOP_TOTALS_S if self.stop_event.is_set() else 2.0
-        ready = self.ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0] if refs else []
+        seen dead or silent, that does not answer in the usual time, or whose answer says its
+        incarnation died, is asked again and waited for longer (it answers once restarted; not
+        after a stop), so its restart is counted even when the run ends before a ping saw it."""
+        stopping = self.stop_event.is_set()
+        long_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s)
+        short_s = STOP_TOTALS_S if stopping else 2.0
+        end = time.monotonic() + (long_s if self._suspects() else short_s)
+        extended = stopping
+        pending = {member: handle.describe.remote() for member, handle in enumerate(self.pool)}
+        answers: dict[int, dict] = {}
+        while pending:
+            left = end - time.monotonic()
+            ready = self.ray.wait(list(pending.values()), num_returns=len(pending),
+                                  timeout=max(0.0, left))[0]
+            for member, ref in list(pending.items()):
+                if ref not in ready:
+                    continue
+                del pending[member]
+                try:
+                    answers[member] = self.ray.get(ref)
+                except self.ray.exceptions.RayActorError:     # asked a dead incarnation
+                    if not extended:
+                        extended, end = True, time.monotonic() + long_s
+                    if not stopping and time.monotonic() < end:
+                        pending[member] = self.pool[member].describe.remote()
+                        time.sleep(0.05)              # (a restarting actor fails calls at once)
+                except self.ray.exceptions.RayError:
+                    continue
+            if pending and time.monotonic() >= end:
+                if extended:
+                    break
+                extended, end = True, time.monotonic() + long_s   # silent: perhaps restarting
         batches = frames = 0
         forward_s = 0.0
-        for member, ref in enumerate(refs):
-            if ref not in ready:
-                continue
-            try:
-                answer = self.ray.get(ref)
-            except self.ray.exceptions.RayError:
-                continue
+        for member, answer in answers.items():
             self._note_incarnation(member, answer["incarnation"])
             batches, frames = batches + answer["batches"], frames + answer["frames"]
             forward_s += answer["forward_s"]
