@@ -78,7 +78,7 @@ class RayRun:
         self.sinks: dict[str, Any] = {}
         self.stats = StatsRecorder()
         self.report: dict[str, Any] | None = None
-        self._pings: dict[Any, tuple[int, float]] = {}   # describe() ref -> (member, sent at)
+        self._pings: dict[Any, int] = {}     # describe() ref -> member, unanswered
         self._pool_down: set[int] = set()          # inference actors seen dead and not back yet
         self._next_ping = 0.0
 
@@ -260,7 +260,7 @@ class RayRun:
         if self._pings:
             ready = self.ray.wait(list(self._pings), num_returns=len(self._pings), timeout=0)[0]
             for ref in ready:
-                member, _ = self._pings.pop(ref)
+                member = self._pings.pop(ref)
                 try:
                     self._note_incarnation(member, self.ray.get(ref)["incarnation"])
                 except self.ray.exceptions.RayActorError:
@@ -269,10 +269,10 @@ class RayRun:
                     continue
         if now >= self._next_ping:
             self._next_ping = now + PING_S
-            busy = {member for member, _ in self._pings.values()}
+            busy = set(self._pings.values())
             for member, handle in enumerate(self.pool):
                 if member not in busy:
-                    self._pings[handle.describe.remote()] = (member, now)
+                    self._pings[handle.describe.remote()] = member
 
     def _note_incarnation(self, member: int, incarnation: str) -> None:
         self._pool_down.discard(member)
@@ -309,7 +309,7 @@ class RayRun:
     def _suspects(self) -> set[int]:
         """Inference actors seen dead, or with a ping unanswered (a live one answers within
         milliseconds): perhaps being restarted."""
-        return self._pool_down | {member for member, _sent in self._pings.values()}
+        return self._pool_down | set(self._pings.values())
 
     def _collect_pool_totals(self) -> None:
         """Batches and forward time of the inference actors (since their last restart); an actor
@@ -319,8 +319,9 @@ class RayRun:
         stopping = self.stop_event.is_set()
         long_s = min(RESTART_WAIT_S, self.settings.restart_timeout_s)
         short_s = STOP_TOTALS_S if stopping else 2.0
-        end = time.monotonic() + (long_s if self._suspects() else short_s)
-        extended = stopping
+        suspects = bool(self._suspects())
+        end = time.monotonic() + (long_s if suspects else short_s)
+        extended = stopping or suspects         # the long wait is given once
         pending = {member: handle.describe.remote() for member, handle in enumerate(self.pool)}
         answers: dict[int, dict] = {}
         while pending:
